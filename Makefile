@@ -1,0 +1,52 @@
+# DataPilot: one entry point for set-up, code generation, running and testing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTOS := $(shell find protos -name '*.proto')
+STAMP := $(VENV)/.installed
+GEN_STAMP := gen/.generated
+
+.PHONY: help venv proto run test test-fast lint fmt bench clean
+
+help:
+	@echo "make run    - start the whole system on its embedded defaults (gateway on 127.0.0.1:8080)"
+	@echo "make test   - set everything up and run the test suite"
+	@echo "make lint   - ruff and mypy (strict)"
+	@echo "make proto  - generate the gRPC code into gen/"
+	@echo "make clean  - remove the virtual environment, generated code and run data"
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	echo "$(CURDIR)/gen" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/datapilot_gen.pth
+	touch $@
+
+venv: $(STAMP)
+
+$(GEN_STAMP): $(STAMP) $(PROTOS)
+	rm -rf gen && mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	find gen -type d -exec touch {}/__init__.py \;
+	rm -f gen/__init__.py
+	touch $@
+
+proto: $(GEN_STAMP)
+
+run: $(GEN_STAMP)
+	$(BIN)/python -m deploy.local
+
+test: $(GEN_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(GEN_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy datapilot_runtime gateway ingest_svc analysis_svc llm_svc deploy tests
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) gen .run .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Analysis service: reads uploaded tables and computes KPI reports."""

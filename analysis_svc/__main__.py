@@ -1,0 +1,24 @@
+"""Starts analysis_svc: `python -m analysis_svc serve` (Analyze RPC) or `... worker` (jobs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from analysis_svc.server import serve
+from analysis_svc.settings import AnalysisSettings
+from analysis_svc.worker import run_worker
+from datapilot_runtime.logs import configure_logging
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m analysis_svc")
+    parser.add_argument("role", choices=("serve", "worker"), nargs="?", default="serve")
+    role = parser.parse_args().role
+    settings = AnalysisSettings()
+    configure_logging("analysis_worker" if role == "worker" else "analysis_svc", settings.log_level)
+    asyncio.run(run_worker(settings) if role == "worker" else serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""Builds and runs the analysis_svc gRPC server (Analyze) until SIGTERM."""
+
+from __future__ import annotations
+
+from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
+from datapilot.ingest.v1 import ingest_pb2_grpc
+
+from analysis_svc.servicer import AnalysisServicer
+from analysis_svc.settings import AnalysisSettings
+from datapilot_runtime.grpc_host import GrpcHost, open_channel
+
+
+async def serve(settings: AnalysisSettings) -> None:
+    ingest_channel = open_channel(settings.ingest_addr)
+    servicer = AnalysisServicer(settings, ingest_pb2_grpc.IngestServiceStub(ingest_channel))
+    host = GrpcHost(
+        "analysis_svc", settings.grpc_listen_addr, settings.grpc_shutdown_grace_seconds
+    )
+    host.add_service(
+        analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
+        lambda server: analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(servicer, server),
+    )
+    host.install_signal_handlers()
+    await host.start()
+    try:
+        await host.wait_for_stop()
+    finally:
+        await host.stop()
+        await ingest_channel.close()

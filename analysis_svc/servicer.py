@@ -1,0 +1,52 @@
+"""AnalysisService.Analyze: the KPI report of a job's stored input, for internal callers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import grpc
+from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
+from datapilot.ingest.v1 import ingest_pb2_grpc
+
+from analysis_svc.engine import analyze_file
+from analysis_svc.input_fetch import InputTooLarge, fetched_input
+from analysis_svc.kpis import SCHEMA_VERSION
+from analysis_svc.settings import AnalysisSettings
+from analysis_svc.table_reader import InvalidInput
+from datapilot_runtime.artifacts import JOB_ID_RE
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
+    """Downloads the input through ingest_svc and computes its KPI report."""
+
+    def __init__(
+        self, settings: AnalysisSettings, ingest: ingest_pb2_grpc.IngestServiceStub
+    ) -> None:
+        self._settings = settings
+        self._ingest = ingest
+
+    async def Analyze(
+        self, request: analysis_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> analysis_pb2.AnalyzeResponse:
+        if not JOB_ID_RE.match(request.job_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+        try:
+            async with fetched_input(
+                self._ingest,
+                request.job_id,
+                timeout=context.time_remaining(),
+                max_bytes=self._settings.max_upload_bytes,
+                work_dir=self._settings.analysis_work_dir,
+            ) as path:
+                report = await asyncio.to_thread(analyze_file, path)
+        except grpc.aio.AioRpcError as exc:
+            await context.abort(exc.code(), exc.details() or "input download failed")
+        except (InvalidInput, InputTooLarge) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return analysis_pb2.AnalyzeResponse(
+            kpi_report_json=json.dumps(report).encode(), schema_version=SCHEMA_VERSION
+        )

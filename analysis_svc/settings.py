@@ -1,0 +1,20 @@
+"""Settings of analysis_svc (the Analyze server and the job worker), read at start."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from datapilot_runtime.settings import CommonSettings
+
+
+class AnalysisSettings(CommonSettings):
+    """Where to listen, the upstream services, and the worker's knobs."""
+
+    grpc_listen_addr: str = "127.0.0.1:50052"
+    worker_grpc_listen_addr: str = "127.0.0.1:50054"
+    ingest_addr: str = "127.0.0.1:50051"
+    llm_addr: str = "127.0.0.1:50053"
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
+    worker_shutdown_grace_seconds: float = Field(default=30, ge=0)
+    simulated_slow_processing_seconds: float = Field(default=0, ge=0)
+    analysis_work_dir: str = ""

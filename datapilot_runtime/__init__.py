@@ -1,0 +1,1 @@
+"""Shared runtime of the DataPilot services: settings, logging, retry, gRPC bootstrap, stores."""

@@ -1,0 +1,40 @@
+"""The documents a job leaves behind: `error.json` (and the keys of every job blob)."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def input_key(job_id: str) -> str:
+    return f"jobs/{job_id}/input"
+
+
+def result_key(job_id: str) -> str:
+    return f"jobs/{job_id}/result.json"
+
+
+def error_key(job_id: str) -> str:
+    return f"jobs/{job_id}/error.json"
+
+
+def iso_utc(seconds: float) -> str:
+    """ISO 8601 UTC with milliseconds and a `Z`."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def error_document(job_id: str, code: str, message: str, timestamp: float) -> bytes:
+    """`error.json = {jobId, status, error, message, timestamp}` (the seed's shape)."""
+    document = {
+        "jobId": job_id,
+        "status": "failed",
+        "error": code,
+        "message": message,
+        "timestamp": iso_utc(timestamp),
+    }
+    return json.dumps(document, indent=2).encode()

@@ -1,0 +1,61 @@
+"""The seed's backoff formula and an async retry loop that respects a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BackoffPolicy:
+    """`delay = min(max_delay, initial_delay * factor^(attempt-1)) * uniform(0.9, 1.1)`."""
+
+    attempts: int
+    initial_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 10.0
+
+    def delay(self, attempt: int, rng: Callable[[float, float], float] = random.uniform) -> float:
+        """Delay to sleep after failed attempt number `attempt` (1-based)."""
+        base = min(self.max_delay, self.initial_delay * self.factor ** (attempt - 1))
+        return base * rng(0.9, 1.1)
+
+
+async def retry_async(
+    operation: Callable[[], Awaitable[T]],
+    policy: BackoffPolicy,
+    retry_on: tuple[type[BaseException], ...],
+    *,
+    name: str,
+    deadline: float | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Run `operation` up to `policy.attempts` times; never sleep past `deadline` (monotonic)."""
+    attempt = 1
+    while True:
+        try:
+            return await operation()
+        except retry_on as exc:
+            if attempt >= policy.attempts:
+                raise
+            delay = policy.delay(attempt)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise
+            _LOGGER.warning(
+                "retrying %s after %s (attempt %d of %d, sleeping %.3fs)",
+                name,
+                type(exc).__name__,
+                attempt,
+                policy.attempts,
+                delay,
+            )
+            await sleep(delay)
+            attempt += 1

@@ -1,0 +1,269 @@
+"""The blob-store interface, its two backends (local filesystem, S3 via minio) and its retries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol, TypeVar
+
+from minio import Minio
+from minio.error import S3Error
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+from datapilot_runtime.backoff import BackoffPolicy, retry_async
+from datapilot_runtime.settings import BlobSettings
+
+_LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+CHUNK_SIZE = 256 * 1024
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+class BlobNotFound(Exception):
+    """The key has no blob."""
+
+
+class BlobStoreError(Exception):
+    """The store failed after its retries."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A blob as stored."""
+
+    key: str
+    size_bytes: int
+    sha256: str
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store (`..`, absolute paths, odd characters)."""
+    if not _KEY_RE.match(key) or ".." in key:
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+def file_digest(stream: IO[bytes]) -> tuple[int, str]:
+    """Size and sha256 of a seekable stream, read from its start; leaves it at the start."""
+    stream.seek(0)
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(CHUNK_SIZE):
+        digest.update(chunk)
+        size += len(chunk)
+    stream.seek(0)
+    return size, digest.hexdigest()
+
+
+class BlobStore(Protocol):
+    """What ingest_svc needs of a blob store."""
+
+    async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
+        """Store a seekable stream (rewound on each retry); replaces any blob with that key."""
+        ...
+
+    def read_chunks(self, key: str) -> AsyncIterator[bytes]:
+        """The blob's bytes in chunks of at most CHUNK_SIZE; raises BlobNotFound."""
+        ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def check(self) -> None:
+        """Raise if the store cannot be reached (readiness)."""
+        ...
+
+
+class FilesystemBlobStore:
+    """Blobs as files under a root folder; writes go to a temp file then an atomic rename."""
+
+    def __init__(self, root: Path, policy: BackoffPolicy) -> None:
+        self._root = root.resolve()
+        self._policy = policy
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self._root / check_key(key)
+
+    def _write(self, key: str, stream: IO[bytes]) -> StoredBlob:
+        size, sha = file_digest(stream)
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                while chunk := stream.read(CHUNK_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredBlob(key, size, sha)
+
+    async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
+        async def attempt() -> StoredBlob:
+            stream.seek(0)
+            return await asyncio.to_thread(self._write, key, stream)
+
+        return await _with_retry(attempt, self._policy, f"fs put {key}", (OSError,))
+
+    async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread(self._path(key).is_file)
+
+    async def check(self) -> None:
+        probe = self._root / ".ready"
+        await asyncio.to_thread(probe.write_bytes, b"ok")
+
+
+class _S3ServerError(Exception):
+    """A retryable S3 error answer (5xx-like codes)."""
+
+
+_S3_RETRYABLE: tuple[type[BaseException], ...] = (OSError, Urllib3HTTPError, _S3ServerError)
+
+
+class S3BlobStore:
+    """Blobs as objects in one bucket of MinIO or any S3 endpoint, through the minio client."""
+
+    def __init__(self, client: Minio, bucket: str, policy: BackoffPolicy) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._policy = policy
+        self._bucket_ready = False
+
+    @classmethod
+    def from_settings(cls, settings: BlobSettings, policy: BackoffPolicy) -> S3BlobStore:
+        endpoint = re.sub(r"^https?://", "", settings.s3_endpoint).rstrip("/")
+        secure = settings.s3_secure or settings.s3_endpoint.startswith("https://")
+        client = Minio(
+            endpoint,
+            access_key=settings.s3_access_key or None,
+            secret_key=settings.s3_secret_key or None,
+            secure=secure,
+            region=settings.s3_region,
+        )
+        return cls(client, settings.s3_bucket, policy)
+
+    def _call_sync(self, fn: object, *args: object, **kwargs: object) -> object:
+        try:
+            return fn(*args, **kwargs)  # type: ignore[operator]
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                raise BlobNotFound(str(exc.object_name)) from exc
+            if exc.code in ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"):
+                raise _S3ServerError(exc.code) from exc
+            raise
+
+    async def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+
+        def create() -> None:
+            if not self._client.bucket_exists(self._bucket):
+                try:
+                    self._client.make_bucket(self._bucket)
+                except S3Error as exc:
+                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                        raise
+
+        await _with_retry(lambda: asyncio.to_thread(create), self._policy, "s3 bucket", _S3_RETRYABLE)
+        self._bucket_ready = True
+
+    async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
+        check_key(key)
+        await self._ensure_bucket()
+        size, sha = await asyncio.to_thread(file_digest, stream)
+
+        async def attempt() -> StoredBlob:
+            stream.seek(0)
+            await asyncio.to_thread(
+                self._call_sync,
+                self._client.put_object,
+                self._bucket,
+                key,
+                stream,
+                size,
+                metadata={"x-amz-meta-sha256": sha},
+            )
+            return StoredBlob(key, size, sha)
+
+        return await _with_retry(attempt, self._policy, f"s3 put {key}", _S3_RETRYABLE)
+
+    async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
+        check_key(key)
+        await self._ensure_bucket()
+
+        async def open_object() -> object:
+            return await asyncio.to_thread(
+                self._call_sync, self._client.get_object, self._bucket, key
+            )
+
+        response = await _with_retry(open_object, self._policy, f"s3 get {key}", _S3_RETRYABLE)
+        try:
+            while chunk := await asyncio.to_thread(response.read, CHUNK_SIZE):  # type: ignore[attr-defined]
+                yield chunk
+        finally:
+            response.close()  # type: ignore[attr-defined]
+            response.release_conn()  # type: ignore[attr-defined]
+
+    async def exists(self, key: str) -> bool:
+        check_key(key)
+        await self._ensure_bucket()
+        try:
+            await asyncio.to_thread(self._call_sync, self._client.stat_object, self._bucket, key)
+        except BlobNotFound:
+            return False
+        return True
+
+    async def check(self) -> None:
+        self._bucket_ready = False
+        await self._ensure_bucket()
+
+
+async def _with_retry(
+    operation: Callable[[], Awaitable[T]],
+    policy: BackoffPolicy,
+    name: str,
+    retry_on: tuple[type[BaseException], ...],
+) -> T:
+    try:
+        return await retry_async(operation, policy, retry_on, name=name)
+    except retry_on as exc:
+        raise BlobStoreError(
+            f"{name} failed after {policy.attempts} attempts: {type(exc).__name__}"
+        ) from exc
+
+
+def build_blob_store(settings: BlobSettings, policy: BackoffPolicy) -> BlobStore:
+    """The backend the settings name."""
+    if settings.backend() == "s3":
+        _LOGGER.info("blob store: s3 bucket %s at %s", settings.s3_bucket, settings.s3_endpoint)
+        return S3BlobStore.from_settings(settings, policy)
+    _LOGGER.info("blob store: filesystem at %s", settings.blob_fs_root)
+    return FilesystemBlobStore(Path(settings.blob_fs_root), policy)
+
+
+def spooled_file(directory: str | None = None) -> IO[bytes]:
+    """A temp file for spooling uploads: in memory up to 1 MiB, then on disk."""
+    return tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=directory)  # noqa: SIM115
+

@@ -1,0 +1,85 @@
+"""gRPC server bootstrap shared by the services: health, reflection, signals, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from datapilot_runtime.interceptors import ServerContextInterceptor, client_interceptors
+
+_LOGGER = logging.getLogger(__name__)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 30_000),
+]
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    """An insecure (in-cluster) channel to `address` with the standard interceptors."""
+    return grpc.aio.insecure_channel(
+        address, options=CHANNEL_OPTIONS, interceptors=client_interceptors()
+    )
+
+
+class GrpcHost:
+    """One grpc.aio server with the standard health service and reflection."""
+
+    def __init__(self, name: str, listen_addr: str, grace_seconds: float) -> None:
+        self.name = name
+        self._listen_addr = listen_addr
+        self._grace = grace_seconds
+        self.server = grpc.aio.server(
+            interceptors=[ServerContextInterceptor()], options=CHANNEL_OPTIONS
+        )
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self._service_names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        self._stop = asyncio.Event()
+        self.port = 0
+
+    def add_service(self, full_name: str, register: Callable[[grpc.aio.Server], None]) -> None:
+        """Register a servicer; `full_name` is its proto service name (for health/reflection)."""
+        register(self.server)
+        self._service_names.append(full_name)
+
+    async def start(self) -> int:
+        """Bind, start, mark every service SERVING; returns the bound port."""
+        reflection.enable_server_reflection(
+            [*self._service_names, reflection.SERVICE_NAME], self.server
+        )
+        self.port = self.server.add_insecure_port(self._listen_addr)
+        if self.port == 0:
+            raise RuntimeError(f"{self.name}: cannot bind {self._listen_addr}")
+        await self.server.start()
+        for service in ["", *self._service_names]:
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        _LOGGER.info("%s listening on %s (port %d)", self.name, self._listen_addr, self.port)
+        return self.port
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT ask for a graceful stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_for_stop(self) -> None:
+        await self._stop.wait()
+
+    async def stop(self) -> None:
+        """NOT_SERVING first, then stop taking calls and let in-flight ones finish (grace)."""
+        _LOGGER.info("%s stopping (grace %.1fs)", self.name, self._grace)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self._grace)
+        _LOGGER.info("%s stopped", self.name)

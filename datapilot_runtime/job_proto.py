@@ -1,0 +1,52 @@
+"""Conversions between stored job records and the `datapilot.common.v1.Job` message."""
+
+from __future__ import annotations
+
+from datapilot.common.v1 import common_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from datapilot_runtime.job_store import JobRecord, Status
+
+STATUS_TO_PROTO = {
+    Status.QUEUED: common_pb2.JOB_STATUS_QUEUED,
+    Status.PROCESSING: common_pb2.JOB_STATUS_PROCESSING,
+    Status.COMPLETED: common_pb2.JOB_STATUS_COMPLETED,
+    Status.FAILED: common_pb2.JOB_STATUS_FAILED,
+    Status.CANCELLED: common_pb2.JOB_STATUS_CANCELLED,
+}
+PROTO_TO_STATUS = {value: key for key, value in STATUS_TO_PROTO.items()}
+
+
+def _timestamp(seconds: float | None) -> Timestamp | None:
+    if not seconds:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp
+
+
+def record_to_proto(record: JobRecord) -> common_pb2.Job:
+    """The wire form of a stored job."""
+    job = common_pb2.Job(
+        job_id=record.job_id,
+        status=STATUS_TO_PROTO[record.status],
+        progress=record.progress,
+        result_url=record.result_url,
+        error=record.error,
+        error_message=record.error_message,
+        attempt=record.attempt,
+        filename=record.filename,
+        size_bytes=record.size_bytes,
+        tenant=record.tenant,
+        content_type=record.content_type,
+    )
+    for name, value in (
+        ("created_at", record.created_at),
+        ("started_at", record.started_at),
+        ("finished_at", record.finished_at),
+        ("timeout_at", record.timeout_at),
+    ):
+        stamp = _timestamp(value)
+        if stamp is not None:
+            getattr(job, name).CopyFrom(stamp)
+    return job

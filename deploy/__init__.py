@@ -1,0 +1,1 @@
+"""Deployment assets: the local runner (Python), container image and Kubernetes manifests."""

@@ -1,0 +1,1 @@
+"""The local runner: starts the whole system as real processes on this machine."""

@@ -1,0 +1,67 @@
+"""`make run`: the whole system in the foreground on its embedded defaults; Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from datapilot_runtime.logs import configure_logging
+from deploy.local.processes import REPO_ROOT
+from deploy.local.stack import Stack, StackConfig
+
+_LOGGER = logging.getLogger("deploy.local")
+
+_BANNER = """
+DataPilot is running.
+  gateway:  {url}
+  API docs: {url}/docs
+  run data: {run_dir}
+
+Try it:
+  curl -s -F file=@tests/data/sales.csv {url}/api/upload
+  curl -s '{url}/api/job-status?jobId=<jobId from the answer>'
+  curl -s {url}/api/jobs/<jobId>/result
+
+Ctrl-C stops every process.
+"""
+
+
+def main() -> int:
+    configure_logging("runner", os.environ.get("LOG_LEVEL", "INFO"))
+    run_dir = Path(os.environ.get("DATAPILOT_RUN_DIR", REPO_ROOT / ".run"))
+    config = StackConfig(
+        run_dir=run_dir,
+        redis_url=os.environ.get("REDIS_URL", ""),
+        gateway_host=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
+        gateway_port=int(os.environ.get("GATEWAY_PORT", "8080")),
+        logs_to_files=False,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stack = Stack(config)
+    try:
+        stack.start()
+    except (RuntimeError, TimeoutError) as exc:
+        _LOGGER.error("start-up failed: %s", exc)
+        stack.stop()
+        return 1
+    sys.stderr.write(_BANNER.format(url=stack.gateway_url, run_dir=run_dir))
+    exit_code = 0
+    while not stop.wait(0.5):
+        dead = stack.dead()
+        if dead:
+            _LOGGER.error("process(es) exited unexpectedly: %s; stopping", ", ".join(dead))
+            exit_code = 1
+            break
+    _LOGGER.info("stopping every process")
+    stack.stop()
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The whole system as real processes: Redis (unless given), the services, worker and gateway."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.local.processes import (
+    ManagedProcess,
+    free_port,
+    python_process,
+    redis_process,
+    wait_grpc_serving,
+    wait_http_ok,
+    wait_tcp,
+)
+
+_LOGGER = logging.getLogger(__name__)
+START_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class StackConfig:
+    """What to start and where; ports of 0 are chosen free at start."""
+
+    run_dir: Path
+    redis_url: str = ""
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    logs_to_files: bool = True
+
+
+@dataclass
+class Stack:
+    """A started system; `stop()` stops every process it started (gateway first)."""
+
+    config: StackConfig
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    redis_url: str = ""
+    gateway_url: str = ""
+    addresses: dict[str, str] = field(default_factory=dict)
+
+    def _log(self, name: str) -> Path | None:
+        return self.config.run_dir / "logs" / f"{name}.log" if self.config.logs_to_files else None
+
+    def base_env(self) -> dict[str, str]:
+        env = {**os.environ, **self.config.env}
+        env["REDIS_URL"] = self.redis_url
+        env["INGEST_ADDR"] = self.addresses["ingest"]
+        env["LLM_ADDR"] = self.addresses["llm"]
+        env["ANALYSIS_ADDR"] = self.addresses["analysis"]
+        env.setdefault("BLOB_FS_ROOT", str(self.config.run_dir / "blobs"))
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def start(self) -> Stack:
+        self.config.run_dir.mkdir(parents=True, exist_ok=True)
+        self.redis_url = self.config.redis_url
+        if not self.redis_url:
+            port = free_port()
+            redis = redis_process(port, self.config.run_dir / "redis", self._log("redis"))
+            self.processes["redis"] = redis
+            redis.start()
+            wait_tcp("127.0.0.1", port, START_TIMEOUT_SECONDS, redis)
+            self.redis_url = f"redis://127.0.0.1:{port}/0"
+        for name in ("ingest", "llm", "analysis", "worker"):
+            self.addresses[name] = f"127.0.0.1:{free_port()}"
+        env = self.base_env()
+        specs = [
+            ("ingest", ["ingest_svc"], {"GRPC_LISTEN_ADDR": self.addresses["ingest"]}),
+            ("llm", ["llm_svc"], {"GRPC_LISTEN_ADDR": self.addresses["llm"]}),
+            ("analysis", ["analysis_svc", "serve"], {"GRPC_LISTEN_ADDR": self.addresses["analysis"]}),
+            ("worker", ["analysis_svc", "worker"], {"WORKER_GRPC_LISTEN_ADDR": self.addresses["worker"]}),
+        ]
+        for name, args, extra in specs:
+            process = python_process(name, args, {**env, **extra}, self._log(name))
+            self.processes[name] = process
+            process.start()
+        for name, _args, _extra in specs:
+            wait_grpc_serving(self.addresses[name], START_TIMEOUT_SECONDS, self.processes[name])
+        port = self.config.gateway_port or free_port()
+        gateway = python_process(
+            "gateway",
+            ["gateway"],
+            {**env, "GATEWAY_HOST": self.config.gateway_host, "GATEWAY_PORT": str(port)},
+            self._log("gateway"),
+        )
+        self.processes["gateway"] = gateway
+        gateway.start()
+        self.gateway_url = f"http://{self.config.gateway_host}:{port}"
+        wait_http_ok(self.gateway_url + "/readyz", START_TIMEOUT_SECONDS, gateway)
+        return self
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM each process, in reverse start order; returns their exit codes."""
+        codes: dict[str, int | None] = {}
+        for name in reversed(list(self.processes)):
+            codes[name] = self.processes[name].stop()
+        return codes
+
+    def dead(self) -> list[str]:
+        """Names of started processes that are no longer running."""
+        return [name for name, p in self.processes.items() if p.process and not p.alive()]

@@ -1,0 +1,1 @@
+"""gateway: the REST edge of DataPilot, translating HTTP calls into gRPC calls."""

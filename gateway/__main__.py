@@ -1,0 +1,27 @@
+"""Starts the REST gateway on uvicorn: `python -m gateway`."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from datapilot_runtime.logs import configure_logging
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
+
+
+def main() -> None:
+    settings = GatewaySettings()
+    configure_logging("gateway", settings.log_level)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.grpc_shutdown_grace_seconds),
+    )
+    uvicorn.Server(config).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Incremental multipart/form-data reader: yields one file field's bytes as they arrive."""
+
+from __future__ import annotations
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from gateway.problems import ProblemError
+
+
+class UploadTooLarge(Exception):
+    """The file part grew past the limit."""
+
+
+class MultipartFileReader:
+    """Feed body chunks; collects the data of the first part named `field`, with its metadata."""
+
+    def __init__(self, content_type: str, limit: int, field: str = "file") -> None:
+        media_type, params = parse_options_header(content_type)
+        boundary = params.get(b"boundary")
+        if media_type != b"multipart/form-data" or not boundary:
+            raise ProblemError(
+                415, "unsupported_media_type", "Send the file as multipart/form-data."
+            )
+        self._field = field.encode()
+        self._limit = limit
+        self.filename = ""
+        self.content_type = ""
+        self.size = 0
+        self.started = False
+        self.finished = False
+        self.ended = False
+        self._in_file = False
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = bytearray()
+        self._header_value = bytearray()
+        self._out: list[bytes] = []
+        self._parser = MultipartParser(
+            boundary,
+            {
+                "on_part_begin": self._on_part_begin,
+                "on_header_field": self._on_header_field,
+                "on_header_value": self._on_header_value,
+                "on_header_end": self._on_header_end,
+                "on_headers_finished": self._on_headers_finished,
+                "on_part_data": self._on_part_data,
+                "on_part_end": self._on_part_end,
+                "on_end": self._on_end,
+            },
+        )
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Parse `data`; returns the file bytes it contained. Raises UploadTooLarge."""
+        self._out = []
+        try:
+            self._parser.write(data)
+        except UploadTooLarge:
+            raise
+        except Exception as exc:
+            raise ProblemError(400, "malformed_multipart", "The multipart body is malformed.") from exc
+        return self._out
+
+    def _on_part_begin(self) -> None:
+        self._headers = {}
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
+        self._header_field.clear()
+        self._header_value.clear()
+
+    def _on_headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if params.get(b"name") == self._field and not self.started:
+            self.started = True
+            self._in_file = True
+            self.filename = params.get(b"filename", b"").decode("utf-8", "replace")
+            self.content_type = self._headers.get(b"content-type", b"").decode("latin-1")
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self._in_file:
+            return
+        self.size += end - start
+        if self.size > self._limit:
+            raise UploadTooLarge
+        self._out.append(data[start:end])
+
+    def _on_part_end(self) -> None:
+        if self._in_file:
+            self._in_file = False
+            self.finished = True
+
+    def _on_end(self) -> None:
+        self.ended = True

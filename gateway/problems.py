@@ -1,0 +1,85 @@
+"""RFC 9457 problem responses and the gRPC -> HTTP status mapping (grpc-gateway's, 499 cancel)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import grpc
+from fastapi.responses import JSONResponse
+
+from datapilot_runtime.context import request_id_var
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+# grpc-gateway runtime/errors.go HTTPStatusFromCode; CANCELLED is 499 (client closed request).
+GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+# Details of these codes may describe internals; clients get a generic text instead.
+_OPAQUE = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
+_UNAVAILABLE_TEXT = "A backend service is unavailable; try again shortly."
+
+
+class ProblemError(Exception):
+    """Raised by routes to answer with a problem document."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+def problem_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A problem+json response carrying the request id."""
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    if status == 499:
+        title = "Client Closed Request"
+    body: dict[str, Any] = {
+        "type": f"urn:datapilot:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "requestId": request_id_var.get(),
+    }
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
+    """Map a failed gRPC call to a problem response without leaking internals."""
+    code = error.code()
+    status = GRPC_TO_HTTP.get(code, 500)
+    details = error.details() or ""
+    if code is grpc.StatusCode.UNAVAILABLE and details.startswith("blob_upload_failed:"):
+        return problem_response(503, "blob_upload_failed", "The file could not be stored; retry.")
+    if code in _OPAQUE:
+        detail = "An internal error occurred."
+    elif code is grpc.StatusCode.UNAVAILABLE:
+        detail = _UNAVAILABLE_TEXT
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        detail = "The request did not finish before its deadline."
+    elif code is grpc.StatusCode.CANCELLED:
+        detail = "The call was cancelled."
+    else:
+        detail = details or HTTPStatus(status).phrase
+    return problem_response(status, code.name.lower(), detail)

@@ -1,0 +1,78 @@
+"""POST /api/upload: streams the multipart file into IngestService.Upload, never buffering it."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from datapilot.common.v1 import common_pb2
+from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from starlette.requests import ClientDisconnect, Request
+
+from gateway.multipart_stream import MultipartFileReader, UploadTooLarge
+from gateway.problems import ProblemError
+
+_LOGGER = logging.getLogger(__name__)
+UPLOAD_CHUNK_BYTES = 512 * 1024
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def _too_large(limit: int) -> ProblemError:
+    return ProblemError(413, "payload_too_large", f"The file is larger than the {limit} byte limit.")
+
+
+async def stream_upload(
+    request: Request,
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+    limit: int,
+    deadline: float,
+) -> common_pb2.Job:
+    """Relay the `file` field to ingest_svc chunk by chunk; stop reading at the limit."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD_BYTES:
+        raise _too_large(limit)
+    reader = MultipartFileReader(request.headers.get("content-type", ""), limit)
+    body = request.stream().__aiter__()
+    pending = bytearray()
+    try:
+        while not reader.started and not reader.ended:
+            data = await anext(body, None)
+            if data is None:
+                break
+            pending += b"".join(reader.feed(data))
+        if not reader.started:
+            raise ProblemError(400, "missing_file", "The multipart field 'file' is required.")
+        call = ingest.Upload(timeout=deadline)
+        try:
+            await call.write(
+                ingest_pb2.UploadRequest(
+                    metadata=ingest_pb2.UploadMetadata(
+                        filename=reader.filename, content_type=reader.content_type
+                    )
+                )
+            )
+            while True:
+                while len(pending) >= UPLOAD_CHUNK_BYTES:
+                    await call.write(ingest_pb2.UploadRequest(chunk=bytes(pending[:UPLOAD_CHUNK_BYTES])))
+                    del pending[:UPLOAD_CHUNK_BYTES]
+                if reader.finished:
+                    break
+                data = await anext(body, None)
+                if data is None:
+                    raise ProblemError(400, "truncated_upload", "The upload ended before the file did.")
+                pending += b"".join(reader.feed(data))
+            if pending:
+                await call.write(ingest_pb2.UploadRequest(chunk=bytes(pending)))
+            await call.done_writing()
+            response: ingest_pb2.UploadResponse = await call
+        except BaseException:
+            call.cancel()
+            raise
+    except UploadTooLarge as exc:
+        raise _too_large(limit) from exc
+    except ClientDisconnect:
+        _LOGGER.info("client disconnected during upload; upstream call cancelled")
+        raise ProblemError(499, "client_closed_request", "The client closed the request.") from None
+    except grpc.aio.AioRpcError:
+        raise
+    return response.job

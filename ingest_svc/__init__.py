@@ -1,0 +1,1 @@
+"""ingest_svc: uploaded blobs, job artifacts and job records."""

@@ -1,0 +1,31 @@
+"""Builds and runs the ingest_svc gRPC server until SIGTERM."""
+
+from __future__ import annotations
+
+from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+
+from datapilot_runtime.blob_store import build_blob_store
+from datapilot_runtime.grpc_host import GrpcHost
+from datapilot_runtime.job_store import JobStore
+from datapilot_runtime.redis_client import connect_redis
+from ingest_svc.servicer import IngestServicer
+from ingest_svc.settings import IngestSettings
+
+
+async def serve(settings: IngestSettings) -> None:
+    redis = await connect_redis(settings.redis_url)
+    blobs = build_blob_store(settings, settings.blob_backoff())
+    await blobs.check()
+    servicer = IngestServicer(settings, blobs, JobStore(redis, settings.job_record_ttl_seconds))
+    host = GrpcHost("ingest_svc", settings.grpc_listen_addr, settings.grpc_shutdown_grace_seconds)
+    host.add_service(
+        ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
+        lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server),
+    )
+    host.install_signal_handlers()
+    await host.start()
+    try:
+        await host.wait_for_stop()
+    finally:
+        await host.stop()
+        await redis.aclose()

@@ -1,0 +1,11 @@
+"""Settings of ingest_svc, read from the environment at start."""
+
+from __future__ import annotations
+
+from datapilot_runtime.settings import BlobSettings, CommonSettings
+
+
+class IngestSettings(CommonSettings, BlobSettings):
+    """CommonSettings + the blob store + where to listen."""
+
+    grpc_listen_addr: str = "127.0.0.1:50051"
