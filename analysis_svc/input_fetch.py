@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import tempfile
@@ -20,7 +21,7 @@ async def fetched_input(
     ingest: ingest_pb2_grpc.IngestServiceStub,
     job_id: str,
     *,
-    timeout: float | None,
+    rpc_timeout: float | None,
     max_bytes: int,
     work_dir: str = "",
 ) -> AsyncIterator[Path]:
@@ -32,7 +33,7 @@ async def fetched_input(
             total = 0
             call = ingest.Download(
                 ingest_pb2.DownloadRequest(job_id=job_id, kind=ingest_pb2.BLOB_KIND_INPUT),
-                timeout=timeout,
+                timeout=rpc_timeout,
             )
             try:
                 async for message in call:
@@ -44,4 +45,4 @@ async def fetched_input(
                 call.cancel()
         yield path
     finally:
-        path.unlink(missing_ok=True)
+        await asyncio.to_thread(path.unlink, missing_ok=True)

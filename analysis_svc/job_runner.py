@@ -103,7 +103,7 @@ class JobRunner:
             async with fetched_input(
                 self._ingest,
                 job_id,
-                timeout=self._remaining(record.timeout_at),
+                rpc_timeout=self._remaining(record.timeout_at),
                 max_bytes=self._settings.max_upload_bytes,
                 work_dir=self._settings.analysis_work_dir,
             ) as path:
@@ -172,7 +172,11 @@ class JobRunner:
         }
 
     async def _put_artifact(
-        self, job_id: str, kind: int, document: dict[str, Any], timeout_at: float
+        self,
+        job_id: str,
+        kind: ingest_pb2.BlobKind,
+        document: dict[str, Any],
+        timeout_at: float,
     ) -> None:
         try:
             await self._ingest.PutArtifact(

@@ -13,9 +13,7 @@ from datapilot_runtime.grpc_host import GrpcHost, open_channel
 async def serve(settings: AnalysisSettings) -> None:
     ingest_channel = open_channel(settings.ingest_addr)
     servicer = AnalysisServicer(settings, ingest_pb2_grpc.IngestServiceStub(ingest_channel))
-    host = GrpcHost(
-        "analysis_svc", settings.grpc_listen_addr, settings.grpc_shutdown_grace_seconds
-    )
+    host = GrpcHost("analysis_svc", settings.grpc_listen_addr, settings.grpc_shutdown_grace_seconds)
     host.add_service(
         analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
         lambda server: analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(servicer, server),

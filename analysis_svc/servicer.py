@@ -20,7 +20,7 @@ from datapilot_runtime.artifacts import JOB_ID_RE
 _LOGGER = logging.getLogger(__name__)
 
 
-class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
+class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: ignore[misc]
     """Downloads the input through ingest_svc and computes its KPI report."""
 
     def __init__(
@@ -38,7 +38,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):
             async with fetched_input(
                 self._ingest,
                 request.job_id,
-                timeout=context.time_remaining(),
+                rpc_timeout=context.time_remaining(),
                 max_bytes=self._settings.max_upload_bytes,
                 work_dir=self._settings.analysis_work_dir,
             ) as path:

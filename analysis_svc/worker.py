@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import time
+from typing import cast
 
 from datapilot.ingest.v1 import ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2_grpc
@@ -65,7 +66,9 @@ class Worker:
             if not entries:
                 self._slots.release()
                 continue
-            for _stream, messages in entries:
+            for _stream, messages in cast(
+                list[tuple[str, list[tuple[str, dict[str, str]]]]], entries
+            ):
                 for message_id, fields in messages:
                     task = asyncio.create_task(self._handle(message_id, fields.get("job_id", "")))
                     self._tasks[message_id] = task

@@ -23,8 +23,10 @@ def error_key(job_id: str) -> str:
 
 def iso_utc(seconds: float) -> str:
     """ISO 8601 UTC with milliseconds and a `Z`."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(seconds, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -155,8 +156,15 @@ class S3BlobStore:
     def from_settings(cls, settings: BlobSettings, policy: BackoffPolicy) -> S3BlobStore:
         endpoint = re.sub(r"^https?://", "", settings.s3_endpoint).rstrip("/")
         secure = settings.s3_secure or settings.s3_endpoint.startswith("https://")
+        # Our retry policy is the only one: the client's own pool retries nothing.
+        http_client = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=60),
+            retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0),
+            maxsize=16,
+        )
         client = Minio(
             endpoint,
+            http_client=http_client,
             access_key=settings.s3_access_key or None,
             secret_key=settings.s3_secret_key or None,
             secure=secure,
@@ -186,7 +194,9 @@ class S3BlobStore:
                     if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                         raise
 
-        await _with_retry(lambda: asyncio.to_thread(create), self._policy, "s3 bucket", _S3_RETRYABLE)
+        await _with_retry(
+            lambda: asyncio.to_thread(create), self._policy, "s3 bucket", _S3_RETRYABLE
+        )
         self._bucket_ready = True
 
     async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
@@ -265,5 +275,4 @@ def build_blob_store(settings: BlobSettings, policy: BackoffPolicy) -> BlobStore
 
 def spooled_file(directory: str | None = None) -> IO[bytes]:
     """A temp file for spooling uploads: in memory up to 1 MiB, then on disk."""
-    return tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=directory)  # noqa: SIM115
-
+    return tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=directory)

@@ -42,7 +42,9 @@ class GrpcHost:
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self._service_names: list[str] = [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+        self._service_names: list[str] = [
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        ]
         self._stop = asyncio.Event()
         self.port = 0
 

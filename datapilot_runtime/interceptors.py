@@ -23,8 +23,11 @@ def _log_call(method: str, context: grpc.aio.ServicerContext, started: float) ->
         "rpc %s %s",
         method,
         name,
-        extra={"grpc_method": method, "grpc_code": name, "duration_ms": round(
-            (time.perf_counter() - started) * 1000, 2)},
+        extra={
+            "grpc_method": method,
+            "grpc_code": name,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
     )
 
 
@@ -45,7 +48,9 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         if method.startswith("/grpc.health") or method.startswith("/grpc.reflection"):
             return handler
         if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, request_id, method))
+            return handler._replace(
+                unary_unary=_wrap_unary(handler.unary_unary, request_id, method)
+            )
         if handler.stream_unary:
             return handler._replace(
                 stream_unary=_wrap_unary(handler.stream_unary, request_id, method)
@@ -60,7 +65,9 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
 
 
 def _wrap_unary(
-    behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], request_id: str, method: str
+    behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+    request_id: str,
+    method: str,
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         token = request_id_var.set(request_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 
@@ -164,7 +164,7 @@ class JobStore:
             await pipe.execute()
 
     async def get(self, job_id: str) -> JobRecord | None:
-        data: dict[str, str] = await self._redis.hgetall(JOB_KEY_PREFIX + job_id)  # type: ignore[misc]
+        data = cast(dict[str, str], await self._redis.hgetall(JOB_KEY_PREFIX + job_id))
         return JobRecord.from_hash(data) if data.get("job_id") else None
 
     async def transition(

@@ -13,7 +13,9 @@ from datapilot_runtime.context import job_id_var, request_id_var
 
 _REDACTIONS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)((?:api[_-]?key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"
+    ),
     re.compile(r"(sk-[A-Za-z0-9_-]{8})[A-Za-z0-9_-]+"),
 )
 _STANDARD_ATTRS = frozenset(

@@ -6,6 +6,7 @@ import uvicorn
 
 from datapilot_runtime.logs import configure_logging
 from gateway.app import create_app
+from gateway.server import GracefulServer
 from gateway.settings import GatewaySettings
 
 
@@ -20,7 +21,7 @@ def main() -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.grpc_shutdown_grace_seconds),
     )
-    uvicorn.Server(config).run()
+    GracefulServer(config).run()
 
 
 if __name__ == "__main__":

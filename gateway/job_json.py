@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from datapilot.common.v1 import common_pb2
@@ -20,7 +21,9 @@ class JobOut(BaseModel):
     """A job as REST clients see it (GET /api/job-status)."""
 
     jobId: str = Field(examples=["0f8c2d3e4b5a69788796a5b4c3d2e1f0"])
-    status: str = Field(examples=["completed"], description="queued|processing|completed|failed|cancelled")
+    status: str = Field(
+        examples=["completed"], description="queued|processing|completed|failed|cancelled"
+    )
     progress: int = Field(ge=0, le=100, examples=[100])
     createdAt: str | None = Field(examples=["2026-11-28T14:00:00.000Z"])
     startedAt: str | None
@@ -35,9 +38,9 @@ class JobOut(BaseModel):
 
 
 def _iso(job: common_pb2.Job, name: str) -> str | None:
-    if not job.HasField(name):  # type: ignore[arg-type]
+    if not job.HasField(name):
         return None
-    stamp = getattr(job, name).ToDatetime()
+    stamp: datetime = getattr(job, name).ToDatetime()
     return stamp.isoformat(timespec="milliseconds") + "Z"
 
 

@@ -56,7 +56,9 @@ class MultipartFileReader:
         except UploadTooLarge:
             raise
         except Exception as exc:
-            raise ProblemError(400, "malformed_multipart", "The multipart body is malformed.") from exc
+            raise ProblemError(
+                400, "malformed_multipart", "The multipart body is malformed."
+            ) from exc
         return self._out
 
     def _on_part_begin(self) -> None:

@@ -20,7 +20,11 @@ router = APIRouter()
 JobIdQuery = Annotated[str, Query(min_length=1, max_length=64, description="The job id")]
 _PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem (RFC 9457)"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _PROBLEM, 404: _PROBLEM, 409: _PROBLEM, 503: _PROBLEM, 504: _PROBLEM
+    400: _PROBLEM,
+    404: _PROBLEM,
+    409: _PROBLEM,
+    503: _PROBLEM,
+    504: _PROBLEM,
 }
 
 
@@ -66,7 +70,7 @@ async def upload(request: Request) -> JSONResponse:
 
 
 @router.get("/api/job-status", response_model=JobOut, responses=_ERRORS)
-async def job_status(request: Request, jobId: JobIdQuery) -> dict[str, Any]:  # noqa: N803
+async def job_status(request: Request, jobId: JobIdQuery) -> dict[str, Any]:
     """The job record; a job past its timeoutAt is reported (and marked) failed / timeout."""
     response = await _ingest(request).GetJob(
         ingest_pb2.GetJobRequest(job_id=jobId), timeout=_settings(request).read_deadline_seconds
@@ -75,13 +79,13 @@ async def job_status(request: Request, jobId: JobIdQuery) -> dict[str, Any]:  # 
 
 
 @router.get("/api/jobs/{jobId}", response_model=JobOut, responses=_ERRORS)
-async def get_job(request: Request, jobId: str) -> dict[str, Any]:  # noqa: N803
+async def get_job(request: Request, jobId: str) -> dict[str, Any]:
     """The job record (same as /api/job-status)."""
     return await job_status(request, jobId)
 
 
 @router.post("/api/cancel", response_model=JobOut, responses=_ERRORS)
-async def cancel(request: Request, jobId: JobIdQuery) -> dict[str, Any]:  # noqa: N803
+async def cancel(request: Request, jobId: JobIdQuery) -> dict[str, Any]:
     """Cancel a queued or processing job; 409 if it already completed or failed."""
     response = await _ingest(request).CancelJob(
         ingest_pb2.CancelJobRequest(job_id=jobId), timeout=_settings(request).read_deadline_seconds
@@ -89,7 +93,9 @@ async def cancel(request: Request, jobId: JobIdQuery) -> dict[str, Any]:  # noqa
     return job_to_json(response.job)
 
 
-async def _artifact(request: Request, job_id: str, kind: int, wanted: str) -> StreamingResponse:
+async def _artifact(
+    request: Request, job_id: str, kind: ingest_pb2.BlobKind, wanted: str
+) -> StreamingResponse:
     ingest = _ingest(request)
     deadline = _settings(request).read_deadline_seconds
     job = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=deadline)).job
@@ -125,7 +131,7 @@ async def _artifact(request: Request, job_id: str, kind: int, wanted: str) -> St
     "/api/jobs/{jobId}/result",
     responses={200: {"content": {"application/json": {}}, "description": "result.json"}, **_ERRORS},
 )
-async def job_result(request: Request, jobId: str) -> StreamingResponse:  # noqa: N803
+async def job_result(request: Request, jobId: str) -> StreamingResponse:
     """Stream a completed job's result.json; 409 while it is not completed."""
     return await _artifact(request, jobId, ingest_pb2.BLOB_KIND_RESULT, "completed")
 
@@ -134,7 +140,7 @@ async def job_result(request: Request, jobId: str) -> StreamingResponse:  # noqa
     "/api/jobs/{jobId}/error",
     responses={200: {"content": {"application/json": {}}, "description": "error.json"}, **_ERRORS},
 )
-async def job_error(request: Request, jobId: str) -> StreamingResponse:  # noqa: N803
+async def job_error(request: Request, jobId: str) -> StreamingResponse:
     """Stream a failed job's error.json; 409 unless it failed."""
     return await _artifact(request, jobId, ingest_pb2.BLOB_KIND_ERROR, "failed")
 

@@ -18,7 +18,9 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 def _too_large(limit: int) -> ProblemError:
-    return ProblemError(413, "payload_too_large", f"The file is larger than the {limit} byte limit.")
+    return ProblemError(
+        413, "payload_too_large", f"The file is larger than the {limit} byte limit."
+    )
 
 
 async def stream_upload(
@@ -53,13 +55,17 @@ async def stream_upload(
             )
             while True:
                 while len(pending) >= UPLOAD_CHUNK_BYTES:
-                    await call.write(ingest_pb2.UploadRequest(chunk=bytes(pending[:UPLOAD_CHUNK_BYTES])))
+                    await call.write(
+                        ingest_pb2.UploadRequest(chunk=bytes(pending[:UPLOAD_CHUNK_BYTES]))
+                    )
                     del pending[:UPLOAD_CHUNK_BYTES]
                 if reader.finished:
                     break
                 data = await anext(body, None)
                 if data is None:
-                    raise ProblemError(400, "truncated_upload", "The upload ended before the file did.")
+                    raise ProblemError(
+                        400, "truncated_upload", "The upload ended before the file did."
+                    )
                 pending += b"".join(reader.feed(data))
             if pending:
                 await call.write(ingest_pb2.UploadRequest(chunk=bytes(pending)))

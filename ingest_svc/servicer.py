@@ -33,7 +33,7 @@ _KIND_TO_KEY = {
 }
 
 
-class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
+class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
     """Owns the blobs and the job records."""
 
     def __init__(self, settings: IngestSettings, blobs: BlobStore, jobs: JobStore) -> None:
@@ -49,6 +49,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "metadata":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be metadata")
+        assert first is not None
         meta = first.metadata
         limit = self._settings.max_upload_bytes
         if meta.declared_size_bytes > limit:

@@ -52,9 +52,7 @@ def _dataset_insights(dataset: dict[str, Any]) -> list[InsightDraft]:
             )
         )
     else:
-        drafts.append(
-            InsightDraft("Missing data", "No cells are empty.", ["dataset.missingCells"])
-        )
+        drafts.append(InsightDraft("Missing data", "No cells are empty.", ["dataset.missingCells"]))
     duplicates = int(dataset.get("duplicateRows", 0))
     if duplicates:
         drafts.append(

@@ -56,8 +56,11 @@ def parse_insights(content: str) -> list[InsightDraft]:
         if not isinstance(title, str) or not isinstance(text, str) or not text.strip():
             continue
         evidence = [str(e) for e in item.get("evidence", []) if isinstance(e, str | int)]
-        severity = item.get("severity") if item.get("severity") in (
-            "info", "warning", "critical") else "info"
+        severity = (
+            item.get("severity")
+            if item.get("severity") in ("info", "warning", "critical")
+            else "info"
+        )
         drafts.append(InsightDraft(title.strip(), text.strip(), evidence, str(severity)))
     if not drafts:
         raise LlmFailure("no well-formed insight in the answer")

@@ -16,7 +16,9 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_DEADLINE_SECONDS = 120.0
 
 
-def _to_proto(drafts: list[InsightDraft], source: int) -> list[llm_pb2.Insight]:
+def _to_proto(
+    drafts: list[InsightDraft], source: llm_pb2.InsightSource
+) -> list[llm_pb2.Insight]:
     return [
         llm_pb2.Insight(
             title=d.title, text=d.text, evidence=d.evidence, severity=d.severity, source=source
@@ -25,7 +27,7 @@ def _to_proto(drafts: list[InsightDraft], source: int) -> list[llm_pb2.Insight]:
     ]
 
 
-class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
+class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
     """Answers from the LLM when a key is set; any failure falls back to templates."""
 
     def __init__(self, client: LlmClient | None, model: str) -> None:
@@ -40,7 +42,9 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):
             if not isinstance(report, dict):
                 raise ValueError("not an object")
         except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "kpi_report_json is not a JSON object")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "kpi_report_json is not a JSON object"
+            )
         if self._client is not None:
             remaining = context.time_remaining()
             budget = DEFAULT_DEADLINE_SECONDS if remaining is None else remaining - 0.05

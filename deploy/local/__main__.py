@@ -39,6 +39,7 @@ def main() -> int:
         gateway_host=os.environ.get("GATEWAY_HOST", "127.0.0.1"),
         gateway_port=int(os.environ.get("GATEWAY_PORT", "8080")),
         logs_to_files=False,
+        workers=int(os.environ.get("WORKER_PROCESSES", "2")),
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -45,7 +45,7 @@ class ManagedProcess:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603
+        self.process = subprocess.Popen(
             self.argv,
             env=self.env,
             cwd=REPO_ROOT,
@@ -86,7 +86,9 @@ class ManagedProcess:
         return self.process.returncode
 
 
-def python_process(name: str, module_args: list[str], env: dict[str, str], log: Path | None) -> ManagedProcess:
+def python_process(
+    name: str, module_args: list[str], env: dict[str, str], log: Path | None
+) -> ManagedProcess:
     """A `python -m ...` child with the project's interpreter."""
     return ManagedProcess(name, [sys.executable, "-m", *module_args], env, log)
 
@@ -101,8 +103,19 @@ def redis_process(port: int, data_dir: Path, log: Path | None) -> ManagedProcess
         )
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
-        binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-        "--appendonly", "yes", "--save", "", "--protected-mode", "yes",
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--protected-mode",
+        "yes",
     ]
     return ManagedProcess("redis", argv, dict(os.environ), log)
 

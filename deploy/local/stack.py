@@ -31,6 +31,7 @@ class StackConfig:
     gateway_port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     logs_to_files: bool = True
+    workers: int = 1
 
 
 @dataclass
@@ -66,14 +67,22 @@ class Stack:
             redis.start()
             wait_tcp("127.0.0.1", port, START_TIMEOUT_SECONDS, redis)
             self.redis_url = f"redis://127.0.0.1:{port}/0"
-        for name in ("ingest", "llm", "analysis", "worker"):
+        workers = [f"worker-{n}" for n in range(1, self.config.workers + 1)]
+        for name in ("ingest", "llm", "analysis", *workers):
             self.addresses[name] = f"127.0.0.1:{free_port()}"
         env = self.base_env()
         specs = [
             ("ingest", ["ingest_svc"], {"GRPC_LISTEN_ADDR": self.addresses["ingest"]}),
             ("llm", ["llm_svc"], {"GRPC_LISTEN_ADDR": self.addresses["llm"]}),
-            ("analysis", ["analysis_svc", "serve"], {"GRPC_LISTEN_ADDR": self.addresses["analysis"]}),
-            ("worker", ["analysis_svc", "worker"], {"WORKER_GRPC_LISTEN_ADDR": self.addresses["worker"]}),
+            (
+                "analysis",
+                ["analysis_svc", "serve"],
+                {"GRPC_LISTEN_ADDR": self.addresses["analysis"]},
+            ),
+        ]
+        specs += [
+            (name, ["analysis_svc", "worker"], {"WORKER_GRPC_LISTEN_ADDR": self.addresses[name]})
+            for name in workers
         ]
         for name, args, extra in specs:
             process = python_process(name, args, {**env, **extra}, self._log(name))

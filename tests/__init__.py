@@ -1,0 +1,1 @@
+"""DataPilot tests: unit, integration (real Redis/S3) and end to end (real processes)."""

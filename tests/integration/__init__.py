@@ -1,0 +1,1 @@
+"""Integration tests against real Redis and a real S3 endpoint."""

@@ -1,0 +1,104 @@
+"""Job store against a real redis-server: atomic transitions, terminal states, progress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import cast
+
+import pytest
+import redis.asyncio as aioredis
+
+from datapilot_runtime.job_store import (
+    ACTIVE,
+    CONSUMER_GROUP,
+    STREAM_KEY,
+    JobRecord,
+    JobStore,
+    Status,
+)
+from datapilot_runtime.redis_client import connect_redis
+from tests.support.servers import RunningServer
+
+
+@pytest.fixture()
+async def store(redis_server: RunningServer) -> AsyncIterator[JobStore]:
+    client = await connect_redis(redis_server.url)
+    yield JobStore(client, record_ttl_seconds=3600)
+    await client.aclose()
+
+
+async def _new_job(store: JobStore) -> str:
+    job_id = uuid.uuid4().hex
+    now = time.time()
+    await store.create_and_enqueue(
+        JobRecord(job_id=job_id, status=Status.QUEUED, created_at=now, timeout_at=now + 60)
+    )
+    return job_id
+
+
+async def test_create_stores_record_and_enqueues(store: JobStore) -> None:
+    job_id = await _new_job(store)
+    record = await store.get(job_id)
+    assert record is not None and record.status is Status.QUEUED
+    entries = cast(list[tuple[str, dict[str, str]]], await store.redis.xrange(STREAM_KEY))
+    assert any(fields["job_id"] == job_id for _id, fields in entries)
+
+
+async def test_terminal_state_never_changes(store: JobStore) -> None:
+    job_id = await _new_job(store)
+    assert (await store.transition(job_id, (Status.QUEUED,), Status.PROCESSING)).applied
+    done = await store.transition(job_id, (Status.PROCESSING,), Status.COMPLETED)
+    assert done.applied and done.status is Status.COMPLETED
+    for target in (Status.FAILED, Status.CANCELLED, Status.PROCESSING, Status.QUEUED):
+        refused = await store.transition(job_id, ACTIVE, target)
+        assert not refused.applied
+        assert refused.status is Status.COMPLETED
+    record = await store.get(job_id)
+    assert record is not None and record.progress == 100
+    assert await store.redis.ttl(f"dp:job:{job_id}") > 0
+
+
+async def test_unknown_job_transition_reports_missing(store: JobStore) -> None:
+    result = await store.transition("0" * 32, ACTIVE, Status.CANCELLED)
+    assert not result.applied and result.status is None
+
+
+async def test_racing_terminal_transitions_have_exactly_one_winner(store: JobStore) -> None:
+    for _ in range(20):
+        job_id = await _new_job(store)
+        await store.transition(job_id, (Status.QUEUED,), Status.PROCESSING)
+        targets = [Status.COMPLETED, Status.FAILED, Status.CANCELLED] * 10
+        results = await asyncio.gather(
+            *(store.transition(job_id, ACTIVE, target) for target in targets)
+        )
+        winners = [r for r in results if r.applied]
+        assert len(winners) == 1
+        final = await store.get(job_id)
+        assert final is not None and final.status is winners[0].status
+
+
+async def test_progress_only_rises_and_only_while_processing(store: JobStore) -> None:
+    job_id = await _new_job(store)
+    assert not await store.set_progress(job_id, 50)
+    await store.transition(job_id, (Status.QUEUED,), Status.PROCESSING)
+    assert await store.set_progress(job_id, 40)
+    assert not await store.set_progress(job_id, 20)
+    record = await store.get(job_id)
+    assert record is not None and record.progress == 40
+
+
+async def test_cancel_is_announced_on_pub_sub(store: JobStore, redis_server: RunningServer) -> None:
+    listener = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    pubsub = listener.pubsub()
+    await pubsub.subscribe("dp:jobs:cancel")
+    await pubsub.get_message(timeout=1)
+    job_id = await _new_job(store)
+    await store.transition(job_id, ACTIVE, Status.CANCELLED)
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    assert message is not None and message["data"] == f"{job_id} cancelled"
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await listener.aclose()
+    assert CONSUMER_GROUP

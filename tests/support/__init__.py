@@ -1,0 +1,1 @@
+"""Test helpers: stacks of real processes, fake third parties."""
