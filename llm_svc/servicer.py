@@ -16,9 +16,7 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_DEADLINE_SECONDS = 120.0
 
 
-def _to_proto(
-    drafts: list[InsightDraft], source: llm_pb2.InsightSource
-) -> list[llm_pb2.Insight]:
+def _to_proto(drafts: list[InsightDraft], source: llm_pb2.InsightSource) -> list[llm_pb2.Insight]:
     return [
         llm_pb2.Insight(
             title=d.title, text=d.text, evidence=d.evidence, severity=d.severity, source=source
