@@ -13,6 +13,7 @@ help:
 	@echo "make test   - set everything up and run the test suite"
 	@echo "make lint   - ruff and mypy (strict)"
 	@echo "make proto  - generate the gRPC code into gen/"
+	@echo "make bench  - run the benchmarks (figures + ratios, written to bench-results/)"
 	@echo "make clean  - remove the virtual environment, generated code and run data"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -42,7 +43,10 @@ test: $(GEN_STAMP)
 lint: $(GEN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy datapilot_runtime gateway ingest_svc analysis_svc llm_svc deploy tests
+	$(BIN)/mypy datapilot_runtime gateway ingest_svc analysis_svc llm_svc deploy tests bench
+
+bench: $(GEN_STAMP)
+	$(BIN)/python -m bench $(BENCH)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -1,0 +1,76 @@
+"""Runs every benchmark module `bench/b*.py` (or those named) and writes JSON and Markdown."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.figures import BenchContext, Figure
+from datapilot_runtime.logs import configure_logging
+
+_LOGGER = logging.getLogger("bench")
+BENCH_DIR = Path(__file__).resolve().parent
+OUT_DIR = BENCH_DIR.parent / "bench-results"
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def _markdown(figures: list[Figure]) -> str:
+    lines = [
+        f"Machine: {_machine()}; run {datetime.now(UTC).isoformat(timespec='seconds')}",
+        "",
+        "| id | what | value | baseline | ratio | target | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for f in figures:
+        baseline = f"{f.baseline:.4g} {f.unit} ({f.baseline_what})" if f.baseline else "—"
+        ratio = f"{f.ratio:.2f}" if f.ratio is not None else "—"
+        met = {True: "yes", False: "**no**", None: "—"}[f.met]
+        lines.append(
+            f"| {f.id} | {f.what} | {f.value:.4g} {f.unit} | {baseline} | {ratio} | {f.target} "
+            f"| {met} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("only", nargs="*", help="module names, e.g. b_jobs")
+    args = parser.parse_args()
+    configure_logging("bench", os.environ.get("LOG_LEVEL", "WARNING"))
+    names = args.only or sorted(p.stem for p in BENCH_DIR.glob("b_*.py"))
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="dp-bench-") as tmp:
+        for name in names:
+            module = importlib.import_module(f"bench.{name}")
+            _LOGGER.warning("running %s", name)
+            work = Path(tmp) / name
+            work.mkdir()
+            produced: list[Figure] = module.run(BenchContext(work))
+            for figure in produced:
+                sys.stderr.write(
+                    f"{figure.id}: {figure.what}: {figure.value:.4g} {figure.unit}"
+                    + (f" (ratio {figure.ratio:.2f})" if figure.ratio is not None else "")
+                    + f" target {figure.target}\n"
+                )
+            figures += produced
+    OUT_DIR.mkdir(exist_ok=True)
+    document = {"machine": _machine(), "figures": [f.as_dict() for f in figures]}
+    (OUT_DIR / "results.json").write_text(json.dumps(document, indent=2))
+    (OUT_DIR / "results.md").write_text(_markdown(figures))
+    sys.stderr.write(_markdown(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
