@@ -1,4 +1,8 @@
-"""Runs one job: processing, download, KPIs, insights, result.json, completed (or failed)."""
+"""Runs one job: claim, download, analysis (child process), insights, result.json, completed.
+
+Every state change is a compare-and-set held under the delivery's lease token, so a worker that
+lost its lease can no longer complete, fail or publish the job.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +16,13 @@ import grpc
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
-from analysis_svc.engine import analyze_file
 from analysis_svc.input_fetch import InputTooLarge, fetched_input
 from analysis_svc.kpis import SCHEMA_VERSION
+from analysis_svc.sandbox import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
-from analysis_svc.table_reader import InvalidInput
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
-from datapilot_runtime.job_store import JobRecord, JobStore, Status
+from datapilot_runtime.job_store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
 
 _LOGGER = logging.getLogger(__name__)
 _SOURCE_NAMES = {
@@ -27,6 +30,16 @@ _SOURCE_NAMES = {
     llm_pb2.INSIGHT_SOURCE_FALLBACK: "fallback",
     llm_pb2.INSIGHT_SOURCE_MIXED: "mixed",
 }
+# Progress reached when each phase starts.
+PHASE_PROGRESS = {
+    "download": 5,
+    "parse": 25,
+    "profile": 40,
+    "charts": 60,
+    "insights": 70,
+    "publish": 90,
+}
+ARTIFACT_DEADLINE_SECONDS = 30.0
 
 
 class JobFailure(Exception):
@@ -44,7 +57,7 @@ def result_url(job_id: str) -> str:
 
 
 class JobRunner:
-    """Takes a queued job to a terminal state; every state change is a compare-and-set."""
+    """Takes a job to a terminal state, or hands it back."""
 
     def __init__(
         self,
@@ -58,34 +71,37 @@ class JobRunner:
         self._ingest = ingest
         self._llm = llm
 
-    async def run(self, job_id: str) -> None:
-        """Run the job if it is still queued; returns when it is terminal (or not ours)."""
+    async def run(self, job_id: str, lease_token: str, *, take_over: bool) -> None:
+        """Claim the job under `lease_token` and run it; returns when it needs no more work."""
         job_id_var.set(job_id)
-        record = await self._jobs.get(job_id)
-        if record is None or record.status is not Status.QUEUED:
-            _LOGGER.info("skipping job that is not queued")
-            return
-        started = time.time()
-        claim = await self._jobs.transition(
-            job_id,
-            (Status.QUEUED,),
-            Status.PROCESSING,
-            {"started_at": started, "attempt": record.attempt + 1},
+        claim = await self._jobs.claim(
+            job_id, lease_token, self._settings.job_max_attempts, take_over=take_over
         )
-        if not claim.applied:
+        if claim.outcome is ClaimOutcome.EXHAUSTED:
+            await self.fail_unowned(
+                job_id,
+                "worker_lost",
+                f"The job's worker was lost on each of its {claim.attempt} attempts.",
+            )
             return
-        _LOGGER.info("job processing")
+        if claim.outcome is not ClaimOutcome.CLAIMED:
+            _LOGGER.info("job not claimable (%s)", claim.status or claim.outcome.value)
+            return
+        record = await self._jobs.get(job_id)
+        if record is None:
+            return
+        _LOGGER.info("job processing", extra={"attempt": claim.attempt, "take_over": take_over})
         try:
             async with asyncio.timeout_at(self._loop_deadline(record.timeout_at)):
-                await self._process(record)
+                await self._process(record, lease_token)
         except TimeoutError:
-            await self._fail(job_id, "timeout", "The job did not finish before its deadline.")
+            await self._fail(record, lease_token, "timeout", "The job did not finish in time.")
         except JobFailure as failure:
-            await self._fail(job_id, failure.code, failure.message)
+            await self._fail(record, lease_token, failure.code, failure.message)
         except Exception:
             _LOGGER.exception("job failed unexpectedly")
             await self._fail(
-                job_id, "processing_error", "An unexpected error stopped the analysis."
+                record, lease_token, "processing_error", "An unexpected error stopped the analysis."
             )
 
     @staticmethod
@@ -96,9 +112,12 @@ class JobRunner:
     def _remaining(timeout_at: float) -> float:
         return max(0.001, timeout_at - time.time())
 
-    async def _process(self, record: JobRecord) -> None:
+    async def _phase(self, job_id: str, phase: str) -> None:
+        await self._jobs.set_progress(job_id, PHASE_PROGRESS[phase])
+
+    async def _process(self, record: JobRecord, lease_token: str) -> None:
         job_id = record.job_id
-        await self._jobs.set_progress(job_id, 10)
+        await self._phase(job_id, "download")
         try:
             async with fetched_input(
                 self._ingest,
@@ -107,19 +126,22 @@ class JobRunner:
                 max_bytes=self._settings.max_upload_bytes,
                 work_dir=self._settings.analysis_work_dir,
             ) as path:
-                await self._jobs.set_progress(job_id, 30)
-                if self._settings.simulated_slow_processing_seconds:
-                    await asyncio.sleep(self._settings.simulated_slow_processing_seconds)
-                report = await asyncio.to_thread(analyze_file, path, record.filename)
-        except (InvalidInput, InputTooLarge) as exc:
+                output = await run_in_child(
+                    path,
+                    record.filename,
+                    max_memory_mb=self._settings.analysis_max_memory_mb,
+                    slow_seconds=self._settings.simulated_slow_processing_seconds,
+                    on_phase=lambda phase: self._phase(job_id, phase),
+                )
+        except AnalysisRefused as exc:
+            raise JobFailure(exc.code, str(exc)) from exc
+        except InputTooLarge as exc:
             raise JobFailure("invalid_input", str(exc)) from exc
         except grpc.aio.AioRpcError as exc:
-            raise JobFailure(
-                "blob_download_failed", f"The uploaded file could not be read ({exc.code().name})."
-            ) from exc
-        await self._jobs.set_progress(job_id, 60)
-        insights = await self._insights(report, record.timeout_at)
-        await self._jobs.set_progress(job_id, 85)
+            raise self._rpc_failure(exc, "blob_download_failed", "Upload unreadable") from exc
+        await self._phase(job_id, "insights")
+        insights = await self._insights(output.report, record.timeout_at)
+        await self._phase(job_id, "publish")
         document = {
             "jobId": job_id,
             "schemaVersion": SCHEMA_VERSION,
@@ -128,21 +150,39 @@ class JobRunner:
                 "sizeBytes": record.size_bytes,
                 "sha256": record.sha256,
             },
-            "kpis": report,
+            "kpis": output.report,
+            "charts": output.charts,
             **insights,
         }
-        current = await self._jobs.get(job_id)
-        if current is None or current.status is not Status.PROCESSING:
-            _LOGGER.info("job left processing before publishing; no result written")
-            return
-        await self._put_artifact(job_id, ingest_pb2.BLOB_KIND_RESULT, document, record.timeout_at)
+        try:
+            await self._ingest.PutArtifact(
+                ingest_pb2.PutArtifactRequest(
+                    job_id=job_id,
+                    kind=ingest_pb2.BLOB_KIND_RESULT,
+                    content=json.dumps(document, indent=2).encode(),
+                    lease_token=lease_token,
+                ),
+                timeout=self._remaining(record.timeout_at),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                _LOGGER.info("job is no longer ours; result not published")
+                return
+            raise self._rpc_failure(exc, "blob_upload_failed", "Result not stored") from exc
         done = await self._jobs.transition(
             job_id,
             (Status.PROCESSING,),
             Status.COMPLETED,
             {"finished_at": time.time(), "result_url": result_url(job_id)},
+            lease_token=lease_token,
         )
-        _LOGGER.info("job completed" if done.applied else "job was no longer processing")
+        _LOGGER.info("job completed" if done.applied else "job was no longer ours at completion")
+
+    @staticmethod
+    def _rpc_failure(exc: grpc.aio.AioRpcError, code: str, text: str) -> BaseException:
+        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return TimeoutError()
+        return JobFailure(code, f"{text} ({exc.code().name}).")
 
     async def _insights(self, report: dict[str, Any], timeout_at: float) -> dict[str, Any]:
         try:
@@ -151,11 +191,7 @@ class JobRunner:
                 timeout=self._remaining(timeout_at),
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise TimeoutError from exc
-            raise JobFailure(
-                "insights_unavailable", f"Insights could not be generated ({exc.code().name})."
-            ) from exc
+            raise self._rpc_failure(exc, "insights_unavailable", "No insights") from exc
         return {
             "insights": [
                 {
@@ -171,33 +207,7 @@ class JobRunner:
             "model": response.model,
         }
 
-    async def _put_artifact(
-        self,
-        job_id: str,
-        kind: ingest_pb2.BlobKind,
-        document: dict[str, Any],
-        timeout_at: float,
-    ) -> None:
-        try:
-            await self._ingest.PutArtifact(
-                ingest_pb2.PutArtifactRequest(
-                    job_id=job_id, kind=kind, content=json.dumps(document, indent=2).encode()
-                ),
-                timeout=self._remaining(timeout_at),
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise TimeoutError from exc
-            raise JobFailure(
-                "blob_upload_failed", f"The result could not be stored ({exc.code().name})."
-            ) from exc
-
-    async def _fail(self, job_id: str, code: str, message: str) -> None:
-        """error.json first (while the job is still ours), then the failed state."""
-        now = time.time()
-        current = await self._jobs.get(job_id)
-        if current is None or current.status is not Status.PROCESSING:
-            return
+    async def _write_error(self, job_id: str, code: str, message: str, now: float) -> None:
         try:
             await self._ingest.PutArtifact(
                 ingest_pb2.PutArtifactRequest(
@@ -205,14 +215,54 @@ class JobRunner:
                     kind=ingest_pb2.BLOB_KIND_ERROR,
                     content=artifacts.error_document(job_id, code, message, now),
                 ),
-                timeout=30,
+                timeout=ARTIFACT_DEADLINE_SECONDS,
             )
         except grpc.aio.AioRpcError:
             _LOGGER.exception("error.json could not be stored")
+
+    async def _fail(self, record: JobRecord, lease_token: str, code: str, message: str) -> None:
+        """error.json first (while the job is still ours), then the failed state."""
+        now = time.time()
+        current = await self._jobs.get(record.job_id)
+        if current is None or current.status is not Status.PROCESSING:
+            return
+        if current.lease_token != lease_token:
+            return
+        await self._write_error(record.job_id, code, message, now)
         await self._jobs.transition(
-            job_id,
+            record.job_id,
             (Status.PROCESSING,),
             Status.FAILED,
             {"finished_at": now, "error": code, "error_message": message},
+            lease_token=lease_token,
         )
         _LOGGER.info("job failed", extra={"error_code": code})
+
+    async def fail_unowned(self, job_id: str, code: str, message: str) -> None:
+        """Fail a job no live worker holds (attempts used up), with error.json."""
+        now = time.time()
+        await self._write_error(job_id, code, message, now)
+        result = await self._jobs.transition(
+            job_id,
+            ACTIVE,
+            Status.FAILED,
+            {"finished_at": now, "error": code, "error_message": message},
+        )
+        if result.applied:
+            _LOGGER.warning("job failed", extra={"error_code": code})
+
+    async def hand_back(self, job_id: str, lease_token: str, message_id: str) -> None:
+        """On shutdown: requeue a running job, or fail it if it has no attempts left."""
+        record = await self._jobs.get(job_id)
+        if record is None or record.lease_token != lease_token:
+            return
+        if record.status is Status.PROCESSING and record.attempt >= self._settings.job_max_attempts:
+            await self._fail(
+                record,
+                lease_token,
+                "worker_shutdown",
+                "The worker shut down before the job finished, on its last attempt.",
+            )
+            return
+        if await self._jobs.requeue(job_id, lease_token, message_id):
+            _LOGGER.info("job handed back to the queue")

@@ -18,3 +18,6 @@ class AnalysisSettings(CommonSettings):
     worker_shutdown_grace_seconds: float = Field(default=30, ge=0)
     simulated_slow_processing_seconds: float = Field(default=0, ge=0)
     analysis_work_dir: str = ""
+    analysis_max_memory_mb: int = Field(default=1024, ge=64)
+    job_max_attempts: int = Field(default=3, ge=1)
+    job_lease_seconds: float = Field(default=10, gt=0)

@@ -1,28 +1,44 @@
-"""The job worker: reads the Redis stream as a consumer group member and runs jobs."""
+"""The job worker: a Redis Streams consumer with leases, reclaim, cancellation and drain.
+
+A job's stream entry stays pending (unacknowledged) until the job is terminal or handed back.
+While a job runs, its worker renews the entry's idle time every third of JOB_LEASE_SECONDS (the
+lease). Every worker also reclaims entries idle for longer than the lease (XAUTOCLAIM): those of a
+worker that died. Cancellations arrive on a pub/sub channel and cancel the job's task, which
+kills its analysis child and cancels its in-flight gRPC calls.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
-import time
-from typing import cast
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
 
 from datapilot.ingest.v1 import ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2_grpc
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
+from analysis_svc import sandbox
 from analysis_svc.job_runner import JobRunner
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime import artifacts
+from datapilot_runtime.context import job_id_var
 from datapilot_runtime.grpc_host import GrpcHost, open_channel
-from datapilot_runtime.job_store import CONSUMER_GROUP, STREAM_KEY, JobStore, Status
+from datapilot_runtime.job_store import (
+    CANCEL_CHANNEL,
+    CONSUMER_GROUP,
+    STREAM_KEY,
+    JobStore,
+)
 from datapilot_runtime.redis_client import connect_redis
 
 _LOGGER = logging.getLogger(__name__)
-READ_BLOCK_MS = 1000
+READ_BLOCK_MS = 500
+StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 
 async def ensure_group(jobs: JobStore) -> None:
@@ -34,84 +50,179 @@ async def ensure_group(jobs: JobStore) -> None:
             raise
 
 
+@dataclass
+class Running:
+    """A job this worker runs: its stream entry, lease token and task."""
+
+    message_id: str
+    job_id: str
+    lease_token: str
+    task: asyncio.Task[None]
+    cancel_reason: str = ""
+
+
 class Worker:
-    """Claims up to `worker_concurrency` jobs at a time; acknowledges each once it is terminal."""
+    """Runs up to `worker_concurrency` jobs at a time."""
 
     def __init__(self, settings: AnalysisSettings, jobs: JobStore, runner: JobRunner) -> None:
         self._settings = settings
         self._jobs = jobs
         self._runner = runner
-        self._consumer = f"{socket.gethostname()}-{os.getpid()}"
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._running: dict[str, Running] = {}
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+
+    @property
+    def free_slots(self) -> int:
+        return self._settings.worker_concurrency - len(self._running)
 
     async def run(self) -> None:
+        """Consume until stop(): new entries, reclaimed entries, cancellations, heartbeats."""
         await ensure_group(self._jobs)
-        _LOGGER.info("worker %s consuming %s", self._consumer, STREAM_KEY)
+        _LOGGER.info("worker %s consuming %s", self.consumer, STREAM_KEY)
+        self._background = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._reclaim_loop()),
+            asyncio.create_task(self._cancel_listener()),
+        ]
         while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                self._slots.release()
-                break
+            if self.free_slots <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
             try:
                 entries = await self._jobs.redis.xreadgroup(
-                    CONSUMER_GROUP, self._consumer, {STREAM_KEY: ">"}, count=1, block=READ_BLOCK_MS
+                    CONSUMER_GROUP,
+                    self.consumer,
+                    {STREAM_KEY: ">"},
+                    count=self.free_slots,
+                    block=READ_BLOCK_MS,
                 )
-            except RedisConnectionError:
-                self._slots.release()
-                _LOGGER.warning("redis unavailable; retrying in 1s")
+            except RedisError as exc:
+                _LOGGER.warning("reading the job stream failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
-            if not entries:
-                self._slots.release()
-                continue
-            for _stream, messages in cast(
-                list[tuple[str, list[tuple[str, dict[str, str]]]]], entries
-            ):
+            for _stream, messages in cast(StreamEntries, entries or []):
                 for message_id, fields in messages:
-                    task = asyncio.create_task(self._handle(message_id, fields.get("job_id", "")))
-                    self._tasks[message_id] = task
+                    self._start(message_id, fields.get("job_id", ""), take_over=False)
 
-    async def _handle(self, message_id: str, job_id: str) -> None:
+    def _start(self, message_id: str, job_id: str, *, take_over: bool) -> None:
+        token = f"{self.consumer}/{message_id}"
+        task = asyncio.create_task(self._handle(message_id, job_id, token, take_over))
+        self._running[message_id] = Running(message_id, job_id, token, task)
+
+    async def _handle(self, message_id: str, job_id: str, token: str, take_over: bool) -> None:
+        job_id_var.set(job_id)
         try:
             if artifacts.JOB_ID_RE.match(job_id):
-                await self._runner.run(job_id)
+                await self._runner.run(job_id, token, take_over=take_over)
             await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
         except asyncio.CancelledError:
-            await self._hand_back(job_id, message_id)
-            raise
+            entry = self._running.get(message_id)
+            reason = entry.cancel_reason if entry else ""
+            if reason == "cancelled":
+                await self._jobs.mark_stopped(job_id)
+                await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+                _LOGGER.info("job cancelled; its work has stopped")
+            else:
+                await self._runner.hand_back(job_id, token, message_id)
+                raise
         except Exception:
-            _LOGGER.exception("job handling failed; it stays pending")
+            _LOGGER.exception("job handling failed; its entry stays pending for reclaim")
         finally:
-            self._tasks.pop(message_id, None)
-            self._slots.release()
+            self._running.pop(message_id, None)
+            self._slot_freed.set()
 
-    async def _hand_back(self, job_id: str, message_id: str) -> None:
-        """A job still running when the grace period ends fails with worker_shutdown."""
-        message = "The worker shut down before the job finished."
-        await self._jobs.transition(
-            job_id,
-            (Status.PROCESSING,),
-            Status.FAILED,
-            {"finished_at": time.time(), "error": "worker_shutdown", "error_message": message},
-        )
-        await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+    async def _heartbeat(self) -> None:
+        """Renew the lease of every running job (reset its entry's idle time)."""
+        interval = self._settings.job_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            ids: list[int | bytes | str | memoryview[int]] = list(self._running)
+            if not ids:
+                continue
+            try:
+                await self._jobs.redis.xclaim(
+                    STREAM_KEY, CONSUMER_GROUP, self.consumer, 0, ids, justid=True
+                )
+            except RedisError as exc:
+                _LOGGER.warning("lease renewal failed (%s)", type(exc).__name__)
+
+    async def _reclaim_loop(self) -> None:
+        """Take over entries whose worker stopped renewing their lease."""
+        idle_ms = int(self._settings.job_lease_seconds * 1000)
+        interval = self._settings.job_lease_seconds / 2
+        while not self._stopping.is_set():
+            await asyncio.sleep(interval)
+            if self.free_slots <= 0 or self._stopping.is_set():
+                continue
+            try:
+                reply: Any = await self._jobs.redis.xautoclaim(
+                    STREAM_KEY, CONSUMER_GROUP, self.consumer, idle_ms, "0-0", count=self.free_slots
+                )
+            except RedisError as exc:
+                _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
+                continue
+            for message_id, fields in reply[1]:
+                if fields is None:  # the entry was trimmed away
+                    await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+                    continue
+                _LOGGER.warning(
+                    "reclaiming a job whose worker stopped renewing its lease",
+                    extra={"job_id": fields.get("job_id", "")},
+                )
+                self._start(message_id, fields.get("job_id", ""), take_over=True)
+
+    async def _cancel_listener(self) -> None:
+        """Cancel a running job's task as soon as its cancellation is announced."""
+        while True:
+            pubsub = self._jobs.redis.pubsub()
+            try:
+                await pubsub.subscribe(CANCEL_CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    job_id, _, status = str(message["data"]).partition(" ")
+                    if status == "cancelled":
+                        self.cancel_job(job_id)
+            except RedisError as exc:
+                _LOGGER.warning(
+                    "cancel listener lost redis (%s); resubscribing", type(exc).__name__
+                )
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(RedisError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def cancel_job(self, job_id: str) -> None:
+        for entry in self._running.values():
+            if entry.job_id == job_id and not entry.task.done():
+                entry.cancel_reason = "cancelled"
+                entry.task.cancel()
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming, let in-flight jobs finish within `grace`, then cancel the rest."""
+        """Stop claiming, let in-flight jobs finish within `grace`, hand back the rest."""
         self._stopping.set()
-        tasks = list(self._tasks.values())
+        self._slot_freed.set()
+        tasks = [entry.task for entry in self._running.values()]
         if tasks:
             _LOGGER.info("draining %d in-flight job(s), grace %.1fs", len(tasks), grace)
             _done, pending = await asyncio.wait(tasks, timeout=grace)
-            for task in pending:
-                task.cancel()
+            for entry in list(self._running.values()):
+                if entry.task in pending:
+                    entry.cancel_reason = "shutdown"
+                    entry.task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
 
 async def run_worker(settings: AnalysisSettings) -> None:
     """The worker process: health server, consumer loop, graceful drain on SIGTERM."""
+    await asyncio.to_thread(sandbox.warm_up)
     redis = await connect_redis(settings.redis_url)
     jobs = JobStore(redis, settings.job_record_ttl_seconds)
     ingest_channel = open_channel(settings.ingest_addr)
@@ -133,9 +244,9 @@ async def run_worker(settings: AnalysisSettings) -> None:
         await host.wait_for_stop()
     finally:
         await host.health.enter_graceful_shutdown()
-        await worker.stop(settings.worker_shutdown_grace_seconds)
         consume.cancel()
         await asyncio.gather(consume, return_exceptions=True)
+        await worker.stop(settings.worker_shutdown_grace_seconds)
         await host.stop()
         await ingest_channel.close()
         await llm_channel.close()

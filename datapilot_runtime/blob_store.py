@@ -77,6 +77,10 @@ class BlobStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def delete(self, key: str) -> None:
+        """Remove the blob if it exists."""
+        ...
+
     async def check(self) -> None:
         """Raise if the store cannot be reached (readiness)."""
         ...
@@ -130,6 +134,9 @@ class FilesystemBlobStore:
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._path(key).is_file)
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
 
     async def check(self) -> None:
         probe = self._root / ".ready"
@@ -244,6 +251,15 @@ class S3BlobStore:
         except BlobNotFound:
             return False
         return True
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await self._ensure_bucket()
+
+        async def attempt() -> None:
+            await asyncio.to_thread(self._call_sync, self._client.remove_object, self._bucket, key)
+
+        await _with_retry(attempt, self._policy, f"s3 delete {key}", _S3_RETRYABLE)
 
     async def check(self) -> None:
         self._bucket_ready = False

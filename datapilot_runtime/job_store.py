@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -13,6 +13,7 @@ JOB_KEY_PREFIX = "dp:job:"
 STREAM_KEY = "dp:jobs:stream"
 CONSUMER_GROUP = "dp-workers"
 CANCEL_CHANNEL = "dp:jobs:cancel"
+IDEMPOTENCY_KEY_PREFIX = "dp:idem:"
 
 
 class Status(enum.StrEnum):
@@ -33,7 +34,8 @@ ACTIVE = (Status.QUEUED, Status.PROCESSING)
 
 # KEYS[1] job hash. ARGV[1] comma-separated allowed current states, ARGV[2] new state,
 # ARGV[3] TTL seconds to set when the new state is terminal (0 = none), ARGV[4] pub/sub channel
-# to announce the new state on ("" = none), ARGV[5..] field/value pairs to set.
+# to announce the new state on ("" = none), ARGV[5] lease token the job must be held under
+# ("" = any), ARGV[6..] field/value pairs to set.
 # Returns {1, new} on success, {0, current} when refused, {-1, ""} when the job does not exist.
 _TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -43,8 +45,11 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return {0, current} end
+if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[5] then
+  return {0, current}
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 if ARGV[2] == 'completed' then redis.call('HSET', KEYS[1], 'progress', '100') end
@@ -53,6 +58,54 @@ if ARGV[4] ~= '' then
   redis.call('PUBLISH', ARGV[4], redis.call('HGET', KEYS[1], 'job_id') .. ' ' .. ARGV[2])
 end
 return {1, ARGV[2]}
+"""
+
+# KEYS[1] job hash. ARGV[1] new lease token, ARGV[2] max attempts, ARGV[3] '1' to take over a
+# job left processing by a lost worker, ARGV[4] now (Unix seconds).
+# Returns {1, attempt} when claimed, {0, status} when not claimable, {2, attempt} when the job has
+# used all its attempts, {-1, ''} when it does not exist.
+_CLAIM_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {-1, ''} end
+if status ~= 'queued' and not (status == 'processing' and ARGV[3] == '1') then
+  return {0, status}
+end
+local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+if attempt >= tonumber(ARGV[2]) then return {2, tostring(attempt)} end
+attempt = attempt + 1
+redis.call('HSET', KEYS[1], 'status', 'processing', 'lease_token', ARGV[1],
+  'attempt', tostring(attempt))
+local started = redis.call('HGET', KEYS[1], 'started_at')
+if not started or started == '' then redis.call('HSET', KEYS[1], 'started_at', ARGV[4]) end
+return {1, tostring(attempt)}
+"""
+
+# KEYS[1] job hash, KEYS[2] stream. ARGV[1] lease token, ARGV[2] consumer group, ARGV[3] the
+# stream entry to acknowledge. Puts a processing job held under the token back in the queue as a
+# new stream entry and acknowledges the old one, atomically. Returns 1, or 0 if not held.
+_REQUEUE_LUA = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
+   redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '')
+redis.call('XADD', KEYS[2], '*', 'job_id', redis.call('HGET', KEYS[1], 'job_id'))
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+# KEYS[1] idempotency key, KEYS[2] job hash, KEYS[3] stream. ARGV[1] "jobId sha256" of the new
+# job, ARGV[2] TTL seconds, ARGV[3..] the job's field/value pairs. Creates and enqueues the job
+# unless the key already names one; returns the value stored under the key either way.
+_CREATE_IDEMPOTENT_LUA = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+local fields = {}
+for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('XADD', KEYS[3], '*', 'job_id', string.match(ARGV[1], '^%S+'))
+return ARGV[1]
 """
 
 # KEYS[1] job hash, ARGV[1] progress. Raises progress only, only while processing.
@@ -86,7 +139,8 @@ class JobRecord:
     tenant: str = ""
     content_type: str = ""
     input_key: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    lease_token: str = ""
+    stopped_at: float | None = None
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -112,6 +166,8 @@ class JobRecord:
             tenant=data.get("tenant", ""),
             content_type=data.get("content_type", ""),
             input_key=data.get("input_key", ""),
+            lease_token=data.get("lease_token", ""),
+            stopped_at=opt_float("stopped_at"),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -135,6 +191,24 @@ class JobRecord:
         return self.status in ACTIVE and time.time() >= self.timeout_at
 
 
+class ClaimOutcome(enum.Enum):
+    """What a claim attempt found."""
+
+    CLAIMED = "claimed"
+    NOT_CLAIMABLE = "not_claimable"
+    EXHAUSTED = "exhausted"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of a claim; `attempt` is the delivery number now running (or used up)."""
+
+    outcome: ClaimOutcome
+    attempt: int = 0
+    status: Status | None = None
+
+
 @dataclass(frozen=True)
 class TransitionResult:
     """Outcome of a compare-and-set: applied or not, and the state the job is in now."""
@@ -151,6 +225,9 @@ class JobStore:
         self._ttl = record_ttl_seconds
         self._transition = client.register_script(_TRANSITION_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
+        self._claim = client.register_script(_CLAIM_LUA)
+        self._requeue = client.register_script(_REQUEUE_LUA)
+        self._create_idempotent = client.register_script(_CREATE_IDEMPOTENT_LUA)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -173,13 +250,16 @@ class JobStore:
         allowed_from: tuple[Status, ...],
         to: Status,
         fields: dict[str, Any] | None = None,
+        *,
+        lease_token: str = "",
     ) -> TransitionResult:
-        """Move the job to `to` if its current state is one of `allowed_from`."""
+        """Move the job to `to` if its state is one of `allowed_from` (and held under the token)."""
         args: list[str] = [
             ",".join(s.value for s in allowed_from),
             to.value,
             str(self._ttl if to.terminal else 0),
             CANCEL_CHANNEL if to is Status.CANCELLED else "",
+            lease_token,
         ]
         for key, value in (fields or {}).items():
             args += [key, repr(value) if isinstance(value, float) else str(value)]
@@ -187,6 +267,62 @@ class JobStore:
         if int(code) == -1:
             return TransitionResult(False, None)
         return TransitionResult(int(code) == 1, Status(status))
+
+    async def claim(
+        self, job_id: str, lease_token: str, max_attempts: int, *, take_over: bool
+    ) -> Claim:
+        """Move a queued job (or, with take_over, one a lost worker held) to processing."""
+        code, value = await self._claim(
+            keys=[JOB_KEY_PREFIX + job_id],
+            args=[lease_token, str(max_attempts), "1" if take_over else "0", repr(time.time())],
+        )
+        code = int(code)
+        if code == 1:
+            return Claim(ClaimOutcome.CLAIMED, attempt=int(value))
+        if code == 2:
+            return Claim(ClaimOutcome.EXHAUSTED, attempt=int(value))
+        if code == 0:
+            return Claim(ClaimOutcome.NOT_CLAIMABLE, status=Status(value))
+        return Claim(ClaimOutcome.MISSING)
+
+    async def requeue(self, job_id: str, lease_token: str, message_id: str) -> bool:
+        """Hand a job back to the queue (new stream entry, old one acknowledged), atomically."""
+        return bool(
+            await self._requeue(
+                keys=[JOB_KEY_PREFIX + job_id, STREAM_KEY],
+                args=[lease_token, CONSUMER_GROUP, message_id],
+            )
+        )
+
+    async def create_idempotent(
+        self, idempotency_key: str, record: JobRecord, ttl_seconds: int
+    ) -> tuple[str, str]:
+        """Create and enqueue `record` unless the key names a job; returns (jobId, sha256)."""
+        fields: list[str] = []
+        for key, value in record.to_hash().items():
+            fields += [key, value]
+        stored = await self._create_idempotent(
+            keys=[
+                IDEMPOTENCY_KEY_PREFIX + idempotency_key,
+                JOB_KEY_PREFIX + record.job_id,
+                STREAM_KEY,
+            ],
+            args=[f"{record.job_id} {record.sha256}", str(ttl_seconds), *fields],
+        )
+        job_id, _, sha = str(stored).partition(" ")
+        return job_id, sha
+
+    async def find_idempotent(self, idempotency_key: str) -> tuple[str, str] | None:
+        """The (jobId, sha256) an idempotency key names, if any."""
+        stored = await self._redis.get(IDEMPOTENCY_KEY_PREFIX + idempotency_key)
+        if not stored:
+            return None
+        job_id, _, sha = str(stored).partition(" ")
+        return job_id, sha
+
+    async def mark_stopped(self, job_id: str) -> None:
+        """Record when a cancelled or failed job's work had fully stopped (for operators)."""
+        await self._redis.hset(JOB_KEY_PREFIX + job_id, "stopped_at", repr(time.time()))
 
     async def set_progress(self, job_id: str, progress: int) -> bool:
         """Raise the job's progress (0-100); never lowers it, only while processing."""

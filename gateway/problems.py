@@ -9,6 +9,7 @@ import grpc
 from fastapi.responses import JSONResponse
 
 from datapilot_runtime.context import request_id_var
+from datapilot_runtime.grpc_errors import error_code_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -32,6 +33,8 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DATA_LOSS: 500,
 }
+# Error codes whose HTTP status is more precise than their gRPC code's mapping.
+STATUS_OF_ERROR_CODE = {"idempotency_key_reused": 422}
 # Details of these codes may describe internals; clients get a generic text instead.
 _OPAQUE = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 _UNAVAILABLE_TEXT = "A backend service is unavailable; try again shortly."
@@ -68,10 +71,11 @@ def problem_response(
 def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     """Map a failed gRPC call to a problem response without leaking internals."""
     code = error.code()
-    status = GRPC_TO_HTTP.get(code, 500)
+    error_code = error_code_of(error) or code.name.lower()
+    status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code, 500)
     details = error.details() or ""
-    if code is grpc.StatusCode.UNAVAILABLE and details.startswith("blob_upload_failed:"):
-        return problem_response(503, "blob_upload_failed", "The file could not be stored; retry.")
+    if error_code == "blob_upload_failed":
+        return problem_response(503, error_code, "The file could not be stored; retry later.")
     if code in _OPAQUE:
         detail = "An internal error occurred."
     elif code is grpc.StatusCode.UNAVAILABLE:
@@ -82,4 +86,4 @@ def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
         detail = "The call was cancelled."
     else:
         detail = details or HTTPStatus(status).phrase
-    return problem_response(status, code.name.lower(), detail)
+    return problem_response(status, error_code, detail)

@@ -42,7 +42,7 @@ def _ingest(request: Request) -> ingest_pb2_grpc.IngestServiceStub:
     "/api/upload",
     status_code=202,
     response_model=JobOut,
-    responses={**_ERRORS, 413: _PROBLEM, 415: _PROBLEM},
+    responses={**_ERRORS, 413: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -59,7 +59,11 @@ def _ingest(request: Request) -> ingest_pb2_grpc.IngestServiceStub:
     },
 )
 async def upload(request: Request) -> JSONResponse:
-    """Upload a CSV or XLSX file (multipart field `file`, at most MAX_UPLOAD_BYTES); 202 + job."""
+    """Upload a CSV or XLSX file (multipart field `file`, at most MAX_UPLOAD_BYTES); 202 + job.
+
+    With an `Idempotency-Key` header, repeating the same upload returns the same job for 24 h;
+    the same key with a different file is 422.
+    """
     settings = _settings(request)
     job = await stream_upload(
         request, _ingest(request), settings.max_upload_bytes, settings.upload_deadline_seconds

@@ -33,6 +33,9 @@ async def stream_upload(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD_BYTES:
         raise _too_large(limit)
+    idempotency_key = request.headers.get("idempotency-key", "")
+    if len(idempotency_key) > 255 or not idempotency_key.isprintable():
+        raise ProblemError(400, "bad_idempotency_key", "Idempotency-Key: 1-255 printable chars.")
     reader = MultipartFileReader(request.headers.get("content-type", ""), limit)
     body = request.stream().__aiter__()
     pending = bytearray()
@@ -49,7 +52,9 @@ async def stream_upload(
             await call.write(
                 ingest_pb2.UploadRequest(
                     metadata=ingest_pb2.UploadMetadata(
-                        filename=reader.filename, content_type=reader.content_type
+                        filename=reader.filename,
+                        content_type=reader.content_type,
+                        idempotency_key=idempotency_key,
                     )
                 )
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import time
@@ -17,9 +18,11 @@ from datapilot_runtime.blob_store import (
     BlobStore,
     BlobStoreError,
     StoredBlob,
+    file_digest,
     spooled_file,
 )
 from datapilot_runtime.context import job_id_var
+from datapilot_runtime.grpc_errors import abort
 from datapilot_runtime.job_proto import record_to_proto
 from datapilot_runtime.job_store import ACTIVE, JobRecord, JobStore, Status
 from ingest_svc.settings import IngestSettings
@@ -31,6 +34,10 @@ _KIND_TO_KEY = {
     ingest_pb2.BLOB_KIND_RESULT: artifacts.result_key,
     ingest_pb2.BLOB_KIND_ERROR: artifacts.error_key,
 }
+
+
+def _idempotency_key(tenant: str, key: str) -> str:
+    return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
@@ -48,14 +55,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
     ) -> ingest_pb2.UploadResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "metadata":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "first message must be metadata")
-        assert first is not None
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_upload", "metadata must come first"
+            )
         meta = first.metadata
         limit = self._settings.max_upload_bytes
+        too_large = f"The file is larger than the {limit} byte limit."
         if meta.declared_size_bytes > limit:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"file is larger than the {limit} byte limit"
-            )
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large", too_large)
         job_id = uuid.uuid4().hex
         job_id_var.set(job_id)
         with spooled_file() as spool:
@@ -63,20 +70,32 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             async for message in request_iterator:
                 chunk = message.chunk
                 if len(chunk) > MAX_CHUNK_BYTES:
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "chunk over 1 MiB")
+                    await abort(
+                        context, grpc.StatusCode.INVALID_ARGUMENT, "bad_upload", "chunk over 1 MiB"
+                    )
                 total += len(chunk)
                 if total > limit:
-                    await context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"file is larger than the {limit} byte limit",
+                    await abort(
+                        context, grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large", too_large
                     )
                 spool.write(chunk)
+            size, sha = file_digest(spool)
+            idem = (
+                _idempotency_key(meta.tenant, meta.idempotency_key) if meta.idempotency_key else ""
+            )
+            if idem:
+                existing = await self._jobs.find_idempotent(idem)
+                if existing is not None:
+                    return await self._replay(existing, sha, context)
             try:
                 blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool)
             except BlobStoreError:
                 _LOGGER.exception("upload could not be stored")
-                await context.abort(
-                    grpc.StatusCode.UNAVAILABLE, "blob_upload_failed: the blob store is unavailable"
+                await abort(
+                    context,
+                    grpc.StatusCode.UNAVAILABLE,
+                    "blob_upload_failed",
+                    "The file could not be stored; the blob store is unavailable. Retry later.",
                 )
         now = time.time()
         record = JobRecord(
@@ -85,14 +104,45 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             created_at=now,
             timeout_at=now + self._settings.job_timeout_seconds,
             filename=meta.filename[:255],
-            size_bytes=blob.size_bytes,
+            size_bytes=size,
             sha256=blob.sha256,
             tenant=meta.tenant,
             content_type=meta.content_type[:127],
             input_key=blob.key,
         )
-        await self._jobs.create_and_enqueue(record)
-        _LOGGER.info("job queued", extra={"size_bytes": blob.size_bytes})
+        if idem:
+            winner = await self._jobs.create_idempotent(
+                idem, record, self._settings.idempotency_ttl_seconds
+            )
+            if winner[0] != job_id:  # a concurrent upload with the same key won
+                await self._blobs.delete(blob.key)
+                return await self._replay(winner, sha, context)
+        else:
+            await self._jobs.create_and_enqueue(record)
+        _LOGGER.info("job queued", extra={"size_bytes": size})
+        return ingest_pb2.UploadResponse(job=record_to_proto(record))
+
+    async def _replay(
+        self, existing: tuple[str, str], sha: str, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.UploadResponse:
+        job_id, stored_sha = existing
+        if stored_sha != sha:
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with a different file.",
+            )
+        record = await self._jobs.get(job_id)
+        if record is None:
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "idempotency_key_reused",
+                "This Idempotency-Key names a job that no longer exists; use a new key.",
+            )
+        job_id_var.set(job_id)
+        _LOGGER.info("idempotent upload replayed")
         return ingest_pb2.UploadResponse(job=record_to_proto(record))
 
     async def _existing(self, job_id: str, context: grpc.aio.ServicerContext) -> JobRecord:
@@ -100,8 +150,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if artifacts.JOB_ID_RE.match(job_id):
             record = await self._jobs.get(job_id)
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {job_id!r} not found")
-        assert record is not None
+            await abort(
+                context, grpc.StatusCode.NOT_FOUND, "not_found", f"job {job_id!r} not found"
+            )
         job_id_var.set(job_id)
         return record
 
@@ -121,13 +172,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             artifacts.error_key(record.job_id),
             artifacts.error_document(record.job_id, "timeout", message, now),
         )
-        await self._jobs.transition(
+        result = await self._jobs.transition(
             record.job_id,
             ACTIVE,
             Status.FAILED,
             {"error": "timeout", "error_message": message, "finished_at": now},
         )
-        _LOGGER.info("job timed out (seen by job-status)")
+        if result.applied:
+            _LOGGER.info("job timed out (seen by job-status)")
         fresh = await self._jobs.get(record.job_id)
         return fresh or record
 
@@ -140,11 +192,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 record.job_id, ACTIVE, Status.CANCELLED, {"finished_at": time.time()}
             )
             if not result.applied and result.status is not Status.CANCELLED:
-                await context.abort(
+                state = result.status.value if result.status else "gone"
+                await abort(
+                    context,
                     grpc.StatusCode.ABORTED,
-                    f"job is already {result.status.value if result.status else 'gone'}"
-                    " and cannot be cancelled",
+                    "job_not_cancellable",
+                    f"The job is already {state} and cannot be cancelled.",
                 )
+            # A result written just before the cancel won must not outlive it.
+            await self._blobs.delete(artifacts.result_key(record.job_id))
             _LOGGER.info("job cancelled")
         fresh = await self._jobs.get(record.job_id)
         return ingest_pb2.CancelJobResponse(job=record_to_proto(fresh or record))
@@ -154,31 +210,61 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
     ) -> AsyncIterator[ingest_pb2.DownloadResponse]:
         key_of = _KIND_TO_KEY.get(request.kind)
         if key_of is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unknown blob kind")
-            return
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "bad_kind", "unknown blob kind")
         record = await self._existing(request.job_id, context)
         try:
             async for chunk in self._blobs.read_chunks(key_of(record.job_id)):
                 yield ingest_pb2.DownloadResponse(chunk=chunk)
         except BlobNotFound:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "the job has no such blob")
+            await abort(context, grpc.StatusCode.NOT_FOUND, "not_found", "the job has no such blob")
         except BlobStoreError:
             _LOGGER.exception("download failed")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the blob store is unavailable")
+            await abort(
+                context, grpc.StatusCode.UNAVAILABLE, "blob_store_unavailable", "blob store down"
+            )
 
     async def PutArtifact(
         self, request: ingest_pb2.PutArtifactRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.PutArtifactResponse:
         if request.kind not in (ingest_pb2.BLOB_KIND_RESULT, ingest_pb2.BLOB_KIND_ERROR):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "artifacts are result or error")
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_kind", "artifacts: result or error"
+            )
         record = await self._existing(request.job_id, context)
+        is_result = request.kind == ingest_pb2.BLOB_KIND_RESULT
+        if is_result and not self._holds(record, request.lease_token):
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "lease_lost",
+                "The job is not processing under this lease; the result is not stored.",
+            )
+        key = _KIND_TO_KEY[request.kind](record.job_id)
         try:
-            blob = await self._put(_KIND_TO_KEY[request.kind](record.job_id), request.content)
+            blob = await self._put(key, request.content)
         except BlobStoreError:
             _LOGGER.exception("artifact could not be stored")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "the blob store is unavailable")
+            await abort(
+                context, grpc.StatusCode.UNAVAILABLE, "blob_upload_failed", "blob store down"
+            )
+        if is_result:
+            after = await self._jobs.get(record.job_id)
+            if after is None or not self._holds(after, request.lease_token):
+                await self._blobs.delete(key)  # lost a race with cancel or a lease takeover
+                await abort(
+                    context,
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "lease_lost",
+                    "The job left processing while its result was stored; it was removed.",
+                )
         return ingest_pb2.PutArtifactResponse(
             blob={"key": blob.key, "size_bytes": blob.size_bytes, "sha256": blob.sha256}
+        )
+
+    @staticmethod
+    def _holds(record: JobRecord, lease_token: str) -> bool:
+        return record.status is Status.PROCESSING and (
+            not lease_token or record.lease_token == lease_token
         )
 
     async def _put(self, key: str, content: bytes) -> StoredBlob:

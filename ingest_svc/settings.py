@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from datapilot_runtime.settings import BlobSettings, CommonSettings
 
 
@@ -9,3 +11,4 @@ class IngestSettings(CommonSettings, BlobSettings):
     """CommonSettings + the blob store + where to listen."""
 
     grpc_listen_addr: str = "127.0.0.1:50051"
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)

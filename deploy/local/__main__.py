@@ -52,16 +52,12 @@ def main() -> int:
         stack.stop()
         return 1
     sys.stderr.write(_BANNER.format(url=stack.gateway_url, run_dir=run_dir))
-    exit_code = 0
+    stack.supervise()
     while not stop.wait(0.5):
-        dead = stack.dead()
-        if dead:
-            _LOGGER.error("process(es) exited unexpectedly: %s; stopping", ", ".join(dead))
-            exit_code = 1
-            break
+        pass
     _LOGGER.info("stopping every process")
     stack.stop()
-    return exit_code
+    return 0
 
 
 if __name__ == "__main__":

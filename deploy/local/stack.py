@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,19 @@ from deploy.local.processes import (
 
 _LOGGER = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 60.0
+SUPERVISE_INTERVAL_SECONDS = 0.1
+RESTART_BASE_DELAY_SECONDS = 0.25
+RESTART_MAX_DELAY_SECONDS = 30.0
+STABLE_AFTER_SECONDS = 60.0
+
+
+@dataclass
+class RestartState:
+    """Restart bookkeeping of one process: consecutive restarts and the next due time."""
+
+    count: int = 0
+    due_at: float | None = None
+    started_at: float = 0.0
 
 
 @dataclass
@@ -43,6 +58,9 @@ class Stack:
     redis_url: str = ""
     gateway_url: str = ""
     addresses: dict[str, str] = field(default_factory=dict)
+    restarts: dict[str, RestartState] = field(default_factory=dict)
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _supervisor: threading.Thread | None = None
 
     def _log(self, name: str) -> Path | None:
         return self.config.run_dir / "logs" / f"{name}.log" if self.config.logs_to_files else None
@@ -103,8 +121,44 @@ class Stack:
         wait_http_ok(self.gateway_url + "/readyz", START_TIMEOUT_SECONDS, gateway)
         return self
 
+    def supervise(self) -> None:
+        """Restart any process that dies, with exponential backoff (like a supervisor)."""
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self._stopping.wait(SUPERVISE_INTERVAL_SECONDS):
+            now = time.monotonic()
+            for name, process in list(self.processes.items()):
+                state = self.restarts.setdefault(name, RestartState(started_at=now))
+                if process.alive():
+                    if state.count and now - state.started_at > STABLE_AFTER_SECONDS:
+                        state.count = 0
+                    continue
+                if state.due_at is None:
+                    code = process.process.returncode if process.process else None
+                    delay = min(
+                        RESTART_MAX_DELAY_SECONDS, RESTART_BASE_DELAY_SECONDS * 2**state.count
+                    )
+                    state.count += 1
+                    state.due_at = now + delay
+                    _LOGGER.warning(
+                        "%s exited (code %s); restarting in %.2fs (restart %d)",
+                        name,
+                        code,
+                        delay,
+                        state.count,
+                    )
+                elif now >= state.due_at and not self._stopping.is_set():
+                    process.start()
+                    state.due_at = None
+                    state.started_at = now
+
     def stop(self) -> dict[str, int | None]:
         """SIGTERM each process, in reverse start order; returns their exit codes."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
         codes: dict[str, int | None] = {}
         for name in reversed(list(self.processes)):
             codes[name] = self.processes[name].stop()

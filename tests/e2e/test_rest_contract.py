@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -102,7 +103,9 @@ def test_request_id_is_echoed(client: httpx.Client) -> None:
 def test_cancel_of_completed_job_is_409(client: httpx.Client) -> None:
     job = upload(client, "tiny.csv", b"a,b\n1,2\n3,4\n")
     assert wait_terminal(client, job["jobId"])["status"] == "completed"
-    _assert_problem(client.post("/api/cancel", params={"jobId": job["jobId"]}), 409, "aborted")
+    _assert_problem(
+        client.post("/api/cancel", params={"jobId": job["jobId"]}), 409, "job_not_cancellable"
+    )
 
 
 def test_queued_job_can_be_cancelled_and_stays_cancelled(idle_stack: Stack) -> None:
@@ -127,3 +130,26 @@ def test_job_status_times_out_a_stuck_job(idle_stack: Stack) -> None:
         assert done["error"] == "timeout"
         error = client.get(f"/api/jobs/{job['jobId']}/error").json()
         assert error["error"] == "timeout"
+
+
+def test_idempotency_key_replays_the_same_job(client: httpx.Client) -> None:
+    key = {"Idempotency-Key": f"k-{time.time_ns()}"}
+    files = {"file": ("same.csv", b"a,b\n1,2\n")}
+    first = client.post("/api/upload", files=files, headers=key)
+    second = client.post("/api/upload", files=files, headers=key)
+    assert first.status_code == second.status_code == 202
+    assert first.json()["jobId"] == second.json()["jobId"]
+    other = client.post("/api/upload", files={"file": ("same.csv", b"a,b\n9,9\n")}, headers=key)
+    _assert_problem(other, 422, "idempotency_key_reused")
+    fresh = client.post(
+        "/api/upload", files=files, headers={"Idempotency-Key": key["Idempotency-Key"] + "x"}
+    )
+    assert fresh.json()["jobId"] != first.json()["jobId"]
+
+
+def test_accepted_upload_points_at_its_status(client: httpx.Client) -> None:
+    response = client.post("/api/upload", files={"file": ("a.csv", b"a\n1\n")})
+    assert response.status_code == 202
+    job_id = response.json()["jobId"]
+    assert response.headers["location"] == f"/api/job-status?jobId={job_id}"
+    assert int(response.headers["retry-after"]) >= 1

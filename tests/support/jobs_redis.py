@@ -1,0 +1,32 @@
+"""Read-only peeks into the job store of a running stack (who holds a job, its raw fields)."""
+
+from __future__ import annotations
+
+import redis
+
+from deploy.local.stack import Stack
+
+
+def job_fields(stack: Stack, job_id: str) -> dict[str, str]:
+    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    try:
+        fields: dict[str, str] = client.hgetall(f"dp:job:{job_id}")  # type: ignore[assignment]
+        return fields
+    finally:
+        client.close()
+
+
+def holder_pid(stack: Stack, job_id: str) -> int | None:
+    """The pid of the worker process whose lease the job is processing under."""
+    fields = job_fields(stack, job_id)
+    if fields.get("status") != "processing" or not fields.get("lease_token"):
+        return None
+    consumer = fields["lease_token"].split("/", 1)[0]
+    return int(consumer.rsplit("-", 2)[-2])
+
+
+def worker_name_by_pid(stack: Stack, pid: int) -> str | None:
+    for name, process in stack.processes.items():
+        if name.startswith("worker") and process.alive() and process.pid == pid:
+            return name
+    return None
