@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -10,12 +9,12 @@ import grpc
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 from datapilot.ingest.v1 import ingest_pb2_grpc
 
-from analysis_svc.engine import analyze_file
 from analysis_svc.input_fetch import InputTooLarge, fetched_input
 from analysis_svc.kpis import SCHEMA_VERSION
+from analysis_svc.sandbox import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
-from analysis_svc.table_reader import InvalidInput
 from datapilot_runtime.artifacts import JOB_ID_RE
+from datapilot_runtime.grpc_errors import abort
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
         self, request: analysis_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> analysis_pb2.AnalyzeResponse:
         if not JOB_ID_RE.match(request.job_id):
-            await context.abort(grpc.StatusCode.NOT_FOUND, "job not found")
+            await abort(context, grpc.StatusCode.NOT_FOUND, "not_found", "job not found")
         try:
             async with fetched_input(
                 self._ingest,
@@ -42,11 +41,20 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
                 max_bytes=self._settings.max_upload_bytes,
                 work_dir=self._settings.analysis_work_dir,
             ) as path:
-                report = await asyncio.to_thread(analyze_file, path)
+                output = await run_in_child(
+                    path, "", max_memory_mb=self._settings.analysis_max_memory_mb
+                )
         except grpc.aio.AioRpcError as exc:
-            await context.abort(exc.code(), exc.details() or "input download failed")
-        except (InvalidInput, InputTooLarge) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort(context, exc.code(), "input_unavailable", "The input could not be read.")
+        except AnalysisRefused as exc:
+            status = (
+                grpc.StatusCode.RESOURCE_EXHAUSTED
+                if exc.code == "resource_exhausted"
+                else grpc.StatusCode.INVALID_ARGUMENT
+            )
+            await abort(context, status, exc.code, str(exc))
+        except InputTooLarge as exc:
+            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_input", str(exc))
         return analysis_pb2.AnalyzeResponse(
-            kpi_report_json=json.dumps(report).encode(), schema_version=SCHEMA_VERSION
+            kpi_report_json=json.dumps(output.report).encode(), schema_version=SCHEMA_VERSION
         )

@@ -118,13 +118,13 @@ class Worker:
         try:
             if artifacts.JOB_ID_RE.match(job_id):
                 await self._runner.run(job_id, token, take_over=take_over)
-            await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+            await self._jobs.acknowledge(message_id)
         except asyncio.CancelledError:
             entry = self._running.get(message_id)
             reason = entry.cancel_reason if entry else ""
             if reason == "cancelled":
                 await self._jobs.mark_stopped(job_id)
-                await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+                await self._jobs.acknowledge(message_id)
                 _LOGGER.info("job cancelled; its work has stopped")
             else:
                 await self._runner.hand_back(job_id, token, message_id)
@@ -167,7 +167,7 @@ class Worker:
                 continue
             for message_id, fields in reply[1]:
                 if fields is None:  # the entry was trimmed away
-                    await self._jobs.redis.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+                    await self._jobs.acknowledge(message_id)
                     continue
                 _LOGGER.warning(
                     "reclaiming a job whose worker stopped renewing its lease",

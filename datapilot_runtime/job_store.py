@@ -91,6 +91,7 @@ end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '')
 redis.call('XADD', KEYS[2], '*', 'job_id', redis.call('HGET', KEYS[1], 'job_id'))
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
 """
 
@@ -319,6 +320,13 @@ class JobStore:
             return None
         job_id, _, sha = str(stored).partition(" ")
         return job_id, sha
+
+    async def acknowledge(self, message_id: str) -> None:
+        """Done with a stream entry: acknowledge it and delete it so the stream stays small."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
+            pipe.xdel(STREAM_KEY, message_id)
+            await pipe.execute()
 
     async def mark_stopped(self, job_id: str) -> None:
         """Record when a cancelled or failed job's work had fully stopped (for operators)."""

@@ -8,10 +8,13 @@ import math
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pandas as pd
 import pytest
+from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 
+from deploy.local.stack import Stack
 from tests.support.api import upload, wait_terminal
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
@@ -117,6 +120,17 @@ def test_unreadable_file_fails_with_invalid_input_and_error_json(
     missing = client.get(f"/api/jobs/{job['jobId']}/result")
     assert missing.status_code == 409
     assert missing.headers["content-type"] == "application/problem+json"
+
+
+def test_analyze_rpc_for_internal_callers(stack: Stack, client: httpx.Client) -> None:
+    job = upload(client, "sales.csv", SALES_CSV.read_bytes())
+    with grpc.insecure_channel(stack.addresses["analysis"]) as channel:
+        stub = analysis_pb2_grpc.AnalysisServiceStub(channel)
+        reply = stub.Analyze(analysis_pb2.AnalyzeRequest(job_id=job["jobId"]), timeout=30)
+        assert json.loads(reply.kpi_report_json)["dataset"]["rows"] == 120
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Analyze(analysis_pb2.AnalyzeRequest(job_id="0" * 32), timeout=30)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_result_is_valid_json_without_nan(client: httpx.Client) -> None:

@@ -1,0 +1,84 @@
+"""The analysis child process: results, refusals, the memory limit, and kill-on-cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from analysis_svc.sandbox import AnalysisRefused, run_in_child
+
+SALES = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
+
+
+def _descendants() -> set[int]:
+    """Pids of every live process below this one (the forkserver and its children)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+async def test_report_and_phases_come_back_from_the_child() -> None:
+    phases: list[str] = []
+
+    async def on_phase(phase: str) -> None:
+        phases.append(phase)
+
+    output = await run_in_child(SALES, "sales.csv", max_memory_mb=1024, on_phase=on_phase)
+    assert output.report["dataset"]["rows"] == 120
+    assert phases[:2] == ["parse", "profile"]
+
+
+async def test_unreadable_input_is_refused_as_invalid_input(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(AnalysisRefused) as info:
+        await run_in_child(empty, "empty.csv", max_memory_mb=1024)
+    assert info.value.code == "invalid_input"
+
+
+async def test_memory_limit_refuses_with_resource_exhausted(tmp_path: Path) -> None:
+    wide = tmp_path / "wide.csv"
+    row = ",".join(f"v{i}_{{n}}" for i in range(200))
+    with wide.open("w") as out:
+        out.write(",".join(f"c{i}" for i in range(200)) + "\n")
+        for n in range(20_000):
+            out.write(row.format(n=n) + "\n")
+    with pytest.raises(AnalysisRefused) as info:
+        await run_in_child(wide, "wide.csv", max_memory_mb=64)
+    assert info.value.code == "resource_exhausted"
+    assert "ANALYSIS_MAX_MEMORY_MB" in str(info.value)
+
+
+async def test_cancelling_kills_the_child_at_once() -> None:
+    await run_in_child(SALES, "sales.csv", max_memory_mb=1024)  # the forkserver is up
+    before = _descendants()
+    task = asyncio.create_task(
+        run_in_child(SALES, "sales.csv", max_memory_mb=1024, slow_seconds=30)
+    )
+    for _ in range(1000):
+        if _descendants() - before:
+            break
+        await asyncio.sleep(0.01)
+    assert _descendants() - before, "no analysis child started"
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 1.0
+    assert not (_descendants() - before), "the analysis child outlived its cancellation"
