@@ -1,12 +1,44 @@
-"""Deterministic insights built only from KPI values: same report, byte-identical insights."""
+"""Deterministic insights built only from KPI values: same report, byte-identical insights.
+
+Every number written comes from one KPI value through `format_number` (integers as such,
+others with two decimals, more decimals only for values below 0.01 so nothing non-zero
+reads as zero) or `format_share` (a 0-1 share as a percentage with one decimal). Every
+insight carries the evidence keys of the values it states. Anything of an unexpected
+shape is skipped: the fallback says less rather than invent, and never raises.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_CATEGORY_INSIGHTS = 3
 MAX_TOTAL_INSIGHTS = 3
+MAX_MISSING_INSIGHTS = 2
+MAX_SERIES_INSIGHTS = 3
+MAX_SERIES_FIELDS = 3
+_MAX_NAME_LENGTH = 80
+_SMALLEST = 1e-9
+# Time-series fields worth stating first, when an item carries them (any other numeric
+# field is stated after these, in name order).
+_SERIES_PREFERRED = (
+    "changePct",
+    "periodChangePct",
+    "change",
+    "periodChange",
+    "trendPct",
+    "slope",
+    "trend",
+    "first",
+    "last",
+    "start",
+    "end",
+    "total",
+    "mean",
+)
+_DIRECTIONS = {"up", "down", "flat", "increasing", "decreasing", "stable", "rising", "falling"}
 
 
 @dataclass(frozen=True)
@@ -19,41 +51,75 @@ class InsightDraft:
     severity: str = "info"
 
 
+def _number(value: Any) -> float | None:
+    """A finite float from a JSON number (booleans and strings are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    # Non-finite values, and values too small to print without reading as zero, are skipped.
+    if not math.isfinite(number) or 0 < abs(number) < _SMALLEST:
+        return None
+    return number
+
+
 def format_number(value: float) -> str:
     """The documented rounding: integers as such, others with two decimals, `,` thousands."""
     if float(value).is_integer():
         return f"{int(value):,}"
-    return f"{value:,.2f}"
+    magnitude = abs(value)
+    if magnitude >= 0.01:
+        return f"{value:,.2f}"
+    decimals = min(12, 1 - math.floor(math.log10(magnitude)))
+    return f"{value:,.{decimals}f}"
 
 
 def format_share(share: float) -> str:
-    """A 0-1 share as a percentage with one decimal."""
-    return f"{share * 100:.1f}%"
+    """A 0-1 share as a percentage with one decimal (more for a non-zero share below 0.05%)."""
+    percent = share * 100
+    if 0 < abs(percent) < 0.05:
+        return f"{format_number(percent)}%"
+    return f"{percent:.1f}%"
+
+
+def _name(value: Any) -> str | None:
+    """A printable column / series name, or None when it is unusable."""
+    if not isinstance(value, str):
+        return None
+    text = " ".join(value.split())
+    return text[:_MAX_NAME_LENGTH] if text else None
 
 
 def _dataset_insights(dataset: dict[str, Any]) -> list[InsightDraft]:
-    rows, columns = int(dataset.get("rows", 0)), int(dataset.get("columns", 0))
-    drafts = [
-        InsightDraft(
-            "Dataset size",
-            f"The dataset has {format_number(rows)} rows and {format_number(columns)} columns.",
-            ["dataset.rows", "dataset.columns"],
-        )
-    ]
-    missing = int(dataset.get("missingCells", 0))
-    if missing:
-        pct = float(dataset.get("missingCellsPct", 0.0))
+    drafts: list[InsightDraft] = []
+    rows, columns = _number(dataset.get("rows")), _number(dataset.get("columns"))
+    if rows is not None and columns is not None:
         drafts.append(
             InsightDraft(
-                "Missing data",
-                f"{format_number(missing)} cells are empty ({format_number(pct)}% of all cells).",
-                ["dataset.missingCells", "dataset.missingCellsPct"],
-                "warning" if pct >= 5 else "info",
+                "Dataset size",
+                f"The dataset has {format_number(rows)} rows and {format_number(columns)} columns.",
+                ["dataset.rows", "dataset.columns"],
             )
         )
-    else:
+    elif rows is not None:
+        drafts.append(
+            InsightDraft(
+                "Dataset size", f"The dataset has {format_number(rows)} rows.", ["dataset.rows"]
+            )
+        )
+    missing = _number(dataset.get("missingCells"))
+    pct = _number(dataset.get("missingCellsPct"))
+    if missing:
+        if pct is not None:
+            text = f"{format_number(missing)} cells are empty ({format_number(pct)}% of all cells)."
+            evidence = ["dataset.missingCells", "dataset.missingCellsPct"]
+        else:
+            text = f"{format_number(missing)} cells are empty."
+            evidence = ["dataset.missingCells"]
+        severity = "warning" if pct is not None and pct >= 5 else "info"
+        drafts.append(InsightDraft("Missing data", text, evidence, severity))
+    elif missing == 0:
         drafts.append(InsightDraft("Missing data", "No cells are empty.", ["dataset.missingCells"]))
-    duplicates = int(dataset.get("duplicateRows", 0))
+    duplicates = _number(dataset.get("duplicateRows"))
     if duplicates:
         drafts.append(
             InsightDraft(
@@ -66,19 +132,29 @@ def _dataset_insights(dataset: dict[str, Any]) -> list[InsightDraft]:
     return drafts
 
 
-def _category_insights(columns: list[dict[str, Any]]) -> list[InsightDraft]:
+def _category_insights(columns: list[tuple[str, dict[str, Any]]]) -> list[InsightDraft]:
     drafts: list[InsightDraft] = []
-    for column in columns:
-        top = column.get("topValues") or []
-        if column.get("type") != "categorical" or not top:
+    for name, column in columns:
+        top = column.get("topValues")
+        if column.get("type") != "categorical" or not isinstance(top, list) or not top:
             continue
-        name, first = column["name"], top[0]
+        first = top[0]
+        if not isinstance(first, dict):
+            continue
+        value = _name(first.get("value"))
+        count, share = _number(first.get("count")), _number(first.get("share"))
+        if value is None or value != first.get("value") or count is None:
+            continue
+        share_text = (
+            f" ({format_share(share)} of non-empty values)"
+            if share is not None and 0 <= share <= 1
+            else ""
+        )
         drafts.append(
             InsightDraft(
-                f"Most common {name}",
-                f"In '{name}', the most common value is '{first['value']}' with "
-                f"{format_number(int(first['count']))} rows ({format_share(float(first['share']))}"
-                " of non-empty values).",
+                f"Most common '{name}'",
+                f"In '{name}', the most common value is '{value}' with "
+                f"{format_number(count)} rows{share_text}.",
                 [f"columns.{name}.topValues.0"],
             )
         )
@@ -87,31 +163,130 @@ def _category_insights(columns: list[dict[str, Any]]) -> list[InsightDraft]:
     return drafts
 
 
-def _total_insights(columns: list[dict[str, Any]]) -> list[InsightDraft]:
-    measures = [
-        c for c in columns if c.get("type") == "numeric" and (c.get("numeric") or {}).get("sum")
-    ]
-    measures.sort(key=lambda c: (-abs(float(c["numeric"]["sum"])), str(c["name"])))
+def _total_insights(columns: list[tuple[str, dict[str, Any]]]) -> list[InsightDraft]:
+    measures: list[tuple[float, str, dict[str, Any]]] = []
+    for name, column in columns:
+        stats = column.get("numeric")
+        if column.get("type") != "numeric" or not isinstance(stats, dict):
+            continue
+        total = _number(stats.get("sum"))
+        if total:
+            measures.append((total, name, stats))
+    measures.sort(key=lambda m: (-abs(m[0]), m[1]))
     drafts = []
-    for column in measures[:MAX_TOTAL_INSIGHTS]:
-        name, stats = column["name"], column["numeric"]
-        parts = [f"'{name}' totals {format_number(float(stats['sum']))}"]
+    for total, name, stats in measures[:MAX_TOTAL_INSIGHTS]:
+        parts = [f"'{name}' totals {format_number(total)}"]
         evidence = [f"columns.{name}.numeric.sum"]
-        if stats.get("mean") is not None and stats.get("median") is not None:
+        mean, median = _number(stats.get("mean")), _number(stats.get("median"))
+        if mean is not None and median is not None:
             parts.append(
-                f"with a mean of {format_number(float(stats['mean']))} and a median of "
-                f"{format_number(float(stats['median']))}"
+                f"with a mean of {format_number(mean)} and a median of {format_number(median)}"
             )
             evidence += [f"columns.{name}.numeric.mean", f"columns.{name}.numeric.median"]
-        drafts.append(InsightDraft(f"Total {name}", " ".join(parts) + ".", evidence))
+        drafts.append(InsightDraft(f"Total '{name}'", " ".join(parts) + ".", evidence))
     return drafts
 
 
-def fallback_insights(report: dict[str, Any]) -> list[InsightDraft]:
-    """Template insights from the KPI report; says less rather than invent."""
-    columns = [c for c in report.get("columns", []) if isinstance(c, dict) and "name" in c]
+def _missing_column_insights(columns: list[tuple[str, dict[str, Any]]]) -> list[InsightDraft]:
+    gaps: list[tuple[float, str, float]] = []
+    for name, column in columns:
+        missing, pct = _number(column.get("missing")), _number(column.get("missingPct"))
+        if missing and pct is not None and pct > 0:
+            gaps.append((pct, name, missing))
+    gaps.sort(key=lambda g: (-g[0], g[1]))
     return [
-        *_dataset_insights(report.get("dataset", {})),
+        InsightDraft(
+            f"Gaps in '{name}'",
+            f"'{name}' is empty in {format_number(missing)} rows ({format_number(pct)}%).",
+            [f"columns.{name}.missing", f"columns.{name}.missingPct"],
+            "warning" if pct >= 20 else "info",
+        )
+        for pct, name, missing in gaps[:MAX_MISSING_INSIGHTS]
+    ]
+
+
+def _words(field_name: str) -> str:
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", field_name).replace("_", " ")
+    words = spaced.lower().split()
+    return " ".join("percent" if w in ("pct", "percent") else w for w in words)
+
+
+def _series_insights(series: Any) -> list[InsightDraft]:
+    if not isinstance(series, list):
+        return []
+    drafts: list[InsightDraft] = []
+    for index, item in enumerate(series):
+        if not isinstance(item, dict):
+            continue
+        key = _name(item.get("key"))
+        if key is None or key != item.get("key"):
+            continue
+        numeric = {
+            k: v
+            for k, v in item.items()
+            if isinstance(k, str)
+            and k != "key"
+            and not any(ch.isdigit() for ch in k)
+            and _number(v) is not None
+        }
+        order = sorted(
+            numeric,
+            key=lambda k: (
+                _SERIES_PREFERRED.index(k) if k in _SERIES_PREFERRED else len(_SERIES_PREFERRED),
+                k,
+            ),
+        )[:MAX_SERIES_FIELDS]
+        parts: list[str] = []
+        evidence: list[str] = []
+        for name in order:
+            value = float(numeric[name])
+            unit = "%" if name.lower().endswith(("pct", "percent")) else ""
+            parts.append(f"{_words(name)} {format_number(value)}{unit}")
+            evidence.append(f"timeSeries.{index}.{name}")
+        direction = next(
+            (
+                str(item[k]).lower()
+                for k in ("direction", "trend")
+                if isinstance(item.get(k), str) and str(item[k]).lower() in _DIRECTIONS
+            ),
+            None,
+        )
+        if direction is not None:
+            evidence.append(f"timeSeries.{index}.{'direction' if 'direction' in item else 'trend'}")
+        if not parts and direction is None:
+            continue
+        text = f"'{key}'"
+        if direction is not None:
+            text += f" is trending {direction}"
+        if parts:
+            text += ": " + ", ".join(parts)
+        drafts.append(InsightDraft(f"Trend of '{key}'", text + ".", evidence))
+        if len(drafts) == MAX_SERIES_INSIGHTS:
+            break
+    return drafts
+
+
+def fallback_insights(report: Any) -> list[InsightDraft]:
+    """Template insights from the KPI report; says less rather than invent."""
+    if not isinstance(report, dict):
+        report = {}
+    dataset = report.get("dataset")
+    raw_columns = report.get("columns")
+    columns: list[tuple[str, dict[str, Any]]] = []
+    seen: set[str] = set()
+    if isinstance(raw_columns, list):
+        for column in raw_columns:
+            if not isinstance(column, dict):
+                continue
+            name = column.get("name")
+            # A name is usable as an evidence key only if it is a clean, unique string.
+            if isinstance(name, str) and name and name == _name(name) and name not in seen:
+                seen.add(name)
+                columns.append((name, column))
+    return [
+        *_dataset_insights(dataset if isinstance(dataset, dict) else {}),
+        *_series_insights(report.get("timeSeries")),
         *_total_insights(columns),
         *_category_insights(columns),
+        *_missing_column_insights(columns),
     ]

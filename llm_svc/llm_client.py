@@ -1,50 +1,107 @@
-"""OpenAI-compatible chat-completions client that asks for structured insights."""
+"""OpenAI-compatible chat-completions client: structured insights, the seed's retry, deadlines."""
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import json
 import logging
+import random
 import re
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from datapilot_runtime.backoff import retry_async
+from llm_svc import metrics
 from llm_svc.fallback import InsightDraft
 from llm_svc.settings import LlmSettings
 
 _LOGGER = logging.getLogger(__name__)
-PROMPT_VERSION = "1"
-_THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_FENCE_RE = re.compile(r"^```(?:json)?\s*|\s*```$", re.IGNORECASE)
-_SYSTEM_PROMPT = (
+PROMPT_VERSION = "2"
+_THINK_RE = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+_FENCE_RE = re.compile(r"```(?:json)?", re.IGNORECASE)
+_SEVERITIES = ("info", "warning", "critical")
+SYSTEM_PROMPT = (
     "You are a careful business data analyst. You receive a JSON KPI report computed from a "
-    "dataset (aggregates only). Write 3 to 6 short business insights. Use only numbers that "
-    "appear in the report. Answer with JSON only, no prose, in this shape: "
-    '{"insights": [{"title": str, "text": str, "evidence": [KPI keys such as '
-    '"dataset.rows" or "columns.<name>.numeric.sum"], "severity": "info" | "warning" | '
-    '"critical"}]}'
+    "dataset (aggregates only). Write 3 to 6 short business insights. Every number you write "
+    "must be a value of the report, copied or rounded (shares may be written as percentages); "
+    "never compute new numbers (no sums, differences or ratios) and do not count things "
+    "yourself. Cite as evidence the dotted keys of the values you use: a column is addressed "
+    'by its name ("columns.revenue.numeric.sum"), other lists by index '
+    '("columns.region.topValues.0"). Answer with JSON only, no prose, in this shape: '
+    '{"insights": [{"title": str, "text": str, "evidence": [str], "severity": "info" | '
+    '"warning" | "critical"}]}'
 )
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+Uniform = Callable[[float, float], float]
+
+
+class FailureKind(enum.Enum):
+    """How the retry policy treats a failed attempt."""
+
+    TRANSIENT = "transient"  # 5xx, 429, timeout, network error: retried
+    AUTH = "auth"  # 401, 403: retried once
+    PERMANENT = "permanent"  # any other 4xx, an unusable answer: not retried
 
 
 class LlmFailure(Exception):
-    """The LLM gave no usable answer."""
+    """The LLM gave no usable answer.
+
+    `attempts` is how many HTTP attempts were made; `counts` is False when no attempt was
+    started at all (no time left), which is no fault of the LLM and not a breaker failure.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        kind: FailureKind = FailureKind.PERMANENT,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+        self.status = status
+        self.attempts = 0
+        self.counts = True
 
 
-class RetryableLlmFailure(LlmFailure):
-    """A failure worth another attempt (5xx, 429, network, timeout)."""
+@dataclass(frozen=True)
+class LlmAnswer:
+    drafts: list[InsightDraft]
+    attempts: int
+
+
+def _strip_reasoning(content: str) -> str:
+    return _FENCE_RE.sub("", _THINK_RE.sub("", content)).strip()
+
+
+def _load_document(answer: str) -> Any:
+    try:
+        return json.loads(answer)
+    except json.JSONDecodeError:
+        pass
+    start, end = answer.find("{"), answer.rfind("}")
+    if start == -1 or end <= start:
+        raise LlmFailure("answer is not JSON")
+    try:
+        return json.loads(answer[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise LlmFailure("answer is not JSON") from exc
 
 
 def parse_insights(content: str) -> list[InsightDraft]:
-    """The answer's insights; reasoning (`<think>`) and code fences are dropped."""
-    answer = _FENCE_RE.sub("", _THINK_RE.sub("", content).strip()).strip()
+    """The answer's insights; reasoning (`<think>`), code fences and prose around are dropped."""
+    answer = _strip_reasoning(content)
     if not answer:
         raise LlmFailure("empty answer")
-    try:
-        document = json.loads(answer)
-    except json.JSONDecodeError as exc:
-        raise LlmFailure("answer is not JSON") from exc
+    document = _load_document(answer)
     items = document.get("insights") if isinstance(document, dict) else None
     if not isinstance(items, list) or not items:
         raise LlmFailure("answer has no insights list")
@@ -55,23 +112,99 @@ def parse_insights(content: str) -> list[InsightDraft]:
         title, text = item.get("title"), item.get("text")
         if not isinstance(title, str) or not isinstance(text, str) or not text.strip():
             continue
-        evidence = [str(e) for e in item.get("evidence", []) if isinstance(e, str | int)]
-        severity = (
-            item.get("severity")
-            if item.get("severity") in ("info", "warning", "critical")
-            else "info"
+        raw_evidence = item.get("evidence")
+        evidence = (
+            [e.strip() for e in raw_evidence if isinstance(e, str) and e.strip()]
+            if isinstance(raw_evidence, list)
+            else []
         )
-        drafts.append(InsightDraft(title.strip(), text.strip(), evidence, str(severity)))
+        severity = str(item.get("severity", "")).strip().lower()
+        drafts.append(
+            InsightDraft(
+                title.strip(),
+                text.strip(),
+                evidence,
+                severity if severity in _SEVERITIES else "info",
+            )
+        )
     if not drafts:
         raise LlmFailure("no well-formed insight in the answer")
     return drafts
 
 
-class LlmClient:
-    """One pooled httpx client for the process."""
+def _message_content(payload: Any) -> str:
+    """The answer text of a completion body; raises LlmFailure for an error or odd body."""
+    if not isinstance(payload, dict):
+        raise LlmFailure("malformed completion body")
+    error = payload.get("error")
+    if error:
+        code = error.get("code") if isinstance(error, dict) else None
+        status = code if isinstance(code, int) and not isinstance(code, bool) else None
+        raise LlmFailure(
+            "provider returned an error object", _kind_of_status(status), status=status
+        )
+    try:
+        message = payload["choices"][0]["message"]
+        content = message.get("content")
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise LlmFailure("malformed completion body") from exc
+    if isinstance(content, list):  # content parts
+        content = "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    # `message.reasoning` (OpenRouter) and `reasoning_content` are never used.
+    return content if isinstance(content, str) else ""
 
-    def __init__(self, settings: LlmSettings, transport: httpx.AsyncBaseTransport | None = None):
+
+def _kind_of_status(status: int | None) -> FailureKind:
+    if status is None:
+        return FailureKind.PERMANENT
+    if status >= 500 or status == 429:
+        return FailureKind.TRANSIENT
+    if status in (401, 403):
+        return FailureKind.AUTH
+    return FailureKind.PERMANENT
+
+
+def retry_after_seconds(headers: httpx.Headers, wall_clock: Clock) -> float | None:
+    """`retry-after-ms`, or `Retry-After` as seconds or an HTTP date; None when absent/bad."""
+    value = headers.get("retry-after-ms")
+    if value is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - wall_clock())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+class LlmClient:
+    """One pooled httpx client for the process; time and randomness are injectable."""
+
+    def __init__(
+        self,
+        settings: LlmSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        sleep: Sleep = asyncio.sleep,
+        uniform: Uniform = random.uniform,
+    ) -> None:
         self._settings = settings
+        self._policy = settings.llm_backoff()
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._sleep = sleep
+        self._uniform = uniform
+        self._json_mode = settings.llm_json_mode
         headers = {"Authorization": f"Bearer {settings.openrouter_api_key.get_secret_value()}"}
         if settings.llm_http_referer:
             headers["HTTP-Referer"] = settings.llm_http_referer
@@ -81,50 +214,124 @@ class LlmClient:
             base_url=settings.llm_base_url.rstrip("/") + "/",
             headers=headers,
             timeout=settings.llm_request_timeout_seconds,
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            limits=httpx.Limits(
+                max_connections=settings.llm_max_connections, max_keepalive_connections=10
+            ),
             transport=transport,
         )
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _attempt(self, report: dict[str, Any], deadline: float) -> list[InsightDraft]:
-        timeout = min(self._settings.llm_request_timeout_seconds, deadline - time.monotonic())
-        if timeout <= 0:
-            raise LlmFailure("no time left before the deadline")
-        body = {
+    def _body(self, report: dict[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {
             "model": self._settings.llm_model,
             "messages": [
-                {"role": "system", "content": _SYSTEM_PROMPT},
-                {"role": "user", "content": json.dumps(report, separators=(",", ":"))},
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {
+                    "role": "user",
+                    "content": json.dumps(report, separators=(",", ":"), sort_keys=True),
+                },
             ],
             "temperature": 0.2,
         }
+        if self._json_mode:
+            body["response_format"] = {"type": "json_object"}
+        return body
+
+    async def _attempt(self, report: dict[str, Any], budget: float) -> list[InsightDraft]:
+        body = self._body(report)
         try:
-            response = await self._http.post("chat/completions", json=body, timeout=timeout)
-        except httpx.TimeoutException as exc:
-            raise RetryableLlmFailure("timeout") from exc
+            async with asyncio.timeout(budget):
+                response = await self._http.post("chat/completions", json=body, timeout=budget)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise LlmFailure("timeout", FailureKind.TRANSIENT) from exc
         except httpx.TransportError as exc:
-            raise RetryableLlmFailure(f"network error {type(exc).__name__}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise RetryableLlmFailure(f"HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise LlmFailure(f"HTTP {response.status_code}")
+            raise LlmFailure(f"network error {type(exc).__name__}", FailureKind.TRANSIENT) from exc
+        status = response.status_code
+        if status >= 400:
+            if status == 400 and "response_format" in body and "response_format" in response.text:
+                raise _JsonModeRefused()
+            raise LlmFailure(
+                f"HTTP {status}",
+                _kind_of_status(status),
+                retry_after=retry_after_seconds(response.headers, self._wall_clock),
+                status=status,
+            )
         try:
             payload = response.json()
-            if "error" in payload:
-                raise LlmFailure("provider returned an error object")
-            content = payload["choices"][0]["message"].get("content") or ""
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise LlmFailure("malformed completion body") from exc
-        return parse_insights(str(content))
+        except ValueError as exc:
+            raise LlmFailure("completion body is not JSON") from exc
+        return parse_insights(_message_content(payload))
 
-    async def generate(self, report: dict[str, Any], deadline: float) -> list[InsightDraft]:
-        """Insights from the LLM, retried on transient failures; raises LlmFailure."""
-        return await retry_async(
-            lambda: self._attempt(report, deadline),
-            self._settings.llm_backoff(),
-            (RetryableLlmFailure,),
-            name="llm chat/completions",
-            deadline=deadline,
-        )
+    async def generate(
+        self, report: dict[str, Any], deadline: float, *, max_attempts: int | None = None
+    ) -> LlmAnswer:
+        """Insights from the LLM under the seed's retry policy; raises LlmFailure.
+
+        `deadline` is on the injected monotonic clock. No attempt starts with less than
+        LLM_MIN_ATTEMPT_SECONDS left, and no sleep that would leave less than that.
+        """
+        attempts_allowed = max_attempts or self._policy.attempts
+        minimum = self._settings.llm_min_attempt_seconds
+        attempt = 0
+        auth_retried = False
+        last: LlmFailure | None = None
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0 or remaining < minimum:
+                if last is not None:
+                    raise last
+                failure = LlmFailure("no time left before the deadline")
+                failure.counts = False
+                raise failure
+            attempt += 1
+            try:
+                drafts = await self._attempt(
+                    report, min(self._settings.llm_request_timeout_seconds, remaining)
+                )
+            except _JsonModeRefused:
+                _LOGGER.warning("the LLM endpoint refuses response_format; asking without it")
+                self._json_mode = False
+                attempt -= 1
+                continue
+            except LlmFailure as exc:
+                exc.attempts = attempt
+                last = exc
+                metrics.LLM_ATTEMPTS.labels(result=exc.kind.value).inc()
+                delay = self._retry_delay(exc, attempt, attempts_allowed, auth_retried)
+                if delay is None:
+                    raise
+                auth_retried = auth_retried or exc.kind is FailureKind.AUTH
+                if self._clock() + delay + max(minimum, 1e-3) > deadline:
+                    _LOGGER.warning(
+                        "LLM attempt %d failed (%s); no time left for a retry", attempt, exc
+                    )
+                    raise
+                _LOGGER.warning(
+                    "LLM attempt %d of %d failed (%s); retrying in %.3fs",
+                    attempt,
+                    attempts_allowed,
+                    exc,
+                    delay,
+                )
+                await self._sleep(delay)
+                continue
+            metrics.LLM_ATTEMPTS.labels(result="ok").inc()
+            return LlmAnswer(drafts, attempt)
+
+    def _retry_delay(
+        self, exc: LlmFailure, attempt: int, attempts_allowed: int, auth_retried: bool
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None when `exc` is final."""
+        if attempt >= attempts_allowed or exc.kind is FailureKind.PERMANENT:
+            return None
+        if exc.kind is FailureKind.AUTH and auth_retried:
+            return None
+        if exc.retry_after is not None:
+            return min(self._policy.max_delay, exc.retry_after)
+        return self._policy.delay(attempt, self._uniform)
+
+
+class _JsonModeRefused(Exception):
+    """The endpoint answered 400 to `response_format`; ask again without it."""

@@ -1,36 +1,119 @@
-"""LlmService: insights from the LLM when configured and answering, else from the fallback."""
+"""LlmService: cached or grounded LLM insights behind a circuit breaker, else the fallback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import grpc
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 
+from llm_svc import metrics
+from llm_svc.circuit_breaker import (
+    Admission,
+    BreakerConfig,
+    CircuitBreaker,
+    Clock,
+    LocalBreaker,
+    State,
+)
 from llm_svc.fallback import InsightDraft, fallback_insights
-from llm_svc.llm_client import LlmClient, LlmFailure
+from llm_svc.grounding import ground
+from llm_svc.insight_cache import InsightCache, cache_key
+from llm_svc.llm_client import PROMPT_VERSION, LlmClient, LlmFailure
 
 _LOGGER = logging.getLogger(__name__)
 DEFAULT_DEADLINE_SECONDS = 120.0
+# Kept back from the caller's deadline to build and send the fallback answer in time.
+DEADLINE_RESERVE_SECONDS = 0.05
+MAX_INSIGHTS = 8
+FALLBACK_MODEL = "fallback"
+_STATES = {
+    State.CLOSED: llm_pb2.CIRCUIT_STATE_CLOSED,
+    State.OPEN: llm_pb2.CIRCUIT_STATE_OPEN,
+    State.HALF_OPEN: llm_pb2.CIRCUIT_STATE_HALF_OPEN,
+}
+_SOURCE_LABELS = {
+    llm_pb2.INSIGHT_SOURCE_LLM: "llm",
+    llm_pb2.INSIGHT_SOURCE_FALLBACK: "fallback",
+    llm_pb2.INSIGHT_SOURCE_MIXED: "mixed",
+}
 
 
-def _to_proto(drafts: list[InsightDraft], source: llm_pb2.InsightSource) -> list[llm_pb2.Insight]:
-    return [
-        llm_pb2.Insight(
-            title=d.title, text=d.text, evidence=d.evidence, severity=d.severity, source=source
-        )
-        for d in drafts
+@dataclass(frozen=True)
+class LlmInsights:
+    """What the LLM said that survived grounding, and how many of its insights were dropped."""
+
+    kept: list[InsightDraft]
+    dropped: int
+
+
+def compose(
+    llm: LlmInsights | None, fallback: list[InsightDraft], model: str
+) -> llm_pb2.GenerateInsightsResponse:
+    """LLM insights first; fallback insights about other KPIs replace the dropped ones.
+
+    Without any kept LLM insight the answer is the whole fallback. Otherwise each LLM
+    insight grounding dropped is replaced by the next fallback insight none of whose
+    evidence keys a kept LLM insight already uses (no fact twice), up to MAX_INSIGHTS.
+    """
+    kept = llm.kept[:MAX_INSIGHTS] if llm else []
+    target = min(MAX_INSIGHTS, len(kept) + llm.dropped) if kept and llm else len(fallback)
+    covered = {key for draft in kept for key in draft.evidence}
+    fill: list[InsightDraft] = []
+    for draft in fallback:
+        if len(kept) + len(fill) >= target:
+            break
+        if not covered.intersection(draft.evidence):
+            fill.append(draft)
+    if kept and fill:
+        source = llm_pb2.INSIGHT_SOURCE_MIXED
+    elif kept:
+        source = llm_pb2.INSIGHT_SOURCE_LLM
+    else:
+        source = llm_pb2.INSIGHT_SOURCE_FALLBACK
+    insights = [_to_proto(d, llm_pb2.INSIGHT_SOURCE_LLM) for d in kept] + [
+        _to_proto(d, llm_pb2.INSIGHT_SOURCE_FALLBACK) for d in fill
     ]
+    metrics.INSIGHTS.labels(source=_SOURCE_LABELS[source]).inc()
+    return llm_pb2.GenerateInsightsResponse(
+        insights=insights, source=source, model=model if kept else FALLBACK_MODEL
+    )
+
+
+def _to_proto(draft: InsightDraft, source: llm_pb2.InsightSource) -> llm_pb2.Insight:
+    return llm_pb2.Insight(
+        title=draft.title,
+        text=draft.text,
+        evidence=draft.evidence,
+        severity=draft.severity,
+        source=source,
+    )
 
 
 class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
-    """Answers from the LLM when a key is set; any failure falls back to templates."""
+    """Cache, then breaker, then the LLM (with retries), then grounding; else the fallback."""
 
-    def __init__(self, client: LlmClient | None, model: str) -> None:
+    def __init__(
+        self,
+        client: LlmClient | None,
+        model: str,
+        breaker: CircuitBreaker | None = None,
+        cache: InsightCache | None = None,
+        *,
+        cache_prefix: str = "datapilot:llm",
+        clock: Clock = time.monotonic,
+    ) -> None:
         self._client = client
         self._model = model
+        self._breaker: CircuitBreaker = breaker or LocalBreaker(BreakerConfig())
+        self._cache = cache
+        self._cache_prefix = cache_prefix
+        self._clock = clock
 
     async def GenerateInsights(
         self, request: llm_pb2.GenerateInsightsRequest, context: grpc.aio.ServicerContext
@@ -43,19 +126,85 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "kpi_report_json is not a JSON object"
             )
-        if self._client is not None:
-            remaining = context.time_remaining()
-            budget = DEFAULT_DEADLINE_SECONDS if remaining is None else remaining - 0.05
-            try:
-                drafts = await self._client.generate(report, time.monotonic() + budget)
-            except LlmFailure as exc:
-                _LOGGER.warning("LLM failed, using fallback insights: %s", exc)
-            else:
-                source = llm_pb2.INSIGHT_SOURCE_LLM
-                return llm_pb2.GenerateInsightsResponse(
-                    insights=_to_proto(drafts, source), source=source, model=self._model
-                )
-        source = llm_pb2.INSIGHT_SOURCE_FALLBACK
-        return llm_pb2.GenerateInsightsResponse(
-            insights=_to_proto(fallback_insights(report), source), source=source, model="fallback"
+        fallback = fallback_insights(report)
+        if self._client is None:
+            metrics.LLM_CALLS.labels(outcome="unconfigured").inc()
+            return compose(None, fallback, self._model)
+        key = cache_key(self._cache_prefix, report, self._model, PROMPT_VERSION)
+        if self._cache is not None:
+            cached = await self._cache.get(key)
+            if cached is not None:
+                metrics.LLM_CALLS.labels(outcome="cached").inc()
+                kept, dropped = cached
+                return compose(LlmInsights(kept, dropped), fallback, self._model)
+        admission = await self._breaker.admit()
+        if admission is Admission.REJECTED:
+            metrics.LLM_CALLS.labels(outcome="rejected").inc()
+            return compose(None, fallback, self._model)
+        llm = await self._ask(report, admission, context)
+        if llm is None:
+            return compose(None, fallback, self._model)
+        if llm.kept and self._cache is not None:
+            await self._cache.put(key, llm.kept, llm.dropped)
+        return compose(llm, fallback, self._model)
+
+    async def _ask(
+        self, report: dict[str, object], admission: Admission, context: grpc.aio.ServicerContext
+    ) -> LlmInsights | None:
+        assert self._client is not None
+        remaining = context.time_remaining()
+        budget = (
+            DEFAULT_DEADLINE_SECONDS if remaining is None else remaining - DEADLINE_RESERVE_SECONDS
         )
+        try:
+            answer = await self._client.generate(
+                report,
+                self._clock() + budget,
+                max_attempts=1 if admission is Admission.PROBE else None,
+            )
+        except LlmFailure as exc:
+            if exc.counts:
+                metrics.LLM_CALLS.labels(outcome="failure").inc()
+                await self._breaker.record_failure(admission)
+            else:
+                metrics.LLM_CALLS.labels(outcome="skipped").inc()
+                await self._breaker.release(admission)
+            _LOGGER.warning(
+                "LLM gave no usable answer after %d attempt(s) (%s); using fallback insights",
+                exc.attempts,
+                exc,
+                extra={"llm_attempts": exc.attempts, "llm_failure": exc.kind.value},
+            )
+            return None
+        except asyncio.CancelledError:
+            _LOGGER.info("GenerateInsights cancelled; LLM request aborted")
+            await self._breaker.release(admission)
+            raise
+        metrics.LLM_CALLS.labels(outcome="success").inc()
+        await self._breaker.record_success(admission)
+        kept, dropped = ground(answer.drafts, report)
+        for _draft, verdict in dropped:
+            metrics.INSIGHTS_DROPPED.labels(reason=verdict.reason).inc()
+        if dropped:
+            _LOGGER.info(
+                "dropped %d of %d LLM insights that grounding refused (%s)",
+                len(dropped),
+                len(answer.drafts),
+                "; ".join(f"{v.reason}: {v.detail}" if v.detail else v.reason for _, v in dropped),
+            )
+        return LlmInsights(kept, len(dropped))
+
+    async def GetCircuitState(
+        self, request: llm_pb2.GetCircuitStateRequest, context: grpc.aio.ServicerContext
+    ) -> llm_pb2.GetCircuitStateResponse:
+        snapshot = await self._breaker.snapshot()
+        response = llm_pb2.GetCircuitStateResponse(
+            state=_STATES[snapshot.state],
+            failures_in_window=snapshot.failures_in_window,
+            shared=snapshot.shared,
+        )
+        if snapshot.half_open_at is not None:
+            stamp = Timestamp()
+            stamp.FromNanoseconds(int(snapshot.half_open_at * 1e9))
+            response.half_open_at.CopyFrom(stamp)
+        return response

@@ -6,7 +6,10 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from llm_svc.fallback import fallback_insights, format_number, format_share
+from llm_svc.grounding import ground
 
 REPORT: dict[str, Any] = {
     "schemaVersion": "1.0",
@@ -122,6 +125,75 @@ def test_evidence_points_at_existing_keys() -> None:
             assert node is not None
 
 
-def test_an_empty_report_says_little_and_does_not_crash() -> None:
-    insights = fallback_insights({})
-    assert [i.title for i in insights] == ["Dataset size", "Missing data"]
+def test_an_empty_report_says_nothing_rather_than_invent() -> None:
+    assert fallback_insights({}) == []
+    only_rows = fallback_insights({"dataset": {"rows": 0, "missingCells": 0}})
+    assert [i.text for i in only_rows] == ["The dataset has 0 rows.", "No cells are empty."]
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        [],
+        "text",
+        {"dataset": [], "columns": {}},
+        {"dataset": {"rows": "12", "columns": None, "missingCells": True}},
+        {"columns": [1, None, {"name": 3}, {"type": "numeric"}, {"name": "x", "numeric": []}]},
+        {"columns": [{"name": "x", "type": "categorical", "topValues": [None, 1]}]},
+        {"columns": [{"name": "x", "type": "categorical", "topValues": [{"value": {}}]}]},
+        {"columns": [{"name": "x", "type": "numeric", "numeric": {"sum": float("nan")}}]},
+        {"timeSeries": {"key": "x"}},
+        {"timeSeries": [None, {"key": 5}, {"key": "k", "changePct": "12"}, {"nokey": 1}]},
+    ],
+)
+def test_unexpected_shapes_never_crash(report: Any) -> None:
+    fallback_insights(report)
+
+
+TIME_SERIES_REPORT: dict[str, Any] = {
+    **REPORT,
+    "timeSeries": [
+        {
+            "key": "revenue by month",
+            "column": "revenue",
+            "changePct": -12.5,
+            "slope": 3.25,
+            "last": 4100.0,
+            "first": 3900,
+            "direction": "down",
+            "points": [{"period": "2024-01", "value": 3900}],
+        },
+        {"key": "units by month", "unknownField": {"a": 1}},
+    ],
+    "correlations": [{"a": "revenue", "b": "units", "r": 0.93}],
+}
+
+
+def test_time_series_facts_are_stated_with_their_evidence() -> None:
+    insights = fallback_insights(TIME_SERIES_REPORT)
+    trend = next(i for i in insights if i.title == "Trend of 'revenue by month'")
+    assert trend.text == (
+        "'revenue by month' is trending down: change percent -12.50%, slope 3.25, first 3,900."
+    )
+    assert trend.evidence == [
+        "timeSeries.0.changePct",
+        "timeSeries.0.slope",
+        "timeSeries.0.first",
+        "timeSeries.0.direction",
+    ]
+    assert not any("units by month" in i.title for i in insights)
+    assert _rendered(TIME_SERIES_REPORT) == _rendered(json.loads(json.dumps(TIME_SERIES_REPORT)))
+
+
+def test_every_fallback_insight_passes_grounding() -> None:
+    for report in (REPORT, TIME_SERIES_REPORT):
+        insights = fallback_insights(report)
+        kept, dropped = ground(insights, report)
+        assert not dropped, [(d.text, v) for d, v in dropped]
+        assert kept == insights
+
+
+def test_tiny_values_never_read_as_zero() -> None:
+    assert format_number(0.004) == "0.0040"
+    assert format_number(1234.5) == "1,234.50"
+    assert format_number(-3.0) == "-3"

@@ -40,3 +40,24 @@ def test_unusable_answers_are_failures(content: str) -> None:
 def test_unknown_severity_becomes_info() -> None:
     answer = {"insights": [{"title": "T", "text": "x", "severity": "apocalyptic"}]}
     assert parse_insights(json.dumps(answer))[0].severity == "info"
+
+
+def test_unclosed_think_block_is_all_reasoning() -> None:
+    with pytest.raises(LlmFailure):
+        parse_insights("<think>started reasoning " + json.dumps(ANSWER))
+
+
+def test_prose_around_the_json_object_is_tolerated() -> None:
+    (insight,) = parse_insights("Sure! Here it is:\n" + json.dumps(ANSWER) + "\nHope it helps.")
+    assert insight.evidence == ["dataset.rows"]
+
+
+def test_evidence_that_is_not_a_list_of_strings_is_ignored() -> None:
+    answer = {
+        "insights": [
+            {"title": "A", "text": "a", "evidence": "dataset.rows"},
+            {"title": "B", "text": "b", "evidence": ["dataset.rows", 3, None, " "]},
+        ]
+    }
+    first, second = parse_insights(json.dumps(answer))
+    assert first.evidence == [] and second.evidence == ["dataset.rows"]
