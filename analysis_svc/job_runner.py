@@ -21,8 +21,9 @@ from analysis_svc.kpis import SCHEMA_VERSION
 from analysis_svc.sandbox import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime import artifacts
-from datapilot_runtime.context import job_id_var
+from datapilot_runtime.context import job_id_var, request_id_var
 from datapilot_runtime.job_store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
+from datapilot_runtime.metrics import JOB_DURATION, JOBS_FINISHED
 
 _LOGGER = logging.getLogger(__name__)
 _SOURCE_NAMES = {
@@ -90,7 +91,10 @@ class JobRunner:
         record = await self._jobs.get(job_id)
         if record is None:
             return
+        if record.request_id:
+            request_id_var.set(record.request_id)  # the upload's request id, end to end
         _LOGGER.info("job processing", extra={"attempt": claim.attempt, "take_over": take_over})
+        started = time.monotonic()
         try:
             async with asyncio.timeout_at(self._loop_deadline(record.timeout_at)):
                 await self._process(record, lease_token)
@@ -103,6 +107,10 @@ class JobRunner:
             await self._fail(
                 record, lease_token, "processing_error", "An unexpected error stopped the analysis."
             )
+        finally:
+            final = await self._jobs.get(job_id)
+            if final is not None and final.status.terminal:
+                JOB_DURATION.labels(final.status.value).observe(time.monotonic() - started)
 
     @staticmethod
     def _loop_deadline(timeout_at: float) -> float:
@@ -176,6 +184,8 @@ class JobRunner:
             {"finished_at": time.time(), "result_url": result_url(job_id)},
             lease_token=lease_token,
         )
+        if done.applied:
+            JOBS_FINISHED.labels("completed", "").inc()
         _LOGGER.info("job completed" if done.applied else "job was no longer ours at completion")
 
     @staticmethod
@@ -229,14 +239,16 @@ class JobRunner:
         if current.lease_token != lease_token:
             return
         await self._write_error(record.job_id, code, message, now)
-        await self._jobs.transition(
+        result = await self._jobs.transition(
             record.job_id,
             (Status.PROCESSING,),
             Status.FAILED,
             {"finished_at": now, "error": code, "error_message": message},
             lease_token=lease_token,
         )
-        _LOGGER.info("job failed", extra={"error_code": code})
+        if result.applied:
+            JOBS_FINISHED.labels("failed", code).inc()
+            _LOGGER.info("job failed", extra={"error_code": code})
 
     async def fail_unowned(self, job_id: str, code: str, message: str) -> None:
         """Fail a job no live worker holds (attempts used up), with error.json."""
@@ -249,6 +261,7 @@ class JobRunner:
             {"finished_at": now, "error": code, "error_message": message},
         )
         if result.applied:
+            JOBS_FINISHED.labels("failed", code).inc()
             _LOGGER.warning("job failed", extra={"error_code": code})
 
     async def hand_back(self, job_id: str, lease_token: str, message_id: str) -> None:

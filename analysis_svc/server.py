@@ -8,18 +8,26 @@ from datapilot.ingest.v1 import ingest_pb2_grpc
 from analysis_svc.servicer import AnalysisServicer
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.grpc_host import GrpcHost, open_channel
+from datapilot_runtime.metrics import start_metrics_server
 
 
 async def serve(settings: AnalysisSettings) -> None:
-    ingest_channel = open_channel(settings.ingest_addr)
+    token = settings.internal_auth_token.get_secret_value()
+    ingest_channel = open_channel(settings.ingest_addr, token)
     servicer = AnalysisServicer(settings, ingest_pb2_grpc.IngestServiceStub(ingest_channel))
-    host = GrpcHost("analysis_svc", settings.grpc_listen_addr, settings.grpc_shutdown_grace_seconds)
+    host = GrpcHost(
+        "analysis_svc",
+        settings.grpc_listen_addr,
+        settings.grpc_shutdown_grace_seconds,
+        internal_token=token,
+    )
     host.add_service(
         analysis_pb2.DESCRIPTOR.services_by_name["AnalysisService"].full_name,
         lambda server: analysis_pb2_grpc.add_AnalysisServiceServicer_to_server(servicer, server),
     )
     host.install_signal_handlers()
     await host.start()
+    start_metrics_server(settings.metrics_host, settings.metrics_port)
     try:
         await host.wait_for_stop()
     finally:

@@ -10,8 +10,10 @@ from datapilot_runtime.settings import CommonSettings
 class AnalysisSettings(CommonSettings):
     """Where to listen, the upstream services, and the worker's knobs."""
 
+    metrics_port: int = Field(default=9102, ge=0, le=65535)
     grpc_listen_addr: str = "127.0.0.1:50052"
     worker_grpc_listen_addr: str = "127.0.0.1:50054"
+    worker_metrics_port: int = Field(default=9104, ge=0, le=65535)
     ingest_addr: str = "127.0.0.1:50051"
     llm_addr: str = "127.0.0.1:50053"
     worker_concurrency: int = Field(default=2, ge=1, le=64)

@@ -34,10 +34,17 @@ from datapilot_runtime.job_store import (
     STREAM_KEY,
     JobStore,
 )
+from datapilot_runtime.metrics import (
+    JOBS_RUNNING,
+    QUEUE_DEPTH,
+    QUEUE_PENDING,
+    start_metrics_server,
+)
 from datapilot_runtime.redis_client import connect_redis
 
 _LOGGER = logging.getLogger(__name__)
 READ_BLOCK_MS = 500
+QUEUE_METRICS_INTERVAL_SECONDS = 2.0
 StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 
@@ -86,6 +93,7 @@ class Worker:
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._reclaim_loop()),
             asyncio.create_task(self._cancel_listener()),
+            asyncio.create_task(self._queue_metrics()),
         ]
         while not self._stopping.is_set():
             if self.free_slots <= 0:
@@ -175,6 +183,20 @@ class Worker:
                 )
                 self._start(message_id, fields.get("job_id", ""), take_over=True)
 
+    async def _queue_metrics(self) -> None:
+        """Export the stream's backlog (lag) and unacknowledged (pending) counts."""
+        while True:
+            JOBS_RUNNING.set(len(self._running))
+            try:
+                groups: Any = await self._jobs.redis.xinfo_groups(STREAM_KEY)
+            except RedisError:
+                groups = []
+            for group in groups:
+                if group.get("name") == CONSUMER_GROUP:
+                    QUEUE_PENDING.set(int(group.get("pending") or 0))
+                    QUEUE_DEPTH.set(int(group.get("lag") or 0))
+            await asyncio.sleep(QUEUE_METRICS_INTERVAL_SECONDS)
+
     async def _cancel_listener(self) -> None:
         """Cancel a running job's task as soon as its cancellation is announced."""
         while True:
@@ -225,8 +247,9 @@ async def run_worker(settings: AnalysisSettings) -> None:
     await asyncio.to_thread(sandbox.warm_up)
     redis = await connect_redis(settings.redis_url)
     jobs = JobStore(redis, settings.job_record_ttl_seconds)
-    ingest_channel = open_channel(settings.ingest_addr)
-    llm_channel = open_channel(settings.llm_addr)
+    token = settings.internal_auth_token.get_secret_value()
+    ingest_channel = open_channel(settings.ingest_addr, token)
+    llm_channel = open_channel(settings.llm_addr, token)
     runner = JobRunner(
         settings,
         jobs,
@@ -235,10 +258,14 @@ async def run_worker(settings: AnalysisSettings) -> None:
     )
     worker = Worker(settings, jobs, runner)
     host = GrpcHost(
-        "analysis_worker", settings.worker_grpc_listen_addr, settings.grpc_shutdown_grace_seconds
+        "analysis_worker",
+        settings.worker_grpc_listen_addr,
+        settings.grpc_shutdown_grace_seconds,
+        internal_token=token,
     )
     host.install_signal_handlers()
     await host.start()
+    start_metrics_server(settings.metrics_host, settings.worker_metrics_port)
     consume = asyncio.create_task(worker.run())
     try:
         await host.wait_for_stop()

@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from datapilot_runtime.metrics import RETRIES
+
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -40,14 +42,18 @@ async def retry_async(
 ) -> T:
     """Run `operation` up to `policy.attempts` times; never sleep past `deadline` (monotonic)."""
     attempt = 1
+    label = " ".join(name.split()[:2])  # e.g. "s3 put": bounded label values
     while True:
         try:
-            return await operation()
+            result = await operation()
         except retry_on as exc:
             if attempt >= policy.attempts:
+                if attempt > 1:
+                    RETRIES.labels(label, "gave_up").inc()
                 raise
             delay = policy.delay(attempt)
             if deadline is not None and time.monotonic() + delay >= deadline:
+                RETRIES.labels(label, "deadline").inc()
                 raise
             _LOGGER.warning(
                 "retrying %s after %s (attempt %d of %d, sleeping %.3fs)",
@@ -57,5 +63,10 @@ async def retry_async(
                 policy.attempts,
                 delay,
             )
+            RETRIES.labels(label, "retried").inc()
             await sleep(delay)
             attempt += 1
+        else:
+            if attempt > 1:
+                RETRIES.labels(label, "recovered").inc()
+            return result

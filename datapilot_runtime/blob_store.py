@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
@@ -20,6 +22,7 @@ from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from datapilot_runtime.backoff import BackoffPolicy, retry_async
+from datapilot_runtime.metrics import BLOB_BYTES, BLOB_LATENCY
 from datapilot_runtime.settings import BlobSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,6 +46,21 @@ class StoredBlob:
     key: str
     size_bytes: int
     sha256: str
+
+
+@dataclass
+class _Measured:
+    bytes: int = 0
+
+
+@contextlib.contextmanager
+def _measure(backend: str, operation: str) -> Iterator[_Measured]:
+    """Time a blob operation and count its bytes (when it succeeds)."""
+    started = time.perf_counter()
+    measured = _Measured()
+    yield measured
+    BLOB_LATENCY.labels(backend, operation).observe(time.perf_counter() - started)
+    BLOB_BYTES.labels(backend, operation).inc(measured.bytes)
 
 
 def check_key(key: str) -> str:
@@ -118,7 +136,10 @@ class FilesystemBlobStore:
             stream.seek(0)
             return await asyncio.to_thread(self._write, key, stream)
 
-        return await _with_retry(attempt, self._policy, f"fs put {key}", (OSError,))
+        with _measure("fs", "put") as measured:
+            blob = await _with_retry(attempt, self._policy, f"fs put {key}", (OSError,))
+            measured.bytes = blob.size_bytes
+        return blob
 
     async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)
@@ -128,6 +149,7 @@ class FilesystemBlobStore:
             raise BlobNotFound(key) from exc
         try:
             while chunk := await asyncio.to_thread(handle.read, CHUNK_SIZE):
+                BLOB_BYTES.labels("fs", "get").inc(len(chunk))
                 yield chunk
         finally:
             handle.close()
@@ -224,7 +246,10 @@ class S3BlobStore:
             )
             return StoredBlob(key, size, sha)
 
-        return await _with_retry(attempt, self._policy, f"s3 put {key}", _S3_RETRYABLE)
+        with _measure("s3", "put") as measured:
+            blob = await _with_retry(attempt, self._policy, f"s3 put {key}", _S3_RETRYABLE)
+            measured.bytes = blob.size_bytes
+        return blob
 
     async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
         check_key(key)
@@ -238,6 +263,7 @@ class S3BlobStore:
         response = await _with_retry(open_object, self._policy, f"s3 get {key}", _S3_RETRYABLE)
         try:
             while chunk := await asyncio.to_thread(response.read, CHUNK_SIZE):  # type: ignore[attr-defined]
+                BLOB_BYTES.labels("s3", "get").inc(len(chunk))
                 yield chunk
         finally:
             response.close()  # type: ignore[attr-defined]

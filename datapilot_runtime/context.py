@@ -1,4 +1,4 @@
-"""Per-request context (request id, job id) carried through asyncio tasks by contextvars."""
+"""Per-request context (request id, job id, tenant) carried through asyncio tasks by contextvars."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+# The tenant a call acts for ("" = anonymous); set by the gateway from the API key.
+tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="")
+# True until the first upstream call of an HTTP request has been made: that call carries the
+# rate-limit charge, so that one HTTP request costs one token whatever it calls.
+quota_pending_var: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "quota_pending", default=False
+)
 
 REQUEST_ID_METADATA_KEY = "x-request-id"
+TENANT_METADATA_KEY = "x-dp-tenant"
+QUOTA_METADATA_KEY = "x-dp-quota"
+INTERNAL_TOKEN_METADATA_KEY = "x-dp-internal-token"
+RETRY_AFTER_METADATA_KEY = "retry-after"
 
 
 def new_request_id() -> str:

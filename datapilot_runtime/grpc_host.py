@@ -12,7 +12,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from datapilot_runtime.interceptors import ServerContextInterceptor, client_interceptors
+from datapilot_runtime.interceptors import (
+    Admission,
+    ServerContextInterceptor,
+    client_interceptors,
+)
 
 _LOGGER = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -21,24 +25,35 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
 ]
+# Client side: spread calls over every address a (headless) service name resolves to.
+CLIENT_OPTIONS: list[tuple[str, Any]] = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, internal_token: str = "") -> grpc.aio.Channel:
     """An insecure (in-cluster) channel to `address` with the standard interceptors."""
     return grpc.aio.insecure_channel(
-        address, options=CHANNEL_OPTIONS, interceptors=client_interceptors()
+        address, options=CLIENT_OPTIONS, interceptors=client_interceptors(internal_token)
     )
 
 
 class GrpcHost:
     """One grpc.aio server with the standard health service and reflection."""
 
-    def __init__(self, name: str, listen_addr: str, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        listen_addr: str,
+        grace_seconds: float,
+        *,
+        internal_token: str = "",
+        admissions: tuple[Admission, ...] = (),
+    ) -> None:
         self.name = name
         self._listen_addr = listen_addr
         self._grace = grace_seconds
         self.server = grpc.aio.server(
-            interceptors=[ServerContextInterceptor()], options=CHANNEL_OPTIONS
+            interceptors=[ServerContextInterceptor(name, internal_token, admissions)],
+            options=CHANNEL_OPTIONS,
         )
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -14,6 +14,9 @@ STREAM_KEY = "dp:jobs:stream"
 CONSUMER_GROUP = "dp-workers"
 CANCEL_CHANNEL = "dp:jobs:cancel"
 IDEMPOTENCY_KEY_PREFIX = "dp:idem:"
+TENANT_INDEX_PREFIX = "dp:tenant-jobs:"
+LIST_SCAN_BATCH = 100
+LIST_SCAN_LIMIT = 1000
 
 
 class Status(enum.StrEnum):
@@ -95,17 +98,20 @@ redis.call('XDEL', KEYS[2], ARGV[3])
 return 1
 """
 
-# KEYS[1] idempotency key, KEYS[2] job hash, KEYS[3] stream. ARGV[1] "jobId sha256" of the new
-# job, ARGV[2] TTL seconds, ARGV[3..] the job's field/value pairs. Creates and enqueues the job
-# unless the key already names one; returns the value stored under the key either way.
+# KEYS[1] idempotency key, KEYS[2] job hash, KEYS[3] stream, KEYS[4] tenant index. ARGV[1]
+# "jobId sha256" of the new job, ARGV[2] TTL seconds, ARGV[3] createdAt, ARGV[4..] the job's
+# field/value pairs. Creates, indexes and enqueues the job unless the key already names one;
+# returns the value stored under the key either way.
 _CREATE_IDEMPOTENT_LUA = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 local fields = {}
-for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('XADD', KEYS[3], '*', 'job_id', string.match(ARGV[1], '^%S+'))
+local job_id = string.match(ARGV[1], '^%S+')
+redis.call('ZADD', KEYS[4], ARGV[3], job_id)
+redis.call('XADD', KEYS[3], '*', 'job_id', job_id)
 return ARGV[1]
 """
 
@@ -142,6 +148,7 @@ class JobRecord:
     input_key: str = ""
     lease_token: str = ""
     stopped_at: float | None = None
+    request_id: str = ""
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -169,6 +176,7 @@ class JobRecord:
             input_key=data.get("input_key", ""),
             lease_token=data.get("lease_token", ""),
             stopped_at=opt_float("stopped_at"),
+            request_id=data.get("request_id", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -185,6 +193,7 @@ class JobRecord:
             "tenant": self.tenant,
             "content_type": self.content_type,
             "input_key": self.input_key,
+            "request_id": self.request_id,
         }
 
     @property
@@ -238,6 +247,7 @@ class JobStore:
         """Store a new queued job and append it to the work stream in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(JOB_KEY_PREFIX + record.job_id, mapping=record.to_hash())  # type: ignore[arg-type]
+            pipe.zadd(TENANT_INDEX_PREFIX + record.tenant, {record.job_id: record.created_at})
             pipe.xadd(STREAM_KEY, {"job_id": record.job_id})
             await pipe.execute()
 
@@ -307,8 +317,14 @@ class JobStore:
                 IDEMPOTENCY_KEY_PREFIX + idempotency_key,
                 JOB_KEY_PREFIX + record.job_id,
                 STREAM_KEY,
+                TENANT_INDEX_PREFIX + record.tenant,
             ],
-            args=[f"{record.job_id} {record.sha256}", str(ttl_seconds), *fields],
+            args=[
+                f"{record.job_id} {record.sha256}",
+                str(ttl_seconds),
+                repr(record.created_at),
+                *fields,
+            ],
         )
         job_id, _, sha = str(stored).partition(" ")
         return job_id, sha
@@ -327,6 +343,36 @@ class JobStore:
             pipe.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
             pipe.xdel(STREAM_KEY, message_id)
             await pipe.execute()
+
+    async def list_for_tenant(
+        self, tenant: str, status: Status | None, page_size: int, cursor: str
+    ) -> tuple[list[JobRecord], str]:
+        """A page of the tenant's jobs, newest first; `cursor` is '' or a previous return."""
+        index = TENANT_INDEX_PREFIX + tenant
+        upper = f"({cursor}" if cursor else "+inf"
+        found: list[JobRecord] = []
+        scanned = 0
+        while scanned < LIST_SCAN_LIMIT:
+            batch = cast(
+                list[tuple[str, float]],
+                await self._redis.zrevrangebyscore(
+                    index, upper, "-inf", start=0, num=LIST_SCAN_BATCH, withscores=True
+                ),
+            )
+            if not batch:
+                return found, ""
+            for job_id, score in batch:
+                scanned += 1
+                upper = f"({score!r}"
+                record = await self.get(job_id)
+                if record is None:  # expired: drop it from the index
+                    await self._redis.zrem(index, job_id)
+                    continue
+                if status is None or record.status is status:
+                    found.append(record)
+                    if len(found) == page_size:
+                        return found, repr(score)
+        return found, upper[1:]
 
     async def mark_stopped(self, job_id: str) -> None:
         """Record when a cancelled or failed job's work had fully stopped (for operators)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datapilot_runtime.backoff import BackoffPolicy
@@ -25,6 +25,11 @@ class CommonSettings(BaseSettings):
     grpc_shutdown_grace_seconds: float = Field(default=10, ge=0)
     max_upload_bytes: int = Field(default=20 * MIB, gt=0)
     job_record_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # When set, every gRPC call between services must carry this token (health checks excepted).
+    internal_auth_token: SecretStr = SecretStr("")
+    # Prometheus metrics over HTTP; each service sets its own default port, 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
 
     def blob_backoff(self) -> BackoffPolicy:
         """The retry policy of blob-store operations."""

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import uvicorn
 
 from datapilot_runtime.logs import configure_logging
 from gateway.app import create_app
+from gateway.bind_policy import anonymous_bind_refusal
 from gateway.server import GracefulServer
 from gateway.settings import GatewaySettings
+
+_LOGGER = logging.getLogger("gateway")
 
 
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
+    refusal = anonymous_bind_refusal(settings)
+    if refusal:
+        _LOGGER.error(refusal)
+        sys.exit(2)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.gateway_host,

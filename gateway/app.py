@@ -1,4 +1,4 @@
-"""Builds the FastAPI application: routes, problem+json error handlers, middleware, clients."""
+"""Builds the FastAPI application: routes, problem+json handlers, middleware, upstream channels."""
 
 from __future__ import annotations
 
@@ -14,33 +14,48 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datapilot_runtime.grpc_host import open_channel
+from gateway.auth import ApiKeyMiddleware, ApiKeys
+from gateway.disconnect import CancelOnDisconnectMiddleware
+from gateway.openapi_doc import install_openapi
 from gateway.problems import ProblemError, problem_from_rpc_error, problem_response
 from gateway.request_context import RequestContextMiddleware
-from gateway.routes import router
+from gateway.routes import ERROR_STATUSES, router
 from gateway.settings import GatewaySettings
 
 _LOGGER = logging.getLogger(__name__)
+_QUIET_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED)
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway application for these settings."""
+    keys = ApiKeys.parse(settings.datapilot_api_keys.get_secret_value())
+    token = settings.internal_auth_token.get_secret_value()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = open_channel(settings.ingest_addr)
-        app.state.ingest_channel = channel
-        app.state.ingest = ingest_pb2_grpc.IngestServiceStub(channel)
+        app.state.ingest_channel = open_channel(settings.ingest_addr, token)
+        app.state.analysis_channel = open_channel(settings.analysis_addr, token)
+        app.state.ingest = ingest_pb2_grpc.IngestServiceStub(app.state.ingest_channel)
         yield
-        await channel.close()
+        await app.state.ingest_channel.close()
+        await app.state.analysis_channel.close()
 
     app = FastAPI(
         title="DataPilot API",
         version="1.0.0",
-        description="Upload a data file, get KPIs and AI insights. Errors are RFC 9457 problems.",
+        description=(
+            "Upload a data file, get KPIs and AI insights. Every error is an RFC 9457 problem "
+            "(`application/problem+json`) with a stable `code` and the `requestId`. "
+            "Authenticate with `Authorization: Bearer <key>` or `X-API-Key` when keys are set."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.include_router(router)
+    install_openapi(app, ERROR_STATUSES)
+    # Outermost last: request context, then authentication, then cancel-on-disconnect.
+    app.add_middleware(CancelOnDisconnectMiddleware)
+    app.add_middleware(ApiKeyMiddleware, keys=keys)
     app.add_middleware(RequestContextMiddleware)
 
     @app.exception_handler(ProblemError)
@@ -49,7 +64,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def on_rpc_error(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
-        if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED):
+        if exc.code() not in _QUIET_CODES:
             _LOGGER.warning("upstream call failed: %s", exc.code().name)
         return problem_from_rpc_error(exc)
 

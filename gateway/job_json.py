@@ -8,6 +8,13 @@ from typing import Any
 from datapilot.common.v1 import common_pb2
 from pydantic import BaseModel, Field
 
+STATUS_BY_NAME = {
+    "queued": common_pb2.JOB_STATUS_QUEUED,
+    "processing": common_pb2.JOB_STATUS_PROCESSING,
+    "completed": common_pb2.JOB_STATUS_COMPLETED,
+    "failed": common_pb2.JOB_STATUS_FAILED,
+    "cancelled": common_pb2.JOB_STATUS_CANCELLED,
+}
 _STATUS_NAMES = {
     common_pb2.JOB_STATUS_QUEUED: "queued",
     common_pb2.JOB_STATUS_PROCESSING: "processing",

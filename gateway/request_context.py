@@ -10,6 +10,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datapilot_runtime.context import new_request_id, request_id_var
+from datapilot_runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 _LOGGER = logging.getLogger("gateway.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -42,16 +43,22 @@ class RequestContextMiddleware:
         try:
             await self._app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            code = status["code"] or 499  # no response started: the client went away
+            HTTP_REQUESTS.labels(scope["method"], template, str(code)).inc()
+            HTTP_LATENCY.labels(scope["method"], template).observe(elapsed)
             _LOGGER.info(
                 "%s %s %s",
                 scope["method"],
                 scope["path"],
-                status["code"],
+                code,
                 extra={
                     "http_method": scope["method"],
                     "http_path": scope["path"],
-                    "http_status": status["code"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "http_status": code,
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
             request_id_var.reset(token)

@@ -1,4 +1,4 @@
-"""The REST routes: the seed's upload / job-status / cancel, results, and health."""
+"""The REST routes: the seed's upload / job-status / cancel, jobs, results, analysis, health."""
 
 from __future__ import annotations
 
@@ -6,26 +6,49 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
+from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
+from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
-from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
-from gateway.job_json import JobOut, job_to_json
+from gateway.deadlines import deadline
+from gateway.job_json import STATUS_BY_NAME, JobOut, job_to_json
 from gateway.problems import ProblemError, problem_response
 from gateway.settings import GatewaySettings
 from gateway.upload import stream_upload
 
 router = APIRouter()
-JobIdQuery = Annotated[str, Query(min_length=1, max_length=64, description="The job id")]
-_PROBLEM = {"content": {"application/problem+json": {}}, "description": "Problem (RFC 9457)"}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _PROBLEM,
-    404: _PROBLEM,
-    409: _PROBLEM,
-    503: _PROBLEM,
-    504: _PROBLEM,
+JobIdQuery = Annotated[
+    str, Query(min_length=1, max_length=64, description="The job id (32 hex characters)")
+]
+JobIdPath = Annotated[str, Path(max_length=64, description="The job id (32 hex characters)")]
+# Problem statuses each route can answer, documented in the OpenAPI document.
+_COMMON = [400, 401, 429, 503, 504]
+ERROR_STATUSES: dict[str, list[int]] = {
+    "POST /api/upload": [*_COMMON, 413, 415, 422],
+    "GET /api/job-status": [*_COMMON, 404],
+    "POST /api/cancel": [*_COMMON, 404, 409],
+    "GET /api/jobs": _COMMON,
+    "GET /api/jobs/{jobId}": [*_COMMON, 404],
+    "GET /api/jobs/{jobId}/result": [*_COMMON, 404, 409],
+    "GET /api/jobs/{jobId}/error": [*_COMMON, 404, 409],
+    "POST /api/jobs/{jobId}/analyze": [*_COMMON, 404, 413],
+    "GET /readyz": [503],
 }
+_JSON_DOCUMENT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+class JobPage(BaseModel):
+    """A page of the caller's jobs, newest first."""
+
+    jobs: list[JobOut]
+    nextCursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end"
+    )
 
 
 def _settings(request: Request) -> GatewaySettings:
@@ -38,11 +61,15 @@ def _ingest(request: Request) -> ingest_pb2_grpc.IngestServiceStub:
     return stub
 
 
+def _read_deadline(request: Request) -> float:
+    return deadline(request, _settings(request).read_deadline_seconds)
+
+
 @router.post(
     "/api/upload",
     status_code=202,
     response_model=JobOut,
-    responses={**_ERRORS, 413: _PROBLEM, 415: _PROBLEM, 422: _PROBLEM},
+    responses={202: {"headers": {"Location": {"schema": {"type": "string"}}}}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -55,44 +82,83 @@ def _ingest(request: Request) -> ingest_pb2_grpc.IngestServiceStub:
                     }
                 }
             },
-        }
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 255},
+                "description": "Repeat an upload safely: same key and file, same job (24 h).",
+            }
+        ],
     },
 )
 async def upload(request: Request) -> JSONResponse:
-    """Upload a CSV or XLSX file (multipart field `file`, at most MAX_UPLOAD_BYTES); 202 + job.
+    """Upload a CSV, XLSX, JSON or Parquet file (multipart field `file`); 202 with the job.
 
-    With an `Idempotency-Key` header, repeating the same upload returns the same job for 24 h;
-    the same key with a different file is 422.
+    At most MAX_UPLOAD_BYTES (20 MiB). With an `Idempotency-Key` header, repeating the same
+    upload returns the same job for 24 h; the same key with a different file is 422.
+    Poll the `Location` URL, waiting `Retry-After` seconds first.
     """
     settings = _settings(request)
     job = await stream_upload(
-        request, _ingest(request), settings.max_upload_bytes, settings.upload_deadline_seconds
+        request,
+        _ingest(request),
+        settings.max_upload_bytes,
+        deadline(request, settings.upload_deadline_seconds),
     )
-    body = job_to_json(job)
     status_url = f"/api/job-status?jobId={job.job_id}"
-    return JSONResponse(body, status_code=202, headers={"Location": status_url, "Retry-After": "1"})
+    return JSONResponse(
+        job_to_json(job), status_code=202, headers={"Location": status_url, "Retry-After": "1"}
+    )
 
 
-@router.get("/api/job-status", response_model=JobOut, responses=_ERRORS)
+@router.get("/api/job-status", response_model=JobOut)
 async def job_status(request: Request, jobId: JobIdQuery) -> dict[str, Any]:
     """The job record; a job past its timeoutAt is reported (and marked) failed / timeout."""
     response = await _ingest(request).GetJob(
-        ingest_pb2.GetJobRequest(job_id=jobId), timeout=_settings(request).read_deadline_seconds
+        ingest_pb2.GetJobRequest(job_id=jobId), timeout=_read_deadline(request)
     )
     return job_to_json(response.job)
 
 
-@router.get("/api/jobs/{jobId}", response_model=JobOut, responses=_ERRORS)
-async def get_job(request: Request, jobId: str) -> dict[str, Any]:
+@router.get("/api/jobs", response_model=JobPage)
+async def list_jobs(
+    request: Request,
+    status: Annotated[
+        str | None,
+        Query(pattern="^(queued|processing|completed|failed|cancelled)$", description="Filter"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="From nextCursor")] = None,
+) -> dict[str, Any]:
+    """The caller's own jobs, newest first, a page at a time."""
+    response = await _ingest(request).ListJobs(
+        ingest_pb2.ListJobsRequest(
+            page_size=limit,
+            page_token=cursor or "",
+            status=STATUS_BY_NAME[status] if status else common_pb2.JOB_STATUS_UNSPECIFIED,
+        ),
+        timeout=_read_deadline(request),
+    )
+    return {
+        "jobs": [job_to_json(job) for job in response.jobs],
+        "nextCursor": response.next_page_token or None,
+    }
+
+
+@router.get("/api/jobs/{jobId}", response_model=JobOut)
+async def get_job(request: Request, jobId: JobIdPath) -> dict[str, Any]:
     """The job record (same as /api/job-status)."""
     return await job_status(request, jobId)
 
 
-@router.post("/api/cancel", response_model=JobOut, responses=_ERRORS)
+@router.post("/api/cancel", response_model=JobOut)
 async def cancel(request: Request, jobId: JobIdQuery) -> dict[str, Any]:
-    """Cancel a queued or processing job; 409 if it already completed or failed."""
+    """Cancel a queued or processing job (again: 200); 409 if it already completed or failed."""
     response = await _ingest(request).CancelJob(
-        ingest_pb2.CancelJobRequest(job_id=jobId), timeout=_settings(request).read_deadline_seconds
+        ingest_pb2.CancelJobRequest(job_id=jobId), timeout=_read_deadline(request)
     )
     return job_to_json(response.job)
 
@@ -101,17 +167,13 @@ async def _artifact(
     request: Request, job_id: str, kind: ingest_pb2.BlobKind, wanted: str
 ) -> StreamingResponse:
     ingest = _ingest(request)
-    deadline = _settings(request).read_deadline_seconds
-    job = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=deadline)).job
+    timeout = _read_deadline(request)
+    job = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=timeout)).job
     status = job_to_json(job)["status"]
     if status != wanted:
-        raise ProblemError(
-            409,
-            "not_" + wanted,
-            f"The job is {status}; its {'result' if wanted == 'completed' else 'error'} "
-            "is not available.",
-        )
-    call = ingest.Download(ingest_pb2.DownloadRequest(job_id=job_id, kind=kind), timeout=deadline)
+        what = "result" if wanted == "completed" else "error"
+        raise ProblemError(409, f"not_{wanted}", f"The job is {status}; it has no {what} document.")
+    call = ingest.Download(ingest_pb2.DownloadRequest(job_id=job_id, kind=kind), timeout=timeout)
     iterator = call.__aiter__()
     try:
         first = await anext(iterator, None)
@@ -131,38 +193,58 @@ async def _artifact(
     return StreamingResponse(chunks(), media_type="application/json")
 
 
-@router.get(
-    "/api/jobs/{jobId}/result",
-    responses={200: {"content": {"application/json": {}}, "description": "result.json"}, **_ERRORS},
-)
-async def job_result(request: Request, jobId: str) -> StreamingResponse:
+@router.get("/api/jobs/{jobId}/result", responses={200: _JSON_DOCUMENT})
+async def job_result(request: Request, jobId: JobIdPath) -> StreamingResponse:
     """Stream a completed job's result.json; 409 while it is not completed."""
     return await _artifact(request, jobId, ingest_pb2.BLOB_KIND_RESULT, "completed")
 
 
-@router.get(
-    "/api/jobs/{jobId}/error",
-    responses={200: {"content": {"application/json": {}}, "description": "error.json"}, **_ERRORS},
-)
-async def job_error(request: Request, jobId: str) -> StreamingResponse:
+@router.get("/api/jobs/{jobId}/error", responses={200: _JSON_DOCUMENT})
+async def job_error(request: Request, jobId: JobIdPath) -> StreamingResponse:
     """Stream a failed job's error.json; 409 unless it failed."""
     return await _artifact(request, jobId, ingest_pb2.BLOB_KIND_ERROR, "failed")
 
 
+@router.post("/api/jobs/{jobId}/analyze", responses={200: _JSON_DOCUMENT})
+async def analyze(request: Request, jobId: JobIdPath) -> Response:
+    """Recompute the KPI report of a job's stored upload now, synchronously (no insights).
+
+    For callers that want the figures without waiting for the job. Honors `Grpc-Timeout` /
+    `Request-Timeout`; a client that disconnects cancels the analysis.
+    """
+    await job_status(request, jobId)  # 404 for another tenant's job
+    stub = analysis_pb2_grpc.AnalysisServiceStub(request.app.state.analysis_channel)
+    reply = await stub.Analyze(
+        analysis_pb2.AnalyzeRequest(job_id=jobId),
+        timeout=deadline(request, _settings(request).analyze_deadline_seconds),
+    )
+    return Response(reply.kpi_report_json, media_type="application/json")
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
-    """Liveness: the process answers."""
+    """Liveness: the process answers (no dependency is checked)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: _PROBLEM})
+@router.get("/readyz")
 async def readyz(request: Request) -> Any:
-    """Readiness: ingest_svc answers SERVING to a gRPC health check."""
-    health = health_pb2_grpc.HealthStub(request.app.state.ingest_channel)
-    try:
-        reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
-    except grpc.aio.AioRpcError:
-        return problem_response(503, "not_ready", "ingest_svc is not reachable.")
-    if reply.status != health_pb2.HealthCheckResponse.SERVING:
-        return problem_response(503, "not_ready", "ingest_svc is not serving.")
+    """Readiness: ingest_svc and analysis_svc answer SERVING to gRPC health checks."""
+    for name, channel in (
+        ("ingest_svc", request.app.state.ingest_channel),
+        ("analysis_svc", request.app.state.analysis_channel),
+    ):
+        health = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+        except grpc.aio.AioRpcError:
+            return problem_response(503, "not_ready", f"{name} is not reachable.")
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            return problem_response(503, "not_ready", f"{name} is not serving.")
     return {"status": "ready"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    """Prometheus metrics of the gateway process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from datapilot_runtime.settings import CommonSettings
 
 
 class GatewaySettings(CommonSettings):
-    """Where to listen, the upstream services, and per-route deadlines."""
+    """Where to listen, the upstream services, keys, and per-route deadlines."""
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     ingest_addr: str = "127.0.0.1:50051"
+    analysis_addr: str = "127.0.0.1:50052"
+    # `tenant:key` or `tenant:sha256:<hex>`, comma-separated; empty: anonymous access.
+    datapilot_api_keys: SecretStr = SecretStr("")
+    # Anonymous access on a non-loopback address must be asked for explicitly.
+    datapilot_allow_anonymous: bool = False
     upload_deadline_seconds: float = Field(default=120, gt=0)
     read_deadline_seconds: float = Field(default=10, gt=0)
+    analyze_deadline_seconds: float = Field(default=120, gt=0)
     client_max_wait_seconds: float = Field(default=600, gt=0)

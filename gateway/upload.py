@@ -9,6 +9,7 @@ from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from starlette.requests import ClientDisconnect, Request
 
+from gateway.content_sniff import SNIFF_BYTES, check_allowed
 from gateway.multipart_stream import MultipartFileReader, UploadTooLarge
 from gateway.problems import ProblemError
 
@@ -47,6 +48,12 @@ async def stream_upload(
             pending += b"".join(reader.feed(data))
         if not reader.started:
             raise ProblemError(400, "missing_file", "The multipart field 'file' is required.")
+        while len(pending) < SNIFF_BYTES and not reader.finished:
+            data = await anext(body, None)
+            if data is None:
+                break
+            pending += b"".join(reader.feed(data))
+        check_allowed(bytes(pending[:SNIFF_BYTES]))
         call = ingest.Upload(timeout=deadline)
         try:
             await call.write(

@@ -7,7 +7,9 @@ from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from datapilot_runtime.blob_store import build_blob_store
 from datapilot_runtime.grpc_host import GrpcHost
 from datapilot_runtime.job_store import JobStore
+from datapilot_runtime.metrics import start_metrics_server
 from datapilot_runtime.redis_client import connect_redis
+from ingest_svc.rate_limit import TenantRateLimit
 from ingest_svc.servicer import IngestServicer
 from ingest_svc.settings import IngestSettings
 
@@ -17,13 +19,20 @@ async def serve(settings: IngestSettings) -> None:
     blobs = build_blob_store(settings, settings.blob_backoff())
     await blobs.check()
     servicer = IngestServicer(settings, blobs, JobStore(redis, settings.job_record_ttl_seconds))
-    host = GrpcHost("ingest_svc", settings.grpc_listen_addr, settings.grpc_shutdown_grace_seconds)
+    host = GrpcHost(
+        "ingest_svc",
+        settings.grpc_listen_addr,
+        settings.grpc_shutdown_grace_seconds,
+        internal_token=settings.internal_auth_token.get_secret_value(),
+        admissions=(TenantRateLimit(redis, settings.rate_limit_per_minute),),
+    )
     host.add_service(
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
         lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server),
     )
     host.install_signal_handlers()
     await host.start()
+    start_metrics_server(settings.metrics_host, settings.metrics_port)
     try:
         await host.wait_for_stop()
     finally:

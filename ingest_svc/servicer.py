@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import logging
@@ -21,19 +22,37 @@ from datapilot_runtime.blob_store import (
     file_digest,
     spooled_file,
 )
-from datapilot_runtime.context import job_id_var
+from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
 from datapilot_runtime.grpc_errors import abort
-from datapilot_runtime.job_proto import record_to_proto
+from datapilot_runtime.job_proto import PROTO_TO_STATUS, record_to_proto
 from datapilot_runtime.job_store import ACTIVE, JobRecord, JobStore, Status
 from ingest_svc.settings import IngestSettings
 
 _LOGGER = logging.getLogger(__name__)
 MAX_CHUNK_BYTES = 1024 * 1024
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
 _KIND_TO_KEY = {
     ingest_pb2.BLOB_KIND_INPUT: artifacts.input_key,
     ingest_pb2.BLOB_KIND_RESULT: artifacts.result_key,
     ingest_pb2.BLOB_KIND_ERROR: artifacts.error_key,
 }
+
+
+def _encode_cursor(cursor: str) -> str:
+    return base64.urlsafe_b64encode(cursor.encode()).decode() if cursor else ""
+
+
+def _decode_cursor(token: str) -> str | None:
+    """The cursor inside a page token ('' for none), or None if the token is not ours."""
+    if not token:
+        return ""
+    try:
+        cursor = base64.urlsafe_b64decode(token.encode()).decode()
+        float(cursor)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return cursor
 
 
 def _idempotency_key(tenant: str, key: str) -> str:
@@ -80,9 +99,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     )
                 spool.write(chunk)
             size, sha = file_digest(spool)
-            idem = (
-                _idempotency_key(meta.tenant, meta.idempotency_key) if meta.idempotency_key else ""
-            )
+            tenant = tenant_var.get() or meta.tenant
+            idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
                 existing = await self._jobs.find_idempotent(idem)
                 if existing is not None:
@@ -106,9 +124,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             filename=meta.filename[:255],
             size_bytes=size,
             sha256=blob.sha256,
-            tenant=meta.tenant,
+            tenant=tenant,
             content_type=meta.content_type[:127],
             input_key=blob.key,
+            request_id=request_id_var.get() or "",
         )
         if idem:
             winner = await self._jobs.create_idempotent(
@@ -149,6 +168,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         record = None
         if artifacts.JOB_ID_RE.match(job_id):
             record = await self._jobs.get(job_id)
+        caller = tenant_var.get()
+        if record is not None and caller and record.tenant != caller:
+            record = None  # another tenant's job: indistinguishable from a missing one
         if record is None:
             await abort(
                 context, grpc.StatusCode.NOT_FOUND, "not_found", f"job {job_id!r} not found"
@@ -163,6 +185,34 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if record.timed_out:
             record = await self._expire(record)
         return ingest_pb2.GetJobResponse(job=record_to_proto(record))
+
+    async def ListJobs(
+        self, request: ingest_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.ListJobsResponse:
+        page_size = request.page_size or DEFAULT_PAGE_SIZE
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_page_size",
+                f"page size must be 1-{MAX_PAGE_SIZE}",
+            )
+        cursor = _decode_cursor(request.page_token)
+        if cursor is None:
+            await abort(
+                context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_page_token", "bad page token"
+            )
+        status = PROTO_TO_STATUS.get(request.status)
+        records, next_cursor = await self._jobs.list_for_tenant(
+            tenant_var.get(), status, page_size, cursor
+        )
+        for index, record in enumerate(records):
+            if record.timed_out:
+                records[index] = await self._expire(record)
+        return ingest_pb2.ListJobsResponse(
+            jobs=[record_to_proto(r) for r in records],
+            next_page_token=_encode_cursor(next_cursor),
+        )
 
     async def _expire(self, record: JobRecord) -> JobRecord:
         """A job past its timeoutAt that is still active is failed with `timeout` (the seed)."""

@@ -58,6 +58,7 @@ class Stack:
     redis_url: str = ""
     gateway_url: str = ""
     addresses: dict[str, str] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, RestartState] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _supervisor: threading.Thread | None = None
@@ -88,18 +89,33 @@ class Stack:
         workers = [f"worker-{n}" for n in range(1, self.config.workers + 1)]
         for name in ("ingest", "llm", "analysis", *workers):
             self.addresses[name] = f"127.0.0.1:{free_port()}"
+            self.metrics_ports[name] = free_port()
         env = self.base_env()
+        services = (
+            ("ingest", ["ingest_svc"]),
+            ("llm", ["llm_svc"]),
+            ("analysis", ["analysis_svc", "serve"]),
+        )
         specs = [
-            ("ingest", ["ingest_svc"], {"GRPC_LISTEN_ADDR": self.addresses["ingest"]}),
-            ("llm", ["llm_svc"], {"GRPC_LISTEN_ADDR": self.addresses["llm"]}),
             (
-                "analysis",
-                ["analysis_svc", "serve"],
-                {"GRPC_LISTEN_ADDR": self.addresses["analysis"]},
-            ),
+                name,
+                module,
+                {
+                    "GRPC_LISTEN_ADDR": self.addresses[name],
+                    "METRICS_PORT": str(self.metrics_ports[name]),
+                },
+            )
+            for name, module in services
         ]
         specs += [
-            (name, ["analysis_svc", "worker"], {"WORKER_GRPC_LISTEN_ADDR": self.addresses[name]})
+            (
+                name,
+                ["analysis_svc", "worker"],
+                {
+                    "WORKER_GRPC_LISTEN_ADDR": self.addresses[name],
+                    "WORKER_METRICS_PORT": str(self.metrics_ports[name]),
+                },
+            )
             for name in workers
         ]
         for name, args, extra in specs:

@@ -94,9 +94,10 @@ def test_xlsx_upload_completes(client: httpx.Client) -> None:
     ("filename", "content"),
     [
         ("empty.csv", b""),
-        ("image.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20),
+        ("broken.xlsx", b"PK\x03\x04" + bytes(range(256)) * 20),
+        ("ragged.csv", b"a,b\n1,2\n3,4,5,6,7\n8,9\n"),
     ],
-    ids=["empty", "binary"],
+    ids=["empty", "zip-not-xlsx", "ragged"],
 )
 def test_unreadable_file_fails_with_invalid_input_and_error_json(
     client: httpx.Client, filename: str, content: bytes

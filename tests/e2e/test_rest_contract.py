@@ -153,3 +153,19 @@ def test_accepted_upload_points_at_its_status(client: httpx.Client) -> None:
     job_id = response.json()["jobId"]
     assert response.headers["location"] == f"/api/job-status?jobId={job_id}"
     assert int(response.headers["retry-after"]) >= 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20,
+        b"%PDF-1.7\n\x00\x01\x02binary",
+        b"\x7fELF\x02\x01",
+    ],
+    ids=["png", "pdf", "elf"],
+)
+def test_binary_uploads_are_refused_by_content_with_415(
+    client: httpx.Client, content: bytes
+) -> None:
+    response = client.post("/api/upload", files={"file": ("looks-fine.csv", content)})
+    _assert_problem(response, 415, "unsupported_file_type")

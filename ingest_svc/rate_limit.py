@@ -1,0 +1,77 @@
+"""Per-tenant rate limit: a token bucket in Redis, charged once per gateway request."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import grpc
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from datapilot_runtime.context import (
+    QUOTA_METADATA_KEY,
+    RETRY_AFTER_METADATA_KEY,
+    TENANT_METADATA_KEY,
+)
+from datapilot_runtime.interceptors import Rejection
+from datapilot_runtime.metrics import RATE_LIMITED
+
+_LOGGER = logging.getLogger(__name__)
+BUCKET_PREFIX = "dp:ratelimit:"
+
+# KEYS[1] bucket. ARGV[1] capacity, ARGV[2] refill per second, ARGV[3] now (s).
+# Returns {1, 0} when a token was taken, {0, seconds until one is available} otherwise.
+_TAKE_LUA = """
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+return {allowed, tostring(wait)}
+"""
+
+
+class TenantRateLimit:
+    """`per_minute` requests a minute per tenant, with bursts up to `per_minute`."""
+
+    def __init__(self, client: aioredis.Redis, per_minute: int) -> None:
+        self._per_minute = per_minute
+        self._take = client.register_script(_TAKE_LUA)
+
+    async def __call__(self, method: str, metadata: dict[str, str]) -> Rejection | None:
+        if self._per_minute <= 0 or metadata.get(QUOTA_METADATA_KEY) != "1":
+            return None
+        tenant = metadata.get(TENANT_METADATA_KEY, "")
+        try:
+            allowed, wait = await self._take(
+                keys=[BUCKET_PREFIX + tenant],
+                args=[str(self._per_minute), repr(self._per_minute / 60), repr(time.time())],
+            )
+        except RedisError:
+            _LOGGER.warning("rate limit unavailable (redis); letting the request through")
+            return None
+        if int(allowed):
+            return None
+        RATE_LIMITED.inc()
+        retry_after = max(1, math.ceil(float(wait)))
+        return Rejection(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "rate_limited",
+            f"Rate limit of {self._per_minute} requests a minute reached; "
+            f"retry in {retry_after} s.",
+            ((RETRY_AFTER_METADATA_KEY, str(retry_after)),),
+        )
