@@ -42,7 +42,10 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
                 work_dir=self._settings.analysis_work_dir,
             ) as path:
                 output = await run_in_child(
-                    path, "", max_memory_mb=self._settings.analysis_max_memory_mb
+                    path,
+                    "",
+                    max_memory_mb=self._settings.analysis_max_memory_mb,
+                    slow_seconds=self._settings.simulated_slow_processing_seconds,
                 )
         except grpc.aio.AioRpcError as exc:
             await abort(context, exc.code(), "input_unavailable", "The input could not be read.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -42,9 +43,17 @@ class Rejection:
 Admission = Callable[[str, dict[str, str]], Awaitable[Rejection | None]]
 
 
-def _log_call(service: str, method: str, context: grpc.aio.ServicerContext, started: float) -> None:
+def _log_call(
+    service: str,
+    method: str,
+    context: grpc.aio.ServicerContext,
+    started: float,
+    cancelled: bool = False,
+) -> None:
     code = context.code()
     name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+    if cancelled:
+        name = "CANCELLED"
     elapsed = time.perf_counter() - started
     GRPC_SERVER_REQUESTS.labels(service, method, name).inc()
     GRPC_SERVER_LATENCY.labels(service, method).observe(elapsed)
@@ -134,11 +143,15 @@ def _wrap_unary(
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         tokens = binding.enter()
         started = time.perf_counter()
+        cancelled = False
         try:
             await binding.reject(context)
             return await behavior(request, context)
+        except asyncio.CancelledError:
+            cancelled = True  # the caller cancelled, or its deadline passed
+            raise
         finally:
-            _log_call(binding.service, binding.method, context, started)
+            _log_call(binding.service, binding.method, context, started, cancelled)
             binding.leave(tokens)
 
     return wrapper
@@ -150,12 +163,16 @@ def _wrap_stream(
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         tokens = binding.enter()
         started = time.perf_counter()
+        cancelled = False
         try:
             await binding.reject(context)
             async for response in behavior(request, context):
                 yield response
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
-            _log_call(binding.service, binding.method, context, started)
+            _log_call(binding.service, binding.method, context, started, cancelled)
             binding.leave(tokens)
 
     return wrapper

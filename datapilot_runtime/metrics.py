@@ -20,7 +20,9 @@ GRPC_SERVER_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 HTTP_REQUESTS = Counter(
-    "datapilot_http_requests_total", "HTTP requests served by the gateway", ["method", "route", "status"]
+    "datapilot_http_requests_total",
+    "HTTP requests served by the gateway",
+    ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
     "datapilot_http_request_latency_seconds",
@@ -32,10 +34,15 @@ JOBS_FINISHED = Counter(
     "datapilot_jobs_finished_total", "Jobs that reached a terminal state", ["status", "error"]
 )
 JOB_DURATION = Histogram(
-    "datapilot_job_duration_seconds", "From claim to terminal state", ["status"], buckets=_JOB_BUCKETS
+    "datapilot_job_duration_seconds",
+    "From claim to terminal state",
+    ["status"],
+    buckets=_JOB_BUCKETS,
 )
 QUEUE_DEPTH = Gauge("datapilot_queue_depth", "Job stream entries not yet delivered to a worker")
-QUEUE_PENDING = Gauge("datapilot_queue_pending", "Job stream entries delivered but not acknowledged")
+QUEUE_PENDING = Gauge(
+    "datapilot_queue_pending", "Job stream entries delivered but not acknowledged"
+)
 JOBS_RUNNING = Gauge("datapilot_worker_jobs_running", "Jobs this worker runs now")
 RETRIES = Counter("datapilot_retries_total", "Retried operations", ["operation", "outcome"])
 BLOB_LATENCY = Histogram(

@@ -11,7 +11,12 @@ import pytest
 from deploy.local.stack import Stack, StackConfig
 from tests.support.servers import RunningServer, s3_env, start_moto, start_redis
 
-FAST_RETRY_ENV = {"RETRY_INITIAL_DELAY": "0.05", "RETRY_MAX_DELAY": "0.2", "LOG_LEVEL": "INFO"}
+FAST_RETRY_ENV = {
+    "RETRY_INITIAL_DELAY": "0.05",
+    "RETRY_MAX_DELAY": "0.2",
+    "LOG_LEVEL": "INFO",
+    "RATE_LIMIT_PER_MINUTE": "0",  # the rate limit has its own stack and test
+}
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""datapilot: the command-line client of the DataPilot REST API."""
