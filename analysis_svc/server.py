@@ -7,7 +7,7 @@ from datapilot.ingest.v1 import ingest_pb2_grpc
 
 from analysis_svc.servicer import AnalysisServicer
 from analysis_svc.settings import AnalysisSettings
-from datapilot_runtime.grpc_host import GrpcHost, open_channel
+from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
 from datapilot_runtime.metrics import start_metrics_server
 
 
@@ -28,6 +28,7 @@ async def serve(settings: AnalysisSettings) -> None:
     host.install_signal_handlers()
     await host.start()
     start_metrics_server(settings.metrics_host, settings.metrics_port)
+    host.watch_readiness({"ingest_svc": lambda: upstream_serving(ingest_channel)})
     try:
         await host.wait_for_stop()
     finally:

@@ -27,7 +27,7 @@ from analysis_svc.job_runner import JobRunner
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
-from datapilot_runtime.grpc_host import GrpcHost, open_channel
+from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
 from datapilot_runtime.job_store import (
     CANCEL_CHANNEL,
     CONSUMER_GROUP,
@@ -266,6 +266,13 @@ async def run_worker(settings: AnalysisSettings) -> None:
     host.install_signal_handlers()
     await host.start()
     start_metrics_server(settings.metrics_host, settings.worker_metrics_port)
+    host.watch_readiness(
+        {
+            "redis": redis.ping,
+            "ingest_svc": lambda: upstream_serving(ingest_channel),
+            "llm_svc": lambda: upstream_serving(llm_channel),
+        }
+    )
     consume = asyncio.create_task(worker.run())
     try:
         await host.wait_for_stop()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -19,6 +20,12 @@ from datapilot_runtime.interceptors import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+# The health "service" name whose status reflects the process's dependencies (readiness probe);
+# the overall status ("") stays SERVING while the process runs (liveness probe).
+READINESS_SERVICE = "readiness"
+READINESS_INTERVAL_SECONDS = 5.0
+READINESS_CHECK_TIMEOUT_SECONDS = 2.0
+DependencyCheck = Callable[[], Awaitable[object]]
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -27,6 +34,15 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 # Client side: spread calls over every address a (headless) service name resolves to.
 CLIENT_OPTIONS: list[tuple[str, Any]] = [*CHANNEL_OPTIONS, ("grpc.lb_policy_name", "round_robin")]
+
+
+async def upstream_serving(channel: grpc.aio.Channel) -> None:
+    """Raise unless the service behind `channel` answers SERVING to a health check."""
+    reply = await health_pb2_grpc.HealthStub(channel).Check(
+        health_pb2.HealthCheckRequest(service=""), timeout=READINESS_CHECK_TIMEOUT_SECONDS
+    )
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        raise ConnectionError("upstream not serving")
 
 
 def open_channel(address: str, internal_token: str = "") -> grpc.aio.Channel:
@@ -61,6 +77,7 @@ class GrpcHost:
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         ]
         self._stop = asyncio.Event()
+        self._readiness: asyncio.Task[None] | None = None
         self.port = 0
 
     def add_service(self, full_name: str, register: Callable[[grpc.aio.Server], None]) -> None:
@@ -82,6 +99,34 @@ class GrpcHost:
         _LOGGER.info("%s listening on %s (port %d)", self.name, self._listen_addr, self.port)
         return self.port
 
+    def watch_readiness(self, checks: dict[str, DependencyCheck]) -> None:
+        """Keep the `readiness` health status in step with the dependencies' checks."""
+        self._readiness = asyncio.create_task(self._readiness_loop(checks))
+
+    async def _readiness_loop(self, checks: dict[str, DependencyCheck]) -> None:
+        was_ready: bool | None = None
+        while not self._stop.is_set():
+            failures = []
+            for name, check in checks.items():
+                try:
+                    async with asyncio.timeout(READINESS_CHECK_TIMEOUT_SECONDS):
+                        await check()
+                except Exception as exc:
+                    failures.append(f"{name} ({type(exc).__name__})")
+            ready = not failures
+            if ready != was_ready:
+                if ready:
+                    _LOGGER.info("%s ready: dependencies reachable", self.name)
+                else:
+                    _LOGGER.warning("%s not ready: %s", self.name, ", ".join(failures))
+                was_ready = ready
+            status = health_pb2.HealthCheckResponse
+            await self.health.set(
+                READINESS_SERVICE, status.SERVING if ready else status.NOT_SERVING
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), READINESS_INTERVAL_SECONDS)
+
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT ask for a graceful stop."""
         loop = asyncio.get_running_loop()
@@ -97,6 +142,9 @@ class GrpcHost:
     async def stop(self) -> None:
         """NOT_SERVING first, then stop taking calls and let in-flight ones finish (grace)."""
         _LOGGER.info("%s stopping (grace %.1fs)", self.name, self._grace)
+        self._stop.set()
+        if self._readiness is not None:
+            self._readiness.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(self._grace)
         _LOGGER.info("%s stopped", self.name)

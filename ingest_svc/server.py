@@ -33,6 +33,7 @@ async def serve(settings: IngestSettings) -> None:
     host.install_signal_handlers()
     await host.start()
     start_metrics_server(settings.metrics_host, settings.metrics_port)
+    host.watch_readiness({"redis": redis.ping, "blob store": blobs.check})
     try:
         await host.wait_for_stop()
     finally:

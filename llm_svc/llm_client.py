@@ -241,6 +241,7 @@ class LlmClient:
 
     async def _attempt(self, report: dict[str, Any], budget: float) -> list[InsightDraft]:
         body = self._body(report)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(budget):
                 response = await self._http.post("chat/completions", json=body, timeout=budget)
@@ -249,6 +250,7 @@ class LlmClient:
         except httpx.TransportError as exc:
             raise LlmFailure(f"network error {type(exc).__name__}", FailureKind.TRANSIENT) from exc
         status = response.status_code
+        metrics.LLM_LATENCY.observe(time.perf_counter() - started)
         if status >= 400:
             if status == 400 and "response_format" in body and "response_format" in response.text:
                 raise _JsonModeRefused()
@@ -262,6 +264,7 @@ class LlmClient:
             payload = response.json()
         except ValueError as exc:
             raise LlmFailure("completion body is not JSON") from exc
+        _count_tokens(payload)
         return parse_insights(_message_content(payload))
 
     async def generate(
@@ -335,3 +338,14 @@ class LlmClient:
 
 class _JsonModeRefused(Exception):
     """The endpoint answered 400 to `response_format`; ask again without it."""
+
+
+def _count_tokens(payload: Any) -> None:
+    """Token usage as the provider reports it (OpenAI-compatible `usage`)."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return
+    for kind in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(kind)
+        if isinstance(value, int) and value >= 0:
+            metrics.LLM_TOKENS.labels(kind.removesuffix("_tokens")).inc(value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,3 +34,11 @@ INSIGHTS_DROPPED = Counter(
     ["reason"],
 )
 CACHE = Counter("datapilot_llm_cache_total", "Insight cache look-ups by result.", ["result"])
+LLM_LATENCY = Histogram(
+    "datapilot_llm_request_seconds",
+    "Duration of HTTP requests to the LLM endpoint that got an answer.",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120),
+)
+LLM_TOKENS = Counter(
+    "datapilot_llm_tokens_total", "Tokens the LLM provider reports, by kind.", ["kind"]
+)

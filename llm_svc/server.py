@@ -131,6 +131,11 @@ async def serve(settings: LlmSettings) -> None:
     service.host.install_signal_handlers()
     try:
         await service.host.start()
+        redis = service.redis
+        if settings.llm_circuit_shared and redis is not None:
+            service.host.watch_readiness({"redis": redis.ping})
+        else:
+            service.host.watch_readiness({})  # Redis is optional: always ready
         await service.host.wait_for_stop()
     finally:
         await service.host.stop()

@@ -195,9 +195,9 @@ class LlmProcess:
         full_env = {
             **os.environ,
             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens: no cache
+            "METRICS_PORT": "0",
             **env,
             "GRPC_LISTEN_ADDR": address,
-            "METRICS_PORT": "0",
             "PYTHONUNBUFFERED": "1",
         }
         process = ManagedProcess("llm", [sys.executable, "-m", "llm_svc"], full_env, log)
