@@ -77,13 +77,28 @@ def _child_main(
         output = engine.analyze(Path(path), filename, lambda phase: conn.send(("phase", phase)))
         conn.send_bytes(json.dumps({"report": output[0], "charts": output[1]}).encode())
     except InvalidInput as exc:
-        conn.send(("refused", "invalid_input", str(exc)))
+        if _caused_by_memory(exc):
+            conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
+        else:
+            conn.send(("refused", "invalid_input", str(exc)))
     except MemoryError:
         conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
     except BaseException as exc:
         conn.send(("error", type(exc).__name__, traceback.format_exc(limit=5)))
     finally:
         conn.close()
+
+
+def _caused_by_memory(exc: BaseException) -> bool:
+    """True when an error was provoked by the memory limit (parsers re-raise it as their own)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, MemoryError) or "out of memory" in str(seen).lower():
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _memory_message(max_memory_mb: int) -> str:
