@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.generated
 
-.PHONY: help venv proto run test test-fast lint fmt bench clean
+.PHONY: help venv proto run test lint fmt bench deploy-check clean
 
 help:
 	@echo "make run    - start the whole system on its embedded defaults (gateway on 127.0.0.1:8080)"
@@ -43,7 +43,10 @@ test: $(GEN_STAMP)
 lint: $(GEN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy datapilot_runtime gateway ingest_svc analysis_svc llm_svc deploy tests bench
+	$(BIN)/mypy datapilot_runtime datapilot_cli gateway ingest_svc analysis_svc llm_svc deploy tests bench
+
+deploy-check: $(GEN_STAMP)
+	$(BIN)/python -m pytest tests/deploy
 
 bench: $(GEN_STAMP)
 	$(BIN)/python -m bench $(BENCH)
@@ -53,4 +56,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) gen .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-tools gen .run .mypy_cache .ruff_cache .pytest_cache
