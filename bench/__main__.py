@@ -19,6 +19,15 @@ from datapilot_runtime.logs import configure_logging
 _LOGGER = logging.getLogger("bench")
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_DIR = BENCH_DIR.parent / "bench-results"
+BENCHMARKS_MD = BENCH_DIR.parent / "BENCHMARKS.md"
+_INTRO = """# Benchmarks
+
+Written by `make bench` (`python -m bench`); every figure is measured in one run on the machine
+named below, with its baseline measured in the same run. None of this is a pass/fail test:
+the machines are shared and noisy, so read the ratios, not the third digit. `met` compares a
+figure with the target the issue set; **no** marks a target missed.
+
+"""
 
 
 def _machine() -> str:
@@ -68,6 +77,8 @@ def main() -> int:
     document = {"machine": _machine(), "figures": [f.as_dict() for f in figures]}
     (OUT_DIR / "results.json").write_text(json.dumps(document, indent=2))
     (OUT_DIR / "results.md").write_text(_markdown(figures))
+    if not args.only:  # only a complete run replaces the published table
+        BENCHMARKS_MD.write_text(_INTRO + _markdown(figures))
     sys.stderr.write(_markdown(figures))
     return 0
 

@@ -85,8 +85,13 @@ def file_digest(stream: IO[bytes]) -> tuple[int, str]:
 class BlobStore(Protocol):
     """What ingest_svc needs of a blob store."""
 
-    async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
-        """Store a seekable stream (rewound on each retry); replaces any blob with that key."""
+    async def put_stream(
+        self, key: str, stream: IO[bytes], digest: tuple[int, str] | None = None
+    ) -> StoredBlob:
+        """Store a seekable stream (rewound on each retry); replaces any blob with that key.
+
+        `digest` is the stream's (size, sha256) when the caller computed it while writing it.
+        """
         ...
 
     def read_chunks(self, key: str) -> AsyncIterator[bytes]:
@@ -115,8 +120,9 @@ class FilesystemBlobStore:
     def _path(self, key: str) -> Path:
         return self._root / check_key(key)
 
-    def _write(self, key: str, stream: IO[bytes]) -> StoredBlob:
-        size, sha = file_digest(stream)
+    def _write(self, key: str, stream: IO[bytes], digest: tuple[int, str] | None) -> StoredBlob:
+        size, sha = digest or file_digest(stream)
+        stream.seek(0)
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
@@ -131,10 +137,12 @@ class FilesystemBlobStore:
             tmp.unlink(missing_ok=True)
         return StoredBlob(key, size, sha)
 
-    async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
+    async def put_stream(
+        self, key: str, stream: IO[bytes], digest: tuple[int, str] | None = None
+    ) -> StoredBlob:
         async def attempt() -> StoredBlob:
             stream.seek(0)
-            return await asyncio.to_thread(self._write, key, stream)
+            return await asyncio.to_thread(self._write, key, stream, digest)
 
         with _measure("fs", "put") as measured:
             blob = await _with_retry(attempt, self._policy, f"fs put {key}", (OSError,))
@@ -228,10 +236,14 @@ class S3BlobStore:
         )
         self._bucket_ready = True
 
-    async def put_stream(self, key: str, stream: IO[bytes]) -> StoredBlob:
+    async def put_stream(
+        self, key: str, stream: IO[bytes], digest: tuple[int, str] | None = None
+    ) -> StoredBlob:
         check_key(key)
         await self._ensure_bucket()
-        size, sha = await asyncio.to_thread(file_digest, stream)
+        if digest is None:
+            digest = await asyncio.to_thread(file_digest, stream)
+        size, sha = digest
 
         async def attempt() -> StoredBlob:
             stream.seek(0)

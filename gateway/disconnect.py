@@ -51,6 +51,11 @@ class CancelOnDisconnectMiddleware:
                 body_done.set()
             return message
 
+        async def run_app() -> None:
+            await self._app(scope, app_receive, send)
+
+        handler = asyncio.create_task(run_app())
+
         async def watch() -> None:
             await body_done.wait()
             while not disconnected.is_set():
@@ -58,23 +63,17 @@ class CancelOnDisconnectMiddleware:
                 await later.put(message)
                 if message["type"] == "http.disconnect":
                     disconnected.set()
+                    if not handler.done():
+                        _LOGGER.info("client disconnected; cancelling its upstream calls")
+                        handler.cancel()
 
-        async def run_app() -> None:
-            await self._app(scope, app_receive, send)
-
-        handler = asyncio.create_task(run_app())
         watcher = asyncio.create_task(watch())
-        gone = asyncio.create_task(disconnected.wait())
         try:
-            await asyncio.wait({handler, gone}, return_when=asyncio.FIRST_COMPLETED)
-            if not handler.done():
-                _LOGGER.info("client disconnected; cancelling the request's upstream calls")
-                handler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await handler
-            else:
-                handler.result()
+            with contextlib.suppress(asyncio.CancelledError):
+                await handler
+            if not disconnected.is_set():
+                handler.result()  # re-raise what the application raised
         finally:
-            for task in (watcher, gone, handler):
-                task.cancel()
-            await asyncio.gather(watcher, gone, return_exceptions=True)
+            watcher.cancel()
+            handler.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)

@@ -115,12 +115,12 @@ async def upload(request: Request) -> JSONResponse:
 
 
 @router.get("/api/job-status", response_model=JobOut)
-async def job_status(request: Request, jobId: JobIdQuery) -> dict[str, Any]:
+async def job_status(request: Request, jobId: JobIdQuery) -> JSONResponse:
     """The job record; a job past its timeoutAt is reported (and marked) failed / timeout."""
     response = await _ingest(request).GetJob(
         ingest_pb2.GetJobRequest(job_id=jobId), timeout=_read_deadline(request)
     )
-    return job_to_json(response.job)
+    return JSONResponse(job_to_json(response.job))  # documented by response_model, not re-validated
 
 
 @router.get("/api/jobs", response_model=JobPage)
@@ -149,7 +149,7 @@ async def list_jobs(
 
 
 @router.get("/api/jobs/{jobId}", response_model=JobOut)
-async def get_job(request: Request, jobId: JobIdPath) -> dict[str, Any]:
+async def get_job(request: Request, jobId: JobIdPath) -> JSONResponse:
     """The job record (same as /api/job-status)."""
     return await job_status(request, jobId)
 

@@ -19,7 +19,6 @@ from datapilot_runtime.blob_store import (
     BlobStore,
     BlobStoreError,
     StoredBlob,
-    file_digest,
     spooled_file,
 )
 from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
@@ -86,6 +85,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         job_id_var.set(job_id)
         with spooled_file() as spool:
             total = 0
+            hasher = hashlib.sha256()
             async for message in request_iterator:
                 chunk = message.chunk
                 if len(chunk) > MAX_CHUNK_BYTES:
@@ -98,7 +98,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                         context, grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large", too_large
                     )
                 spool.write(chunk)
-            size, sha = file_digest(spool)
+                hasher.update(chunk)
+            size, sha = total, hasher.hexdigest()
             tenant = tenant_var.get() or meta.tenant
             idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
@@ -106,7 +107,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 if existing is not None:
                     return await self._replay(existing, sha, context)
             try:
-                blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool)
+                blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool, (size, sha))
             except BlobStoreError:
                 _LOGGER.exception("upload could not be stored")
                 await abort(
