@@ -49,6 +49,8 @@ deploy-check: $(GEN_STAMP)
 	$(BIN)/python -m pytest tests/deploy
 
 bench: $(GEN_STAMP)
+	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| echo "wrk is not installed: B1 falls back to a Python load generator"
 	$(BIN)/python -m bench $(BENCH)
 
 fmt: $(STAMP)
