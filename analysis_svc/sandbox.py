@@ -83,10 +83,27 @@ def _child_main(
             conn.send(("refused", "invalid_input", str(exc)))
     except MemoryError:
         conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
-    except BaseException as exc:
-        conn.send(("error", type(exc).__name__, traceback.format_exc(limit=5)))
+    except BaseException as exc:  # reported to the parent, which logs it
+        if _caused_by_memory(exc):
+            conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
+        else:
+            conn.send(("error", type(exc).__name__, traceback.format_exc(limit=5)))
     finally:
         conn.close()
+
+
+# How the memory limit shows when a library, not Python, hits it first (pandas' C parser,
+# Arrow's allocator, or a thread whose stack cannot be mapped under RLIMIT_AS).
+_MEMORY_SIGNS = (
+    "out of memory",
+    "memoryerror",
+    "bad_alloc",
+    "arrowmemoryerror",
+    "failed to allocate",
+    "cannot allocate memory",
+    "failed to launch worker thread",
+    "resource temporarily unavailable",
+)
 
 
 def _caused_by_memory(exc: BaseException) -> bool:
@@ -95,7 +112,8 @@ def _caused_by_memory(exc: BaseException) -> bool:
     for _ in range(10):
         if seen is None:
             return False
-        if isinstance(seen, MemoryError) or "out of memory" in str(seen).lower():
+        text = f"{type(seen).__name__} {seen}".lower()
+        if isinstance(seen, MemoryError) or any(sign in text for sign in _MEMORY_SIGNS):
             return True
         seen = seen.__cause__ or seen.__context__
     return False

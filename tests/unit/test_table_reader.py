@@ -13,7 +13,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from analysis_svc import table_reader
+from analysis_svc import read_xlsx, table_reader
 from analysis_svc.table_reader import InvalidInput, Table, read_table
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
@@ -140,13 +140,15 @@ def test_duplicate_column_names_are_made_unique(tmp_path: pathlib.Path) -> None:
 
 
 def test_numeric_header_names_are_strings(tmp_path: pathlib.Path) -> None:
-    frame = read_table(_write(tmp_path, "n.csv", b"2023,2024\n1,2\n")).frame
+    # Numbers above text columns are a header; numbers above numbers are data (see no-header).
+    frame = read_table(_write(tmp_path, "n.csv", b"2023,2024\nup,down\nflat,up\n")).frame
     assert list(frame.columns) == ["2023", "2024"]
+    assert frame["2023"].tolist() == ["up", "flat"]
 
 
 def test_unique_names_is_deterministic() -> None:
-    assert table_reader._unique_names(["a", "a", "a.1", "b"]) == ["a", "a.2", "a.1", "b"]
-    assert table_reader._unique_names(["x", "x", "x"]) == ["x", "x.1", "x.2"]
+    assert table_reader.unique_names(["a", "a", "a.1", "b"]) == ["a", "a.2", "a.1", "b"]
+    assert table_reader.unique_names(["x", "x", "x"]) == ["x", "x.1", "x.2"]
 
 
 def test_tsv_hint_breaks_exact_tie(tmp_path: pathlib.Path) -> None:
@@ -216,20 +218,20 @@ def test_binary_file_is_refused(tmp_path: pathlib.Path) -> None:
     noise = random.Random(1234).randbytes(16 * 1024)
     data = PNG_HEADER + b"\x00\x00\x00\rIHDR" + noise
     message = _refusal(_write(tmp_path, "pic.csv", data), "pic.csv")
-    assert "not a CSV or XLSX" in message
+    assert "not a CSV, XLSX, JSON or Parquet" in message
 
 
 def test_control_characters_without_nul_are_refused(tmp_path: pathlib.Path) -> None:
     rng = random.Random(99)
     noise = bytes(rng.choice(range(1, 32)) for _ in range(4096))
     message = _refusal(_write(tmp_path, "ctl.csv", b"a,b\n" + noise))
-    assert "not a CSV or XLSX" in message
+    assert "not a CSV, XLSX, JSON or Parquet" in message
 
 
 def test_utf16_bom_that_does_not_decode_is_refused(tmp_path: pathlib.Path) -> None:
     # A lone high surrogate followed by a non-surrogate cannot be decoded.
     data = b"\xff\xfe" + "a,b\n".encode("utf-16-le") + b"\x00\xd8\x41\x00"
-    assert "not a CSV or XLSX" in _refusal(_write(tmp_path, "bad16.csv", data))
+    assert "could not be decoded as UTF-16" in _refusal(_write(tmp_path, "bad16.csv", data))
 
 
 # --------------------------------------------------------------------------- XLSX
@@ -314,6 +316,7 @@ def _forbid_excel_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("workbook must not be loaded")
 
+    monkeypatch.setattr(openpyxl, "load_workbook", refuse)
     monkeypatch.setattr(pd, "read_excel", refuse)
 
 
@@ -330,7 +333,7 @@ def test_uncompressed_size_limit_is_refused_before_loading(
 ) -> None:
     payload = random.Random(3).randbytes(64 * 1024)  # incompressible: ratio stays low
     path = _write(tmp_path, "big.xlsx", _xlsx_with_extra_member(payload))
-    monkeypatch.setattr(table_reader, "MAX_XLSX_UNCOMPRESSED_BYTES", 32 * 1024)
+    monkeypatch.setattr(read_xlsx, "MAX_XLSX_UNCOMPRESSED_BYTES", 32 * 1024)
     _forbid_excel_loading(monkeypatch)
     assert "too large" in _refusal(path)
 

@@ -1,0 +1,146 @@
+"""Data-quality alerts: missing data, constant or high-cardinality columns, skew, duplicates."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+_LOGGER = logging.getLogger(__name__)
+
+HIGH_MISSING_PCT = 20.0
+HIGH_CARDINALITY_MIN_DISTINCT = 50
+HIGH_CARDINALITY_DISTINCT_PCT = 50.0
+SKEW_LIMIT = 2.0
+OUTLIER_PCT = 5.0
+
+
+def alerts(dataset: dict[str, Any], columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Alerts in a fixed order: dataset-level first, then per column in column order."""
+    found: list[dict[str, Any]] = []
+    if dataset["duplicateRows"]:
+        found.append(
+            _alert(
+                "duplicates",
+                None,
+                "warning",
+                f"{dataset['duplicateRows']} rows ({dataset['duplicateRowsPct']}%) are exact "
+                "duplicates of an earlier row.",
+                ["dataset.duplicateRows", "dataset.duplicateRowsPct"],
+            )
+        )
+    if dataset.get("skippedRows"):
+        found.append(
+            _alert(
+                "skippedRows",
+                None,
+                "warning",
+                f"{dataset['skippedRows']} malformed rows (wrong number of fields) were skipped.",
+                ["dataset.skippedRows"],
+            )
+        )
+    for column in columns:
+        found.extend(_column_alerts(column))
+    return found
+
+
+def _column_alerts(column: dict[str, Any]) -> list[dict[str, Any]]:
+    name, kind = str(column["name"]), str(column["type"])
+    base = f"columns.{name}"
+    found: list[dict[str, Any]] = []
+    if kind == "empty":
+        found.append(
+            _alert("empty", name, "warning", f"'{name}' has no values.", [f"{base}.missing"])
+        )
+    elif column["missingPct"] >= HIGH_MISSING_PCT:
+        found.append(
+            _alert(
+                "highMissing",
+                name,
+                "warning",
+                f"'{name}' is missing in {column['missingPct']}% of rows.",
+                [f"{base}.missingPct"],
+            )
+        )
+    if kind == "constant":
+        found.append(
+            _alert(
+                "constant", name, "info", f"'{name}' holds a single value.", [f"{base}.distinct"]
+            )
+        )
+    if (
+        kind == "categorical"
+        and column["distinct"] >= HIGH_CARDINALITY_MIN_DISTINCT
+        and column["distinctPct"] >= HIGH_CARDINALITY_DISTINCT_PCT
+    ):
+        found.append(
+            _alert(
+                "highCardinality",
+                name,
+                "info",
+                f"'{name}' has {column['distinct']} distinct values "
+                f"({column['distinctPct']}% of its values).",
+                [f"{base}.distinct", f"{base}.distinctPct"],
+            )
+        )
+    numeric = column.get("numeric") or {}
+    skew = numeric.get("skew")
+    if skew is not None and abs(skew) > SKEW_LIMIT:
+        side = "right" if skew > 0 else "left"
+        found.append(
+            _alert(
+                "skewed",
+                name,
+                "info",
+                f"'{name}' is strongly {side}-skewed (skewness {skew:.2f}); "
+                "the median describes it better than the mean.",
+                [f"{base}.numeric.skew", f"{base}.numeric.median", f"{base}.numeric.mean"],
+            )
+        )
+    outliers = numeric.get("outliers") or {}
+    if outliers.get("pct", 0.0) >= OUTLIER_PCT:
+        found.append(
+            _alert(
+                "outliers",
+                name,
+                "info",
+                f"{outliers['count']} values of '{name}' ({outliers['pct']}%) lie outside "
+                "1.5 IQR of the quartiles.",
+                [f"{base}.numeric.outliers.count", f"{base}.numeric.outliers.pct"],
+            )
+        )
+    if "numbersAsText" in column:
+        converted = column["numbersAsText"]["converted"]
+        found.append(
+            _alert(
+                "numbersAsText",
+                name,
+                "warning",
+                f"'{name}' stores numbers as text ({converted} values were converted).",
+                [f"{base}.numbersAsText.converted"],
+            )
+        )
+    if column.get("mixedDateFormats"):
+        found.append(
+            _alert(
+                "mixedDateFormats",
+                name,
+                "warning",
+                f"'{name}' mixes several date formats; check day/month order.",
+                [f"{base}.mixedDateFormats"],
+            )
+        )
+    return found
+
+
+def _alert(
+    kind: str, column: str | None, severity: str, message: str, evidence: list[str]
+) -> dict[str, Any]:
+    key = f"alerts.{kind}" if column is None else f"alerts.{kind}.{column}"
+    return {
+        "key": key,
+        "type": kind,
+        "severity": severity,
+        "column": column,
+        "message": message,
+        "evidence": evidence,
+    }

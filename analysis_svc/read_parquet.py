@@ -1,0 +1,42 @@
+"""Read a Parquet file into a Table, checking its width from the footer before loading data."""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis_svc.read_common import InvalidInput, Table, check_column_count
+from analysis_svc.read_json import flatten_nested
+
+_LOGGER = logging.getLogger(__name__)
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def read_parquet(path: pathlib.Path) -> Table:
+    """Read every column of the file; nested values become JSON text, decimals floats."""
+    try:
+        parquet = pq.ParquetFile(path)
+        check_column_count(int(parquet.schema_arrow.__len__()))
+        table = parquet.read()
+    except InvalidInput:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        _LOGGER.warning("parquet could not be read (%s)", type(exc).__name__)
+        raise InvalidInput("The Parquet file could not be read; it may be damaged.") from exc
+    table = table.flatten()
+    columns = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_dictionary(field.type):
+            column = column.cast(field.type.value_type)
+        elif pa.types.is_decimal(field.type):
+            column = column.cast(pa.float64())
+        columns.append(column)
+    table = pa.table(columns, names=[str(name) for name in table.column_names])
+    frame = table.to_pandas(date_as_object=False, split_blocks=True, self_destruct=True)
+    frame = flatten_nested(pd.DataFrame(frame))
+    return Table(frame=frame, source_format="parquet")

@@ -1,0 +1,103 @@
+"""Data-quality alerts and correlations (keys, wording, thresholds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis_svc.kpis import compute_report
+from analysis_svc.table_reader import Table
+from tests.unit.test_kpi_evidence import resolve
+
+ROWS = 100
+
+
+def _report(frame: pd.DataFrame) -> dict[str, Any]:
+    return compute_report(Table(frame=frame, source_format="csv"))
+
+
+def _frame() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    x = rng.normal(0, 1, ROWS)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": 3 * x + rng.normal(0, 0.3, ROWS),
+            "noise": rng.normal(0, 1, ROWS),
+            "sparse": np.where(np.arange(ROWS) % 3 == 0, np.nan, 1.0 + np.arange(ROWS)),
+            "same": ["k"] * ROWS,
+            "label": [f"v{i % 60}" for i in range(ROWS)],
+            "skewed": rng.exponential(1.0, ROWS) ** 3,
+        }
+    )
+
+
+def test_alerts_cover_the_quality_findings() -> None:
+    frame = pd.concat([_frame(), _frame().iloc[:5]], ignore_index=True)
+    report = _report(frame)
+    keys = [alert["key"] for alert in report["alerts"]]
+    assert keys[0] == "alerts.duplicates"
+    assert report["dataset"]["duplicateRows"] == int(frame.duplicated().sum()) == 5
+    assert "alerts.highMissing.sparse" in keys
+    assert "alerts.constant.same" in keys
+    assert "alerts.highCardinality.label" in keys
+    assert "alerts.skewed.skewed" in keys
+    for alert in report["alerts"]:
+        assert alert["severity"] in ("info", "warning")
+        for evidence in alert["evidence"]:
+            resolve(report, evidence)
+
+
+def test_correlation_is_reported_as_association() -> None:
+    frame = _frame()
+    report = _report(frame)
+    items = report["correlations"]
+    assert [item["key"] for item in items] == ["correlations.x.y"]
+    item = items[0]
+    assert item["r"] == pytest.approx(np.corrcoef(frame["x"], frame["y"])[0, 1], abs=1e-4)
+    assert item["n"] == ROWS
+    assert item["direction"] == "positive"
+    assert "association" in item["statement"]
+    assert "cause" in item["statement"]
+
+
+def test_correlation_needs_30_pairs_and_uses_complete_pairs_only() -> None:
+    frame = _frame()
+    frame.loc[29:, "y"] = np.nan
+    assert _report(frame)["correlations"] == []
+    frame = _frame()
+    frame.loc[::2, "y"] = np.nan
+    item = _report(frame)["correlations"][0]
+    both = frame[["x", "y"]].dropna()
+    assert item["n"] == len(both) == 50
+    assert item["r"] == pytest.approx(np.corrcoef(both["x"], both["y"])[0, 1], abs=1e-4)
+
+
+def test_duplicate_rows_treat_missing_as_equal_and_scale() -> None:
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "a": rng.integers(0, 3, 5000),
+            "b": rng.choice(np.array(["x", "y", None], dtype=object), 5000),
+            "c": rng.integers(0, 4, 5000).astype(float),
+        }
+    )
+    frame.loc[frame.index % 7 == 0, "c"] = np.nan
+    assert _report(frame)["dataset"]["duplicateRows"] == int(frame.duplicated().sum())
+
+
+def test_skipped_rows_and_missing_header_are_reported(tmp_path: Any) -> None:
+    from analysis_svc.table_reader import read_table
+
+    lines = [f"{i},{i * 3}.5,x{i % 4}" for i in range(200)]
+    lines[50] = "50,151.5,x2,EXTRA"
+    path = tmp_path / "no_header.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = compute_report(read_table(path))
+    assert report["dataset"]["headerRow"] is False
+    assert report["dataset"]["skippedRows"] == 1
+    assert report["dataset"]["rows"] == 199
+    assert "alerts.skippedRows" in [alert["key"] for alert in report["alerts"]]

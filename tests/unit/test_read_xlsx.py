@@ -1,0 +1,132 @@
+"""XLSX reading: header finding (merged cells, titles, empty rows), streaming, zip-bomb guard."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import zipfile
+from typing import Any
+
+import openpyxl
+import pytest
+
+from analysis_svc import read_xlsx
+from analysis_svc.read_xlsx import frame_from_rows
+from analysis_svc.table_reader import InvalidInput, read_table
+
+
+def _save(workbook: Any, tmp_path: pathlib.Path, name: str = "book.xlsx") -> pathlib.Path:
+    path = tmp_path / name
+    workbook.save(path)
+    return path
+
+
+def test_merged_header_cells_with_title_and_empty_leading_rows(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append([])
+    sheet.append(["Quarterly sales report"])
+    sheet.append([])
+    sheet.append(["Region", "Sales", None, "Notes"])
+    sheet.append([None, "2023", "2024", None])
+    sheet.merge_cells("A1:D1")
+    sheet.merge_cells("B4:C4")
+    sheet.merge_cells("A4:A5")
+    sheet.merge_cells("D4:D5")
+    sheet.append(["North", 10, 12, "ok"])
+    sheet.append(["South", 7, 5, None])
+    table = read_table(_save(workbook, tmp_path))
+    assert table.source_format == "xlsx"
+    assert list(table.frame.columns) == ["Region", "Sales 2023", "Sales 2024", "Notes"]
+    assert table.frame["Sales 2024"].tolist() == [12, 5]
+    assert table.frame.shape == (2, 4)
+
+
+def test_merged_header_over_one_row_copies_the_label(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Name", "Amount", None])
+    sheet.merge_cells("B1:C1")
+    sheet.append(["a", 1, 2])
+    sheet.append(["b", 3, 4])
+    frame = read_table(_save(workbook, tmp_path)).frame
+    # The row below the merged header holds data, so it is not a second header row.
+    assert list(frame.columns) == ["Name", "Amount", "Amount.1"]
+    assert frame.shape == (2, 3)
+
+
+def test_sheet_without_header_gets_generated_names(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in ([1, 2.5], [2, 3.5], [3, 4.5]):
+        sheet.append(row)
+    table = read_table(_save(workbook, tmp_path))
+    assert table.header is False
+    assert list(table.frame.columns) == ["column_1", "column_2"]
+    assert table.frame["column_2"].tolist() == [2.5, 3.5, 4.5]
+
+
+def test_streamed_chunks_keep_types_and_late_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_xlsx, "_CHUNK_ROWS", 3)
+    rows: list[list[Any]] = [["n", "label"]]
+    rows += [[i, f"v{i}"] for i in range(10)]
+    rows += [[10, "v10", "late"], [11, "v11", None]]
+    frame, header = frame_from_rows(rows)
+    assert header is True
+    assert list(frame.columns) == ["n", "label", "Unnamed: 2"]
+    assert frame["n"].tolist() == list(range(12))
+    assert frame["n"].dtype.kind in "if"
+    assert frame["Unnamed: 2"].iloc[-2] == "late"
+    assert frame["Unnamed: 2"].isna().sum() == 11
+
+
+def test_mixed_column_stays_object_for_the_profiler() -> None:
+    frame, _ = frame_from_rows([["x"], [1], ["two"], [3.5]])
+    assert frame["x"].tolist() == [1, "two", 3.5]
+
+
+def test_blank_strings_are_missing_and_blank_rows_skipped() -> None:
+    frame, _ = frame_from_rows([["a", "b"], ["  ", 1], [None, None], ["x", 2]])
+    assert frame.shape == (2, 2)
+    assert frame["a"].isna().tolist() == [True, False]
+
+
+def _zip_bomb() -> bytes:
+    workbook = openpyxl.Workbook()
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for member in source.infolist():
+            archive.writestr(member, source.read(member.filename))
+        archive.writestr("xl/worksheets/sheet2.xml", b"<a>" + b" " * (50 * 1024 * 1024) + b"</a>")
+    return out.getvalue()
+
+
+def test_zip_bomb_is_refused_without_opening_the_workbook(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the workbook must not be opened")
+
+    monkeypatch.setattr(openpyxl, "load_workbook", refuse)
+    path = tmp_path / "bomb.xlsx"
+    path.write_bytes(_zip_bomb())
+    assert path.stat().st_size < 1024 * 1024
+    with pytest.raises(InvalidInput, match="compressed suspiciously well"):
+        read_table(path)
+
+
+def test_2001_columns_are_refused_before_reading_the_body(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook(write_only=True)
+    sheet = workbook.create_sheet()
+    sheet.append([f"c{i}" for i in range(2001)])
+    sheet.append(list(range(2001)))
+    path = tmp_path / "wide.xlsx"
+    workbook.save(path)
+    with pytest.raises(InvalidInput, match="2001 columns"):
+        read_table(path)
