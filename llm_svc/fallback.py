@@ -18,26 +18,8 @@ MAX_CATEGORY_INSIGHTS = 3
 MAX_TOTAL_INSIGHTS = 3
 MAX_MISSING_INSIGHTS = 2
 MAX_SERIES_INSIGHTS = 3
-MAX_SERIES_FIELDS = 3
 _MAX_NAME_LENGTH = 80
 _SMALLEST = 1e-9
-# Time-series fields worth stating first, when an item carries them (any other numeric
-# field is stated after these, in name order).
-_SERIES_PREFERRED = (
-    "changePct",
-    "periodChangePct",
-    "change",
-    "periodChange",
-    "trendPct",
-    "slope",
-    "trend",
-    "first",
-    "last",
-    "start",
-    "end",
-    "total",
-    "mean",
-)
 _DIRECTIONS = {"up", "down", "flat", "increasing", "decreasing", "stable", "rising", "falling"}
 
 
@@ -212,58 +194,95 @@ def _words(field_name: str) -> str:
 
 
 def _series_insights(series: Any) -> list[InsightDraft]:
+    """Trend, last period change, its top driver and an unusual last value (schema 2.0)."""
     if not isinstance(series, list):
         return []
     drafts: list[InsightDraft] = []
-    for index, item in enumerate(series):
+    for item in series:
         if not isinstance(item, dict):
             continue
-        key = _name(item.get("key"))
-        if key is None or key != item.get("key"):
-            continue
-        numeric = {
-            k: v
-            for k, v in item.items()
-            if isinstance(k, str)
-            and k != "key"
-            and not any(ch.isdigit() for ch in k)
-            and _number(v) is not None
-        }
-        order = sorted(
-            numeric,
-            key=lambda k: (
-                _SERIES_PREFERRED.index(k) if k in _SERIES_PREFERRED else len(_SERIES_PREFERRED),
-                k,
-            ),
-        )[:MAX_SERIES_FIELDS]
-        parts: list[str] = []
-        evidence: list[str] = []
-        for name in order:
-            value = float(numeric[name])
-            unit = "%" if name.lower().endswith(("pct", "percent")) else ""
-            parts.append(f"{_words(name)} {format_number(value)}{unit}")
-            evidence.append(f"timeSeries.{index}.{name}")
-        direction = next(
-            (
-                str(item[k]).lower()
-                for k in ("direction", "trend")
-                if isinstance(item.get(k), str) and str(item[k]).lower() in _DIRECTIONS
-            ),
-            None,
-        )
-        if direction is not None:
-            evidence.append(f"timeSeries.{index}.{'direction' if 'direction' in item else 'trend'}")
-        if not parts and direction is None:
-            continue
-        text = f"'{key}'"
-        if direction is not None:
-            text += f" is trending {direction}"
-        if parts:
-            text += ": " + ", ".join(parts)
-        drafts.append(InsightDraft(f"Trend of '{key}'", text + ".", evidence))
+        key, measure = _name(item.get("key")), _name(item.get("measure"))
+        if key is None or key != item.get("key") or measure is None:
+            continue  # the row-count series and malformed items say too little
+        draft = _series_draft(item, key, measure)
+        if draft is not None:
+            drafts.append(draft)
         if len(drafts) == MAX_SERIES_INSIGHTS:
             break
     return drafts
+
+
+def _series_draft(item: dict[str, Any], key: str, measure: str) -> InsightDraft | None:
+    grain = _name(item.get("granularity")) or "period"
+    sentences: list[str] = []
+    evidence: list[str] = []
+    severity = "info"
+    trend = item.get("trend") if isinstance(item.get("trend"), dict) else {}
+    direction = trend.get("direction") if isinstance(trend, dict) else None
+    window_pct = _number(trend.get("changeOverWindowPct")) if isinstance(trend, dict) else None
+    if direction in ("up", "down") and window_pct is not None:
+        sentences.append(
+            f"'{measure}' per {grain} trends {direction} "
+            f"({format_number(abs(window_pct))}% over the series)"
+        )
+        evidence += [f"{key}.trend.direction", f"{key}.trend.changeOverWindowPct"]
+    last = item.get("lastChange") if isinstance(item.get("lastChange"), dict) else None
+    if last is not None:
+        value, previous = _number(last.get("value")), _number(last.get("previousValue"))
+        period, pct = _name(last.get("period")), _number(last.get("changePct"))
+        if value is not None and previous is not None and period is not None:
+            text = (
+                f"in the last complete {grain} ({period}) '{measure}' was "
+                f"{format_number(value)}, against {format_number(previous)} the {grain} before"
+            )
+            evidence += [f"{key}.lastChange.value", f"{key}.lastChange.previousValue"]
+            if pct is not None:
+                text += f" ({'up' if pct >= 0 else 'down'} {format_number(abs(pct))}%)"
+                evidence.append(f"{key}.lastChange.changePct")
+                severity = "warning" if abs(pct) >= 20 else severity
+            sentences.append(text)
+            sentences += _driver_sentence(item.get("drivers"), key, evidence)
+    unusual = item.get("unusualLast") if isinstance(item.get("unusualLast"), dict) else None
+    if unusual is not None and unusual.get("isUnusual") is True:
+        mean = _number(unusual.get("mean"))
+        if mean is not None and unusual.get("direction") in ("high", "low"):
+            sentences.append(
+                f"that last value is unusually {unusual['direction']} next to the recent "
+                f"mean of {format_number(mean)}"
+            )
+            evidence += [f"{key}.unusualLast.isUnusual", f"{key}.unusualLast.mean"]
+            severity = "warning"
+    if not sentences:
+        return None
+    text = "; ".join(sentences)
+    return InsightDraft(
+        f"'{measure}' over time", text[0].upper() + text[1:] + ".", evidence, severity
+    )
+
+
+def _driver_sentence(drivers: Any, key: str, evidence: list[str]) -> list[str]:
+    """The largest contributor to the last change, over the first dimension that has one."""
+    if not isinstance(drivers, dict):
+        return []
+    for dimension in sorted(drivers):
+        entry = drivers[dimension]
+        contributors = entry.get("contributors") if isinstance(entry, dict) else None
+        if not isinstance(contributors, list) or not contributors:
+            continue
+        top = contributors[0]
+        name, change = (
+            (_name(top.get("value")), _number(top.get("change")))
+            if isinstance(top, dict)
+            else (None, None)
+        )
+        if name is None or change is None or _name(dimension) is None:
+            continue
+        evidence.append(f"{key}.drivers.{dimension}.contributors.0.change")
+        sign = "+" if change >= 0 else "-"
+        return [
+            f"the largest contributor was {dimension} '{name}' ({sign}{format_number(abs(change))})"
+        ]
+    return []
 
 
 def fallback_insights(report: Any) -> list[InsightDraft]:

@@ -3,7 +3,9 @@
 Evidence keys are dotted paths into the KPI report. In a list of objects that carry a
 `name` (the `columns` list) an element is addressed by its name, which may itself hold
 dots (`columns.unit.price.numeric.sum` finds the column `unit.price`); any other list
-element is addressed by its index (`columns.region.topValues.0`, `timeSeries.2.changePct`).
+element is addressed by its index (`columns.region.topValues.0`, `timeSeries.2.periods`), or, for
+items that carry a stable `key` (time series, correlations, alerts), by that key followed by the
+path inside the item (`timeSeries.date.revenue.lastChange.changePct`).
 An insight needs at least one evidence key, and every key must resolve.
 
 Numbers. Every number written in the title or the text must be a KPI value of the report
@@ -67,27 +69,30 @@ def resolve(report: Any, key: str) -> tuple[bool, Any]:
     """(found, value) for a dotted evidence key, following the addressing rules above."""
     if not key or not isinstance(key, str):
         return False, None
-    return _resolve(report, key.split("."))
+    return _resolve(report, key.split("."), [])
 
 
-def _resolve(node: Any, parts: list[str]) -> tuple[bool, Any]:
+def _resolve(node: Any, parts: list[str], consumed: list[str]) -> tuple[bool, Any]:
     if not parts:
         return True, node
     head, rest = parts[0], parts[1:]
     if isinstance(node, dict):
         if head in node:
-            return _resolve(node[head], rest)
+            return _resolve(node[head], rest, [*consumed, head])
         return False, None
     if isinstance(node, list):
         for size in range(len(parts), 0, -1):
             name = ".".join(parts[:size])
+            full = ".".join([*consumed, *parts[:size]])
             for item in node:
-                if isinstance(item, dict) and item.get("name") == name:
-                    found, value = _resolve(item, parts[size:])
+                # Columns are addressed by name; timeSeries / correlations / alerts items by
+                # their stable `key` (the whole path to the item).
+                if isinstance(item, dict) and (item.get("name") == name or item.get("key") == full):
+                    found, value = _resolve(item, parts[size:], [*consumed, *parts[:size]])
                     if found:
                         return found, value
         if head.isdigit() and int(head) < len(node):
-            return _resolve(node[int(head)], rest)
+            return _resolve(node[int(head)], rest, [*consumed, head])
     return False, None
 
 

@@ -153,35 +153,68 @@ def test_unexpected_shapes_never_crash(report: Any) -> None:
 TIME_SERIES_REPORT: dict[str, Any] = {
     **REPORT,
     "timeSeries": [
+        {"key": "timeSeries.date.(rows)", "datetime": "date", "measure": None, "periods": 12},
         {
-            "key": "revenue by month",
-            "column": "revenue",
-            "changePct": -12.5,
-            "slope": 3.25,
-            "last": 4100.0,
-            "first": 3900,
-            "direction": "down",
-            "points": [{"period": "2024-01", "value": 3900}],
+            "key": "timeSeries.date.revenue",
+            "datetime": "date",
+            "measure": "revenue",
+            "aggregation": "sum",
+            "granularity": "month",
+            "periods": 14,
+            "trend": {"direction": "up", "slopePerPeriod": 12.5, "changeOverWindowPct": 18.25},
+            "lastChange": {
+                "period": "2025-12-01",
+                "value": 4100.0,
+                "previousValue": 3900.0,
+                "change": 200.0,
+                "changePct": 5.128205,
+            },
+            "unusualLast": {
+                "value": 4100.0,
+                "mean": 2000.0,
+                "isUnusual": True,
+                "direction": "high",
+            },
+            "drivers": {
+                "region": {
+                    "totalChange": 200.0,
+                    "contributors": [{"value": "North", "change": 250.0}],
+                    "detractors": [{"value": "South", "change": -50.0}],
+                }
+            },
         },
-        {"key": "units by month", "unknownField": {"a": 1}},
+        {"key": "timeSeries.date.units", "measure": "units", "unknownField": {"a": 1}},
     ],
-    "correlations": [{"a": "revenue", "b": "units", "r": 0.93}],
+    "correlations": [
+        {"key": "correlations.revenue.units", "a": "revenue", "b": "units", "r": 0.93}
+    ],
 }
 
 
 def test_time_series_facts_are_stated_with_their_evidence() -> None:
     insights = fallback_insights(TIME_SERIES_REPORT)
-    trend = next(i for i in insights if i.title == "Trend of 'revenue by month'")
+    trend = next(i for i in insights if i.title == "'revenue' over time")
     assert trend.text == (
-        "'revenue by month' is trending down: change percent -12.50%, slope 3.25, first 3,900."
+        "'revenue' per month trends up (18.25% over the series); in the last complete month "
+        "(2025-12-01) 'revenue' was 4,100, against 3,900 the month before (up 5.13%); the largest "
+        "contributor was region 'North' (+250); that last value is unusually high next to the "
+        "recent mean of 2,000."
     )
+    key = "timeSeries.date.revenue"
     assert trend.evidence == [
-        "timeSeries.0.changePct",
-        "timeSeries.0.slope",
-        "timeSeries.0.first",
-        "timeSeries.0.direction",
+        f"{key}.trend.direction",
+        f"{key}.trend.changeOverWindowPct",
+        f"{key}.lastChange.value",
+        f"{key}.lastChange.previousValue",
+        f"{key}.lastChange.changePct",
+        f"{key}.drivers.region.contributors.0.change",
+        f"{key}.unusualLast.isUnusual",
+        f"{key}.unusualLast.mean",
     ]
-    assert not any("units by month" in i.title for i in insights)
+    assert trend.severity == "warning"
+    titles = [i.title for i in insights]
+    assert "'units' over time" not in titles  # nothing to say about it
+    assert not any("(rows)" in t for t in titles)
     assert _rendered(TIME_SERIES_REPORT) == _rendered(json.loads(json.dumps(TIME_SERIES_REPORT)))
 
 
