@@ -21,7 +21,7 @@ from llm_svc.fallback import InsightDraft
 from llm_svc.settings import LlmSettings
 
 _LOGGER = logging.getLogger(__name__)
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 _THINK_RE = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
 _FENCE_RE = re.compile(r"```(?:json)?", re.IGNORECASE)
 _SEVERITIES = ("info", "warning", "critical")
@@ -31,8 +31,10 @@ SYSTEM_PROMPT = (
     "must be a value of the report, copied or rounded (shares may be written as percentages); "
     "never compute new numbers (no sums, differences or ratios) and do not count things "
     "yourself. Cite as evidence the dotted keys of the values you use: a column is addressed "
-    'by its name ("columns.revenue.numeric.sum"), other lists by index '
-    '("columns.region.topValues.0"). Answer with JSON only, no prose, in this shape: '
+    'by its name ("columns.revenue.numeric.sum"), a time series, correlation or alert by its '
+    '"key" field then the path inside it ("timeSeries.date.revenue.lastChange.changePct"), '
+    'other lists by index ("columns.region.topValues.0"). Answer with JSON only, no prose, in '
+    "this shape: "
     '{"insights": [{"title": str, "text": str, "evidence": [str], "severity": "info" | '
     '"warning" | "critical"}]}'
 )
