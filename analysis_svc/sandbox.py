@@ -1,10 +1,12 @@
-"""Runs the CPU-bound analysis in a child process that can be killed at once and is bounded.
+"""Runs the CPU-bound analysis in child processes that can be killed at once and are bounded.
 
-The children are forked from a forkserver that has already imported pandas and the KPI engine, so
-starting one costs milliseconds. Cancelling the awaiting task kills the child (SIGKILL). Memory is
-bounded twice: RLIMIT_AS inside the child (headroom over what the forked child already maps) turns
-a large allocation into MemoryError, and the parent polls the child's RSS and kills it past the
-limit.
+Children are forked from a forkserver that has imported pandas and the KPI engine and run it
+once (`child_preload`), and each child serves jobs one after another, so a job pays neither an
+interpreter start nor cold imports. Cancelling the awaiting task kills the child running it
+(SIGKILL); a child is also replaced after a memory refusal, an error, or `MAX_JOBS_PER_CHILD`
+jobs. Memory is bounded twice: RLIMIT_AS inside the child (headroom over what the forked child
+already maps) turns a large allocation into MemoryError, and the parent polls the child's RSS
+and kills it when a job grows it past the limit.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 MIB = 1024 * 1024
 RSS_POLL_SECONDS = 0.05
+MAX_JOBS_PER_CHILD = 200
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["analysis_svc.engine"])
+_CONTEXT.set_forkserver_preload(["analysis_svc.child_preload"])
 
 
 class AnalysisRefused(Exception):
@@ -62,16 +66,29 @@ def _limit_address_space(max_memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _child_main(
-    path: str, filename: str, max_memory_mb: int, slow_seconds: float, conn: Connection
+def _child_loop(conn: Connection, max_memory_mb: int) -> None:
+    """A child's life: analyse each request from `conn` until told to stop (None) or killed."""
+    with contextlib.suppress(OSError, ValueError):
+        _limit_address_space(max_memory_mb)
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        _path, path, filename, slow_seconds = request
+        _analyse_one(conn, path, filename, float(slow_seconds), max_memory_mb)
+
+
+def _analyse_one(
+    conn: Connection, path: str, filename: str, slow_seconds: float, max_memory_mb: int
 ) -> None:
-    """Entry point of the child: phases and the outcome go back through `conn`."""
+    """One job in the child: phases, then the outcome, go back through `conn`."""
     from analysis_svc import engine
     from analysis_svc.table_reader import InvalidInput
 
     try:
-        with contextlib.suppress(OSError, ValueError):
-            _limit_address_space(max_memory_mb)
         if slow_seconds:  # SIMULATED_SLOW_PROCESSING_SECONDS: a dev toggle
             time.sleep(slow_seconds)
         output = engine.analyze(Path(path), filename, lambda phase: conn.send(("phase", phase)))
@@ -83,13 +100,11 @@ def _child_main(
             conn.send(("refused", "invalid_input", str(exc)))
     except MemoryError:
         conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
-    except BaseException as exc:  # reported to the parent, which logs it
+    except Exception as exc:  # reported to the parent, which logs it
         if _caused_by_memory(exc):
             conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
         else:
             conn.send(("error", type(exc).__name__, traceback.format_exc(limit=5)))
-    finally:
-        conn.close()
 
 
 # How the memory limit shows when a library, not Python, hits it first (pandas' C parser,
@@ -126,6 +141,116 @@ def _memory_message(max_memory_mb: int) -> str:
     )
 
 
+@dataclass
+class _Child:
+    """A live analysis child and the parent's end of its pipe."""
+
+    process: BaseProcess
+    conn: Connection
+    max_memory_mb: int
+    jobs: int = 0
+
+
+class ChildPool:
+    """Idle analysis children, reused job after job; at most `max_idle` are kept."""
+
+    def __init__(self, max_idle: int = 4) -> None:
+        self._idle: list[_Child] = []
+        self._max_idle = max_idle
+
+    async def _spawn(self, max_memory_mb: int) -> _Child:
+        parent_end, child_end = _CONTEXT.Pipe(duplex=True)
+        process = _CONTEXT.Process(target=_child_loop, args=(child_end, max_memory_mb), daemon=True)
+        await asyncio.to_thread(process.start)
+        child_end.close()
+        return _Child(process, parent_end, max_memory_mb)
+
+    async def _take(self, max_memory_mb: int) -> _Child:
+        while self._idle:
+            child = self._idle.pop()
+            if child.process.is_alive() and child.max_memory_mb == max_memory_mb:
+                return child
+            await self._retire(child)
+        return await self._spawn(max_memory_mb)
+
+    async def _give_back(self, child: _Child) -> None:
+        if child.jobs < MAX_JOBS_PER_CHILD and len(self._idle) < self._max_idle:
+            self._idle.append(child)
+        else:
+            await self._retire(child)
+
+    @staticmethod
+    async def _retire(child: _Child) -> None:
+        if child.process.is_alive():
+            child.process.kill()
+        child.conn.close()
+        await asyncio.to_thread(child.process.join)
+        child.process.close()
+
+    async def close(self) -> None:
+        """Stop every idle child."""
+        idle, self._idle = self._idle, []
+        for child in idle:
+            await self._retire(child)
+
+    async def run(
+        self,
+        path: Path,
+        filename: str,
+        *,
+        max_memory_mb: int,
+        on_phase: Callable[[str], Awaitable[None]] | None,
+        slow_seconds: float,
+    ) -> AnalysisOutput:
+        child = await self._take(max_memory_mb)
+        reusable = False
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        loop.add_reader(child.conn.fileno(), readable.set)
+        try:
+            pid = child.process.pid
+            assert pid is not None
+            baseline = _rss_bytes(pid)  # what the child holds before this job
+            child.conn.send(("analyze", str(path), filename, slow_seconds))
+            while True:
+                readable.clear()
+                while not child.conn.poll():
+                    if _rss_bytes(pid) - baseline > max_memory_mb * MIB:
+                        raise AnalysisRefused("resource_exhausted", _memory_message(max_memory_mb))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(readable.wait(), RSS_POLL_SECONDS)
+                    readable.clear()
+                try:
+                    message = child.conn.recv_bytes()
+                except EOFError as exc:
+                    code = child.process.exitcode
+                    raise RuntimeError(f"analysis child died (exit code {code})") from exc
+                if message.startswith(b"{"):
+                    document = json.loads(message)
+                    reusable = True
+                    return AnalysisOutput(document["report"], document["charts"])
+                event = _unpickle(message)
+                if event[0] == "phase":
+                    if on_phase is not None:
+                        await on_phase(str(event[1]))
+                elif event[0] == "refused":
+                    reusable = event[1] == "invalid_input"
+                    raise AnalysisRefused(str(event[1]), str(event[2]))
+                else:
+                    _LOGGER.error("analysis child failed: %s\n%s", event[1], event[2])
+                    raise RuntimeError(f"analysis failed: {event[1]}")
+        finally:
+            loop.remove_reader(child.conn.fileno())
+            child.jobs += 1
+            if reusable:
+                await self._give_back(child)
+            else:  # cancelled, over its memory, or broken: it goes
+                await self._retire(child)
+
+
+POOL = ChildPool()
+
+
 async def run_in_child(
     path: Path,
     filename: str,
@@ -134,52 +259,14 @@ async def run_in_child(
     on_phase: Callable[[str], Awaitable[None]] | None = None,
     slow_seconds: float = 0.0,
 ) -> AnalysisOutput:
-    """Analyse `path` in a fresh child; cancelling this coroutine kills the child at once."""
-    loop = asyncio.get_running_loop()
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(
-        target=_child_main,
-        args=(str(path), filename, max_memory_mb, slow_seconds, sender),
-        daemon=True,
+    """Analyse `path` in a child; cancelling this coroutine kills that child at once."""
+    return await POOL.run(
+        path,
+        filename,
+        max_memory_mb=max_memory_mb,
+        on_phase=on_phase,
+        slow_seconds=slow_seconds,
     )
-    await asyncio.to_thread(process.start)
-    sender.close()
-    readable = asyncio.Event()
-    loop.add_reader(receiver.fileno(), readable.set)
-    assert process.pid is not None
-    baseline = _rss_bytes(process.pid)  # pages shared with the forkserver (pandas, ...)
-    try:
-        while True:
-            readable.clear()
-            while not receiver.poll():
-                if _rss_bytes(process.pid) - baseline > max_memory_mb * MIB:
-                    raise AnalysisRefused("resource_exhausted", _memory_message(max_memory_mb))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(readable.wait(), RSS_POLL_SECONDS)
-                readable.clear()
-            try:
-                message = receiver.recv_bytes()
-            except EOFError as exc:
-                raise RuntimeError(f"analysis child died (exit code {process.exitcode})") from exc
-            if message.startswith(b"{"):
-                document = json.loads(message)
-                return AnalysisOutput(document["report"], document["charts"])
-            event = _unpickle(message)
-            if event[0] == "phase":
-                if on_phase is not None:
-                    await on_phase(str(event[1]))
-            elif event[0] == "refused":
-                raise AnalysisRefused(str(event[1]), str(event[2]))
-            else:
-                _LOGGER.error("analysis child failed: %s\n%s", event[1], event[2])
-                raise RuntimeError(f"analysis failed: {event[1]}")
-    finally:
-        loop.remove_reader(receiver.fileno())
-        receiver.close()
-        if process.is_alive():
-            process.kill()
-        await asyncio.to_thread(process.join)
-        process.close()
 
 
 def _unpickle(message: bytes) -> tuple[Any, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 from datapilot.ingest.v1 import ingest_pb2_grpc
 
+from analysis_svc.sandbox import POOL
 from analysis_svc.servicer import AnalysisServicer
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
@@ -33,4 +34,5 @@ async def serve(settings: AnalysisSettings) -> None:
         await host.wait_for_stop()
     finally:
         await host.stop()
+        await POOL.close()
         await ingest_channel.close()

@@ -281,6 +281,7 @@ async def run_worker(settings: AnalysisSettings) -> None:
         consume.cancel()
         await asyncio.gather(consume, return_exceptions=True)
         await worker.stop(settings.worker_shutdown_grace_seconds)
+        await sandbox.POOL.close()
         await host.stop()
         await ingest_channel.close()
         await llm_channel.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis_svc.sandbox import AnalysisRefused, run_in_child
+from analysis_svc.sandbox import POOL, AnalysisRefused, run_in_child
 
 SALES = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 
@@ -67,6 +67,7 @@ async def test_memory_limit_refuses_with_resource_exhausted(tmp_path: Path) -> N
 
 async def test_cancelling_kills_the_child_at_once() -> None:
     await run_in_child(SALES, "sales.csv", max_memory_mb=1024)  # the forkserver is up
+    await POOL.close()  # no idle child: the job below gets a child of its own
     before = _descendants()
     task = asyncio.create_task(
         run_in_child(SALES, "sales.csv", max_memory_mb=1024, slow_seconds=30)
@@ -82,3 +83,16 @@ async def test_cancelling_kills_the_child_at_once() -> None:
         await task
     assert time.monotonic() - started < 1.0
     assert not (_descendants() - before), "the analysis child outlived its cancellation"
+
+
+async def test_children_are_reused_and_replaced_after_a_refusal(tmp_path: Path) -> None:
+    await POOL.close()
+    await run_in_child(SALES, "sales.csv", max_memory_mb=1024)
+    first = _descendants()
+    await run_in_child(SALES, "sales.csv", max_memory_mb=1024)
+    assert _descendants() == first, "a second job should reuse the idle child"
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(AnalysisRefused):
+        await run_in_child(empty, "empty.csv", max_memory_mb=1024)
+    assert _descendants() == first, "an invalid input leaves the child usable"
