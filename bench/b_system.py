@@ -19,7 +19,7 @@ from minio import Minio
 
 from analysis_svc import engine
 from bench.figures import BenchContext, Figure, percentile
-from bench.procstats import peak_rss_mib, rss_mib
+from bench.procstats import descendants, peak_rss_mib, rss_mib
 from deploy.local.processes import ManagedProcess, free_port, wait_http_ok
 from deploy.local.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
@@ -287,6 +287,17 @@ def _b5_throughput(work: Path) -> list[Figure]:
                             "reported",
                         )
                     )
+                    below = descendants(process.pid)
+                    if below:  # the forkserver and the analysis children of a worker
+                        figures.append(
+                            Figure(
+                                f"B8/{name}/children",
+                                f"largest peak RSS among the {len(below)} processes below {name}",
+                                max(peak_rss_mib(pid) for pid in below),
+                                "MiB",
+                                "reported",
+                            )
+                        )
         finally:
             stack.stop()
     figures[:0] = [
