@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.generated
 
-.PHONY: help venv proto run test lint fmt bench deploy-check clean
+.PHONY: help venv proto run test lint fmt bench chaos deploy-check clean
 
 help:
 	@echo "make run    - start the whole system on its embedded defaults (gateway on 127.0.0.1:8080)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint   - ruff and mypy (strict)"
 	@echo "make proto  - generate the gRPC code into gen/"
 	@echo "make bench  - run the benchmarks (figures + ratios, written to bench-results/)"
+	@echo "make chaos  - the chaos suite at full scale (100 jobs, 60 s S3 outage, 200 uploads from 50 clients)"
 	@echo "make clean  - remove the virtual environment, generated code and run data"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -44,6 +45,9 @@ lint: $(GEN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy datapilot_runtime datapilot_cli gateway ingest_svc analysis_svc llm_svc deploy tests bench
+
+chaos: $(GEN_STAMP)
+	CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos $(PYTEST_ARGS)
 
 deploy-check: $(GEN_STAMP)
 	$(BIN)/python -m pytest tests/deploy

@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
+from redis.exceptions import RedisError
 
 from analysis_svc.input_fetch import InputTooLarge, fetched_input
 from analysis_svc.kpis import SCHEMA_VERSION
@@ -22,6 +23,7 @@ from analysis_svc.sandbox import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var, request_id_var
+from datapilot_runtime.grpc_errors import error_code_of
 from datapilot_runtime.job_store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
 from datapilot_runtime.metrics import JOB_DURATION, JOBS_FINISHED
 
@@ -41,6 +43,12 @@ PHASE_PROGRESS = {
     "publish": 90,
 }
 ARTIFACT_DEADLINE_SECONDS = 30.0
+# How long a failing job waits for the blob store to take its error.json before giving up.
+ERROR_JSON_PATIENCE_SECONDS = 180.0
+
+
+class TransientFault(Exception):
+    """A dependency is unavailable for now; the job is retried, not failed."""
 
 
 class JobFailure(Exception):
@@ -97,7 +105,7 @@ class JobRunner:
         started = time.monotonic()
         try:
             async with asyncio.timeout_at(self._loop_deadline(record.timeout_at)):
-                await self._process(record, lease_token)
+                await self._process_through_outages(record, lease_token)
         except TimeoutError:
             await self._fail(record, lease_token, "timeout", "The job did not finish in time.")
         except JobFailure as failure:
@@ -111,6 +119,28 @@ class JobRunner:
             final = await self._jobs.get(job_id)
             if final is not None and final.status.terminal:
                 JOB_DURATION.labels(final.status.value).observe(time.monotonic() - started)
+
+    async def _process_through_outages(self, record: JobRecord, lease_token: str) -> None:
+        """Run the job; an outage of Redis or of a service restarts it after a backoff.
+
+        The job's deadline (the enclosing timeout) bounds the waiting: a dependency that does
+        not come back in time ends the job as `timeout`, not as a misleading error.
+        """
+        outage = 0
+        while True:
+            try:
+                await self._process(record, lease_token)
+                return
+            except (RedisError, TransientFault) as exc:
+                outage += 1
+                delay = self._settings.outage_backoff().delay(min(outage, 8))
+                _LOGGER.warning(
+                    "dependency unavailable (%s); retrying the job in %.2fs",
+                    type(exc).__name__,
+                    delay,
+                    extra={"outage_retry": outage},
+                )
+                await asyncio.sleep(delay)
 
     @staticmethod
     def _loop_deadline(timeout_at: float) -> float:
@@ -192,6 +222,8 @@ class JobRunner:
     def _rpc_failure(exc: grpc.aio.AioRpcError, code: str, text: str) -> BaseException:
         if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             return TimeoutError()
+        if exc.code() is grpc.StatusCode.UNAVAILABLE:
+            return TransientFault(f"{text} ({error_code_of(exc) or 'unavailable'})")
         return JobFailure(code, f"{text} ({exc.code().name}).")
 
     async def _insights(self, report: dict[str, Any], timeout_at: float) -> dict[str, Any]:
@@ -218,17 +250,30 @@ class JobRunner:
         }
 
     async def _write_error(self, job_id: str, code: str, message: str, now: float) -> None:
-        try:
-            await self._ingest.PutArtifact(
-                ingest_pb2.PutArtifactRequest(
-                    job_id=job_id,
-                    kind=ingest_pb2.BLOB_KIND_ERROR,
-                    content=artifacts.error_document(job_id, code, message, now),
-                ),
-                timeout=ARTIFACT_DEADLINE_SECONDS,
-            )
-        except grpc.aio.AioRpcError:
-            _LOGGER.exception("error.json could not be stored")
+        """Store error.json, waiting out a blob-store outage for up to ERROR_JSON_PATIENCE."""
+        request = ingest_pb2.PutArtifactRequest(
+            job_id=job_id,
+            kind=ingest_pb2.BLOB_KIND_ERROR,
+            content=artifacts.error_document(job_id, code, message, now),
+        )
+        give_up = time.monotonic() + ERROR_JSON_PATIENCE_SECONDS
+        outage = 0
+        while True:
+            try:
+                await self._ingest.PutArtifact(request, timeout=ARTIFACT_DEADLINE_SECONDS)
+                return
+            except grpc.aio.AioRpcError as exc:
+                outage += 1
+                transient = exc.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
+                delay = self._settings.outage_backoff().delay(min(outage, 8))
+                if not transient or time.monotonic() + delay > give_up:
+                    _LOGGER.error("error.json could not be stored (%s)", exc.code().name)
+                    return
+                _LOGGER.warning("error.json not stored yet (%s); retrying", exc.code().name)
+                await asyncio.sleep(delay)
 
     async def _fail(self, record: JobRecord, lease_token: str, code: str, message: str) -> None:
         """error.json first (while the job is still ours), then the failed state."""

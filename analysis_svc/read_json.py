@@ -18,6 +18,9 @@ _LOGGER = logging.getLogger(__name__)
 _NESTED_PROBE = 200
 
 
+TOO_DEEP_MESSAGE = "The JSON is nested too deeply to be a table (records of values expected)."
+
+
 def looks_like_json(data: bytes) -> bool:
     """True when the (UTF-8, BOM-less) text starts like a JSON array or object."""
     return data.lstrip()[:1] in (b"[", b"{")
@@ -35,6 +38,8 @@ def read_json(data: bytes) -> Table:
             f"The file looks like JSON but is not valid JSON (line {exc.lineno}, "
             f"column {exc.colno})."
         ) from exc
+    except RecursionError as exc:
+        raise InvalidInput(TOO_DEEP_MESSAGE) from exc
     return Table(frame=_records_frame(_records_of(document)), source_format="json")
 
 
@@ -93,6 +98,8 @@ def _json_lines(data: bytes, text: str) -> pd.DataFrame:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"Line {number} of the JSON lines file is not valid JSON.") from exc
+        except RecursionError as exc:
+            raise InvalidInput(TOO_DEEP_MESSAGE) from exc
     return _records_frame(records)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from datapilot_runtime.backoff import BackoffPolicy
 from datapilot_runtime.settings import CommonSettings
 
 
@@ -23,3 +24,12 @@ class AnalysisSettings(CommonSettings):
     analysis_max_memory_mb: int = Field(default=1024, ge=64)
     job_max_attempts: int = Field(default=3, ge=1)
     job_lease_seconds: float = Field(default=10, gt=0)
+
+    def outage_backoff(self) -> BackoffPolicy:
+        """Backoff between retries of a job while a dependency is down (the seed's formula)."""
+        return BackoffPolicy(
+            attempts=1_000_000,  # bounded by the job's deadline, not by a count
+            initial_delay=self.retry_initial_delay,
+            factor=self.retry_factor,
+            max_delay=self.retry_max_delay,
+        )

@@ -48,6 +48,9 @@ _OTHER_BINARY_MAGICS = (
 )
 
 
+NO_ROWS_MESSAGE = "The file has column names but no data rows: there is nothing to analyse."
+
+
 def read_table(path: pathlib.Path, filename_hint: str = "") -> Table:
     """Read ``path`` as XLSX, Parquet, JSON or delimited text (detected by content).
 
@@ -76,6 +79,8 @@ def read_table(path: pathlib.Path, filename_hint: str = "") -> Table:
         else:
             table = read_csv(data, encoding, filename_hint)
     frame = finalise_frame(table.frame)
+    if frame.shape[0] == 0 and frame.shape[1] > 0:
+        raise InvalidInput(NO_ROWS_MESSAGE)
     _LOGGER.info(
         "read %s table: %d rows x %d columns", table.source_format, frame.shape[0], frame.shape[1]
     )

@@ -215,21 +215,24 @@ class S3BlobStore:
         except S3Error as exc:
             if exc.code in ("NoSuchKey", "NoSuchObject"):
                 raise BlobNotFound(str(exc.object_name)) from exc
+            if exc.code == "NoSuchBucket":  # e.g. a store that came back empty: recreate, retry
+                self._bucket_ready = False
+                raise _S3ServerError(exc.code) from exc
             if exc.code in ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"):
                 raise _S3ServerError(exc.code) from exc
-            raise
+            raise BlobStoreError(f"S3 refused the request ({exc.code})") from exc
 
     async def _ensure_bucket(self) -> None:
         if self._bucket_ready:
             return
 
         def create() -> None:
-            if not self._client.bucket_exists(self._bucket):
-                try:
+            try:
+                if not self._client.bucket_exists(self._bucket):
                     self._client.make_bucket(self._bucket)
-                except S3Error as exc:
-                    if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                        raise
+            except S3Error as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise BlobStoreError(f"S3 bucket unusable ({exc.code})") from exc
 
         await _with_retry(
             lambda: asyncio.to_thread(create), self._policy, "s3 bucket", _S3_RETRYABLE
@@ -246,6 +249,7 @@ class S3BlobStore:
         size, sha = digest
 
         async def attempt() -> StoredBlob:
+            await self._ensure_bucket()
             stream.seek(0)
             await asyncio.to_thread(
                 self._call_sync,
@@ -268,6 +272,7 @@ class S3BlobStore:
         await self._ensure_bucket()
 
         async def open_object() -> object:
+            await self._ensure_bucket()
             return await asyncio.to_thread(
                 self._call_sync, self._client.get_object, self._bucket, key
             )
@@ -295,6 +300,7 @@ class S3BlobStore:
         await self._ensure_bucket()
 
         async def attempt() -> None:
+            await self._ensure_bucket()
             await asyncio.to_thread(self._call_sync, self._client.remove_object, self._bucket, key)
 
         await _with_retry(attempt, self._policy, f"s3 delete {key}", _S3_RETRYABLE)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from redis.exceptions import RedisError
 
+from datapilot_runtime.blob_store import BlobStoreError
 from datapilot_runtime.context import (
     INTERNAL_TOKEN_METADATA_KEY,
     QUOTA_METADATA_KEY,
@@ -137,6 +139,21 @@ class _Binding:
             await context.abort(self.rejection.status, self.rejection.message, trailing)
 
 
+_INFRASTRUCTURE_ERRORS = (RedisError, BlobStoreError)
+
+
+async def _unavailable(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    """A store this service depends on failed: UNAVAILABLE (retryable), never UNKNOWN."""
+    store = "job store (Redis)" if isinstance(exc, RedisError) else "blob store"
+    code = "store_unavailable" if isinstance(exc, RedisError) else "blob_store_unavailable"
+    _LOGGER.warning("%s unavailable: %s", store, type(exc).__name__)
+    await context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        f"The {store} is unavailable; retry shortly.",
+        ((ERROR_CODE_METADATA_KEY, code),),
+    )
+
+
 def _wrap_unary(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], binding: _Binding
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
@@ -147,6 +164,9 @@ def _wrap_unary(
         try:
             await binding.reject(context)
             return await behavior(request, context)
+        except _INFRASTRUCTURE_ERRORS as exc:
+            await _unavailable(context, exc)
+            raise
         except asyncio.CancelledError:
             cancelled = True  # the caller cancelled, or its deadline passed
             raise
@@ -168,6 +188,9 @@ def _wrap_stream(
             await binding.reject(context)
             async for response in behavior(request, context):
                 yield response
+        except _INFRASTRUCTURE_ERRORS as exc:
+            await _unavailable(context, exc)
+            raise
         except asyncio.CancelledError:
             cancelled = True
             raise

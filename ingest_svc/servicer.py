@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import logging
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
 from datapilot_runtime.blob_store import (
@@ -130,15 +132,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             input_key=blob.key,
             request_id=request_id_var.get() or "",
         )
-        if idem:
-            winner = await self._jobs.create_idempotent(
-                idem, record, self._settings.idempotency_ttl_seconds
-            )
-            if winner[0] != job_id:  # a concurrent upload with the same key won
+        try:
+            if idem:
+                winner = await self._jobs.create_idempotent(
+                    idem, record, self._settings.idempotency_ttl_seconds
+                )
+                if winner[0] != job_id:  # a concurrent upload with the same key won
+                    await self._blobs.delete(blob.key)
+                    return await self._replay(winner, sha, context)
+            else:
+                await self._jobs.create_and_enqueue(record)
+        except RedisError:
+            # No job refers to the stored blob: remove it (best effort) and answer UNAVAILABLE.
+            with contextlib.suppress(BlobStoreError, OSError):
                 await self._blobs.delete(blob.key)
-                return await self._replay(winner, sha, context)
-        else:
-            await self._jobs.create_and_enqueue(record)
+            raise
         _LOGGER.info("job queued", extra={"size_bytes": size})
         return ingest_pb2.UploadResponse(job=record_to_proto(record))
 

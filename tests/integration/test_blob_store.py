@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from minio import Minio
 
 from datapilot_runtime.backoff import BackoffPolicy
 from datapilot_runtime.blob_store import (
@@ -82,3 +83,14 @@ async def test_unreachable_s3_fails_after_its_retries() -> None:
     store = _s3(f"http://127.0.0.1:{free_port()}", "nowhere")
     with pytest.raises(BlobStoreError, match="after 3 attempts"):
         await store.put_stream("jobs/a/input", io.BytesIO(b"data"))
+
+
+async def test_s3_bucket_that_vanished_is_recreated(moto_server: RunningServer) -> None:
+    store = _s3(moto_server.url, "vanishing")
+    await store.put_stream("jobs/v/input", io.BytesIO(b"first"))
+    raw = Minio(moto_server.url.removeprefix("http://"), "test", "test", secure=False)
+    raw.remove_object("vanishing", "jobs/v/input")
+    raw.remove_bucket("vanishing")  # as when an S3 endpoint comes back empty
+    stored = await store.put_stream("jobs/v/input", io.BytesIO(b"second"))
+    assert stored.size_bytes == 6
+    assert await _read_all(store, "jobs/v/input") == b"second"

@@ -81,10 +81,17 @@ def test_single_column_file(tmp_path: pathlib.Path) -> None:
     assert frame["value"].tolist() == [1, 2, 3]
 
 
-def test_header_only_file(tmp_path: pathlib.Path) -> None:
-    frame = read_table(_write(tmp_path, "h.csv", b"a,b,c\n")).frame
-    assert list(frame.columns) == ["a", "b", "c"]
-    assert frame.shape == (0, 3)
+def test_header_only_file_is_refused(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(InvalidInput, match="no data rows"):
+        read_table(_write(tmp_path, "h.csv", b"a,b,c\n"))
+
+
+@pytest.mark.parametrize(
+    "content", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000]
+)
+def test_deeply_nested_json_is_refused(tmp_path: pathlib.Path, content: bytes) -> None:
+    with pytest.raises(InvalidInput, match="nested too deeply"):
+        read_table(_write(tmp_path, "deep.json", content))
 
 
 def test_crlf_and_blank_lines(tmp_path: pathlib.Path) -> None:

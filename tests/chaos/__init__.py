@@ -1,0 +1,1 @@
+"""Chaos suite: the whole system as real processes, broken on purpose, nothing lost."""
