@@ -19,8 +19,8 @@ from minio import Minio
 
 from analysis_svc import engine
 from bench.figures import BenchContext, Figure, percentile
-from bench.procstats import descendants, peak_rss_mib, rss_mib
-from deploy.local.processes import ManagedProcess, free_port, wait_http_ok
+from bench.procstats import peak_rss_mib, rss_mib
+from deploy.local.processes import ManagedProcess, descendant_pids, free_port, wait_http_ok
 from deploy.local.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.servers import s3_env, start_moto
@@ -287,7 +287,7 @@ def _b5_throughput(work: Path) -> list[Figure]:
                             "reported",
                         )
                     )
-                    below = descendants(process.pid)
+                    below = descendant_pids(process.pid)
                     if below:  # the forkserver and the analysis children of a worker
                         figures.append(
                             Figure(

@@ -18,21 +18,3 @@ def rss_mib(pid: int) -> float:
 
 def peak_rss_mib(pid: int) -> float:
     return _status_kib(pid, "VmHWM") / 1024
-
-
-def descendants(pid: int) -> list[int]:
-    """Pids of every live process below `pid`."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(fields[1])
-    found: list[int] = []
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier}
-        found += sorted(frontier)
-    return found

@@ -10,27 +10,14 @@ from pathlib import Path
 import pytest
 
 from analysis_svc.sandbox import POOL, AnalysisRefused, run_in_child
+from deploy.local.processes import descendant_pids
 
 SALES = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 
 
 def _descendants() -> set[int]:
     """Pids of every live process below this one (the forkserver and its children)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents[int(entry.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {os.getpid()}
-    while frontier:
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
+    return set(descendant_pids(os.getpid()))
 
 
 async def test_report_and_phases_come_back_from_the_child() -> None:
