@@ -17,6 +17,7 @@ import json
 import logging
 import multiprocessing
 import os
+import pickle
 import resource
 import time
 import traceback
@@ -270,9 +271,7 @@ async def run_in_child(
 
 
 def _unpickle(message: bytes) -> tuple[Any, ...]:
-    from multiprocessing.reduction import ForkingPickler
-
-    event: tuple[Any, ...] = ForkingPickler.loads(message)
+    event: tuple[Any, ...] = pickle.loads(message)  # from our own child, over our own pipe
     return event
 
 

@@ -14,7 +14,7 @@ from analysis_svc.kpis import SCHEMA_VERSION
 from analysis_svc.sandbox import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.artifacts import JOB_ID_RE
-from datapilot_runtime.grpc_errors import abort
+from datapilot_runtime.grpc_errors import abort, error_code_of
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
                     slow_seconds=self._settings.simulated_slow_processing_seconds,
                 )
         except grpc.aio.AioRpcError as exc:
-            await abort(context, exc.code(), "input_unavailable", "The input could not be read.")
+            # Pass ingest's verdict on: NOT_FOUND also covers another tenant's job.
+            code = error_code_of(exc) or "input_unavailable"
+            await abort(context, exc.code(), code, exc.details() or "The input could not be read.")
         except AnalysisRefused as exc:
             status = (
                 grpc.StatusCode.RESOURCE_EXHAUSTED

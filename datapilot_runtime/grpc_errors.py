@@ -17,9 +17,14 @@ async def abort(
     raise AssertionError("unreachable")  # context.abort always raises
 
 
-def error_code_of(error: grpc.aio.AioRpcError) -> str:
-    """The stable error code a service attached, or '' if none."""
-    for key, value in error.trailing_metadata() or ():
-        if key == ERROR_CODE_METADATA_KEY:
+def trailing_value(error: grpc.aio.AioRpcError, key: str) -> str:
+    """A trailing-metadata value of a failed call, or '' if it has none."""
+    for name, value in error.trailing_metadata() or ():
+        if name == key:
             return str(value)
     return ""
+
+
+def error_code_of(error: grpc.aio.AioRpcError) -> str:
+    """The stable error code a service attached, or '' if none."""
+    return trailing_value(error, ERROR_CODE_METADATA_KEY)

@@ -9,7 +9,7 @@ import grpc
 from fastapi.responses import JSONResponse
 
 from datapilot_runtime.context import RETRY_AFTER_METADATA_KEY, request_id_var
-from datapilot_runtime.grpc_errors import error_code_of
+from datapilot_runtime.grpc_errors import error_code_of, trailing_value
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -68,13 +68,6 @@ def problem_response(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
-def _trailing(error: grpc.aio.AioRpcError, key: str) -> str:
-    for name, value in error.trailing_metadata() or ():
-        if name == key:
-            return str(value)
-    return ""
-
-
 def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     """Map a failed gRPC call to a problem response without leaking internals."""
     code = error.code()
@@ -82,7 +75,7 @@ def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code, 500)
     details = error.details() or ""
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        retry_after = _trailing(error, RETRY_AFTER_METADATA_KEY) or "1"
+        retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"
         return problem_response(status, error_code, details, headers={"Retry-After": retry_after})
     if error_code == "blob_upload_failed":
         return problem_response(503, error_code, "The file could not be stored; retry later.")

@@ -212,7 +212,8 @@ async def analyze(request: Request, jobId: JobIdPath) -> Response:
     For callers that want the figures without waiting for the job. Honors `Grpc-Timeout` /
     `Request-Timeout`; a client that disconnects cancels the analysis.
     """
-    await job_status(request, jobId)  # 404 for another tenant's job
+    # No pre-check needed: analysis_svc reads the input through ingest_svc with the caller's
+    # tenant, so another tenant's job is NOT_FOUND there.
     stub = analysis_pb2_grpc.AnalysisServiceStub(request.app.state.analysis_channel)
     reply = await stub.Analyze(
         analysis_pb2.AnalyzeRequest(job_id=jobId),

@@ -21,4 +21,3 @@ class GatewaySettings(CommonSettings):
     upload_deadline_seconds: float = Field(default=120, gt=0)
     read_deadline_seconds: float = Field(default=10, gt=0)
     analyze_deadline_seconds: float = Field(default=120, gt=0)
-    client_max_wait_seconds: float = Field(default=600, gt=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import grpc
 from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from starlette.requests import ClientDisconnect, Request
@@ -91,6 +90,4 @@ async def stream_upload(
     except ClientDisconnect:
         _LOGGER.info("client disconnected during upload; upstream call cancelled")
         raise ProblemError(499, "client_closed_request", "The client closed the request.") from None
-    except grpc.aio.AioRpcError:
-        raise
     return response.job

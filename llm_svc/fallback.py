@@ -10,7 +10,6 @@ shape is skipped: the fallback says less rather than invent, and never raises.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,12 +184,6 @@ def _missing_column_insights(columns: list[tuple[str, dict[str, Any]]]) -> list[
         )
         for pct, name, missing in gaps[:MAX_MISSING_INSIGHTS]
     ]
-
-
-def _words(field_name: str) -> str:
-    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", field_name).replace("_", " ")
-    words = spaced.lower().split()
-    return " ".join("percent" if w in ("pct", "percent") else w for w in words)
 
 
 def _series_insights(series: Any) -> list[InsightDraft]:
