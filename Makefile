@@ -36,7 +36,7 @@ $(GEN_STAMP): $(STAMP) $(PROTOS)
 proto: $(GEN_STAMP)
 
 run: $(GEN_STAMP)
-	$(BIN)/python -m deploy.local
+	$(BIN)/python -m devstack
 
 test: $(GEN_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -44,7 +44,7 @@ test: $(GEN_STAMP)
 lint: $(GEN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy datapilot_runtime datapilot_cli gateway ingest_svc analysis_svc llm_svc deploy tests bench
+	$(BIN)/mypy datapilot_runtime datapilot_cli gateway ingest_svc analysis_svc llm_svc devstack tests bench
 
 chaos: $(GEN_STAMP)
 	CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos $(PYTEST_ARGS)

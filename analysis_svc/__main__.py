@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from analysis_svc.server import serve
+from analysis_svc.jobs.worker import run_worker
+from analysis_svc.rpc.server import serve
 from analysis_svc.settings import AnalysisSettings
-from analysis_svc.worker import run_worker
 from datapilot_runtime.logs import configure_logging
 
 

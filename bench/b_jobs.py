@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from bench.figures import BenchContext, Figure, percentile
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.jobs_redis import holder_pid, job_fields, worker_name_by_pid
 

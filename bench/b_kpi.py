@@ -18,7 +18,7 @@ import openpyxl
 import pandas as pd
 import pyarrow.csv as pacsv
 
-from analysis_svc.engine import analyze_file
+from analysis_svc.engine.analyze import analyze_file
 from bench.figures import BenchContext, Figure
 
 _LOGGER = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ def child_peak_rss_mb(path: Path) -> float:
     this process's size instead of the child's.
     """
     analyse = (
-        "import sys; from pathlib import Path; from analysis_svc.engine import analyze_file; "
+        "import sys; from pathlib import Path; "
+        "from analysis_svc.engine.analyze import analyze_file; "
         "analyze_file(Path(sys.argv[1]), 'sales.csv')"
     )
     launcher = (

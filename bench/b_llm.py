@@ -12,7 +12,7 @@ import httpx
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from bench.figures import BenchContext, Figure, percentile
-from deploy.local.processes import free_port, redis_process, wait_tcp
+from devstack.processes import free_port, redis_process, wait_tcp
 from llm_svc.llm_client import SYSTEM_PROMPT
 from tests.support.fake_llm import FakeLlm, LlmProcess, Reply, completion
 

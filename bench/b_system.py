@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 from minio import Minio
 
-from analysis_svc import engine
+from analysis_svc.engine import analyze as engine
 from bench.figures import BenchContext, Figure, percentile
 from bench.procstats import peak_rss_mib, rss_mib
-from deploy.local.processes import ManagedProcess, descendant_pids, free_port, wait_http_ok
-from deploy.local.stack import Stack, StackConfig
+from devstack.processes import ManagedProcess, descendant_pids, free_port, wait_http_ok
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.servers import s3_env, start_moto
 

@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 from redis.exceptions import RedisError
 
-from datapilot_runtime.blob_store import BlobStoreError
 from datapilot_runtime.context import (
     INTERNAL_TOKEN_METADATA_KEY,
     QUOTA_METADATA_KEY,
@@ -26,6 +25,7 @@ from datapilot_runtime.context import (
 )
 from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
 from datapilot_runtime.metrics import GRPC_SERVER_LATENCY, GRPC_SERVER_REQUESTS
+from ingest_svc.blob_store import BlobStoreError
 
 _LOGGER = logging.getLogger(__name__)
 _UNGUARDED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
-from datapilot_runtime.blob_store import build_blob_store
 from datapilot_runtime.grpc_host import GrpcHost
-from datapilot_runtime.job_store import JobStore
+from datapilot_runtime.jobs.store import JobStore
 from datapilot_runtime.metrics import start_metrics_server
 from datapilot_runtime.redis_client import connect_redis
+from ingest_svc.blob_store import build_blob_store
 from ingest_svc.rate_limit import TenantRateLimit
 from ingest_svc.servicer import IngestServicer
 from ingest_svc.settings import IngestSettings

@@ -16,17 +16,17 @@ from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
-from datapilot_runtime.blob_store import (
+from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
+from datapilot_runtime.grpc_errors import abort
+from datapilot_runtime.jobs.proto import PROTO_TO_STATUS, record_to_proto
+from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
+from ingest_svc.blob_store import (
     BlobNotFound,
     BlobStore,
     BlobStoreError,
     StoredBlob,
     spooled_file,
 )
-from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
-from datapilot_runtime.grpc_errors import abort
-from datapilot_runtime.job_proto import PROTO_TO_STATUS, record_to_proto
-from datapilot_runtime.job_store import ACTIVE, JobRecord, JobStore, Status
 from ingest_svc.settings import IngestSettings
 
 _LOGGER = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.support.servers import RunningServer, s3_env, start_moto, start_redis
 
 FAST_RETRY_ENV = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.chaos.summary import TERMINAL, FinalJob, Outcomes
 
 SCALE_VARIABLE = "CHAOS_SCALE"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.processes import wait_tcp
+from devstack.processes import wait_tcp
 from tests.chaos.harness import (
     SCALE,
     Upload,

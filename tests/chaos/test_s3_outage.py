@@ -20,8 +20,8 @@ import pytest
 import redis
 from minio import Minio
 
-from deploy.local.processes import wait_tcp
-from deploy.local.stack import Stack
+from devstack.processes import wait_tcp
+from devstack.stack import Stack
 from tests.chaos.harness import (
     SCALE,
     Upload,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local.processes import wait_grpc_serving
-from deploy.local.stack import Stack
+from devstack.processes import wait_grpc_serving
+from devstack.stack import Stack
 from tests.chaos.harness import (
     SCALE,
     Upload,

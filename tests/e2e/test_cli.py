@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 CLI = str(Path(sys.executable).with_name("datapilot"))

@@ -18,8 +18,8 @@ import pytest
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.local.processes import free_port
-from deploy.local.stack import Stack, StackConfig
+from devstack.processes import free_port
+from devstack.stack import Stack, StackConfig
 from tests.support.api import wait_terminal
 
 KEY_A, KEY_B = "key-acme-0123456789", "key-beta-9876543210"

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.jobs_redis import holder_pid, job_fields, worker_name_by_pid
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 
-from deploy.local.stack import Stack
+from devstack.stack import Stack
 from tests.support.api import upload, wait_terminal
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"

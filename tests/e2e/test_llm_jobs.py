@@ -12,7 +12,7 @@ import httpx
 import pytest
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.fake_llm import FakeLlm, Reply, completion
 

@@ -15,8 +15,8 @@ import pytest
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.local.processes import free_port, wait_tcp
-from deploy.local.stack import Stack, StackConfig
+from devstack.processes import free_port, wait_tcp
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.fake_llm import FakeLlm, LlmProcess, Reply
 

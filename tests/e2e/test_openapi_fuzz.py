@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 from schemathesis.openapi import from_url
 
-from deploy.local.stack import Stack
+from devstack.stack import Stack
 
 # What the issue asks: no server error, and every response as the document says. (The
 # positive-data heuristic is left out: a schema-valid PNG is rightly refused with 415.)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from deploy.local.stack import Stack
+from devstack.stack import Stack
 from tests.support.api import upload, wait_terminal
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024

@@ -12,7 +12,9 @@ import pytest
 from minio import Minio
 
 from datapilot_runtime.backoff import BackoffPolicy
-from datapilot_runtime.blob_store import (
+from datapilot_runtime.settings import BlobSettings
+from devstack.processes import free_port
+from ingest_svc.blob_store import (
     BlobNotFound,
     BlobStore,
     BlobStoreError,
@@ -20,8 +22,6 @@ from datapilot_runtime.blob_store import (
     S3BlobStore,
     check_key,
 )
-from datapilot_runtime.settings import BlobSettings
-from deploy.local.processes import free_port
 from tests.support.servers import RunningServer
 
 POLICY = BackoffPolicy(attempts=3, initial_delay=0.01, factor=2, max_delay=0.05)

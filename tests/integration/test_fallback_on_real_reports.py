@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis_svc.engine import analyze
+from analysis_svc.engine.analyze import analyze
 from llm_svc.fallback import fallback_insights
 from llm_svc.grounding import ground, resolve
 

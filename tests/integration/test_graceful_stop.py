@@ -10,7 +10,7 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.local.stack import Stack, StackConfig
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 
 

@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from datapilot_runtime.job_store import (
+from datapilot_runtime.jobs.store import (
     ACTIVE,
     CONSUMER_GROUP,
     STREAM_KEY,

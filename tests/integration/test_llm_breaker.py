@@ -15,7 +15,7 @@ import pytest
 import redis
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
-from deploy.local.processes import free_port
+from devstack.processes import free_port
 from tests.support.fake_llm import FakeLlm, LlmProcess, Reply, completion
 from tests.support.servers import RunningServer
 

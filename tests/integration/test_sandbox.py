@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis_svc.sandbox import POOL, AnalysisRefused, run_in_child
-from deploy.local.processes import descendant_pids
+from analysis_svc.sandbox.pool import POOL, AnalysisRefused, run_in_child
+from devstack.processes import descendant_pids
 
 SALES = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 

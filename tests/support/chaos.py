@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from deploy.local.processes import free_port
+from devstack.processes import free_port
 
 ACCEPT_POLL_SECONDS = 0.05
 PUMP_BYTES = 64 * 1024

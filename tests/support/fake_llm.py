@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from deploy.local.processes import ManagedProcess, free_port, wait_grpc_serving
+from devstack.processes import ManagedProcess, free_port, wait_grpc_serving
 
 
 @dataclass

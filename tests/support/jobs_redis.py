@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from deploy.local.stack import Stack
+from devstack.stack import Stack
 
 
 def job_fields(stack: Stack, job_id: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.local.processes import ManagedProcess, free_port, redis_process, wait_tcp
+from devstack.processes import ManagedProcess, free_port, redis_process, wait_tcp
 
 
 @dataclass

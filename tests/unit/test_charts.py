@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis_svc.charts import MAX_CHARTS, SCATTER_SAMPLE, VEGA_LITE_SCHEMA, build_charts
-from analysis_svc.kpis import compute_report
-from analysis_svc.table_reader import Table
+from analysis_svc.engine.charts import MAX_CHARTS, SCATTER_SAMPLE, VEGA_LITE_SCHEMA, build_charts
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.dispatch import Table
 from tests.unit.test_kpi_evidence import resolve
 from tests.unit.test_kpi_timeseries import sales_frame
 

@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from datapilot_runtime.redis_client import connect_redis
-from deploy.local.processes import free_port
+from devstack.processes import free_port
 from llm_svc.circuit_breaker import (
     Admission,
     BreakerConfig,

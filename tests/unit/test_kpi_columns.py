@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_svc.kpis import compute_report
-from analysis_svc.table_reader import Table, read_table
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.dispatch import Table, read_table
 
 ROWS = 200
 
@@ -136,7 +136,7 @@ def test_report_is_json_safe_without_nan() -> None:
     ],
 )
 def test_id_like_names(name: str, looks_like_id: bool) -> None:
-    from analysis_svc.profile_types import name_looks_like_id
+    from analysis_svc.engine.column_profile import name_looks_like_id
 
     assert name_looks_like_id(name) is looks_like_id
 

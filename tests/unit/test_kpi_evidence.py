@@ -42,8 +42,8 @@ def _walk(value: Any, path: str) -> Any:
 def test_dotted_column_names_resolve_to_the_longest_match() -> None:
     import pandas as pd
 
-    from analysis_svc.kpis import compute_report
-    from analysis_svc.read_common import Table
+    from analysis_svc.engine.kpis.report import compute_report
+    from analysis_svc.engine.readers.common import Table
 
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "a.1": [10.0, 20.0, 30.0]})
     report = compute_report(Table(frame=frame, source_format="csv"))

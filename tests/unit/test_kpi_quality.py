@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_svc.kpis import compute_report
-from analysis_svc.table_reader import Table
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.dispatch import Table
 from tests.unit.test_kpi_evidence import resolve
 
 ROWS = 100
@@ -90,7 +90,7 @@ def test_duplicate_rows_treat_missing_as_equal_and_scale() -> None:
 
 
 def test_skipped_rows_and_missing_header_are_reported(tmp_path: Any) -> None:
-    from analysis_svc.table_reader import read_table
+    from analysis_svc.engine.readers.dispatch import read_table
 
     lines = [f"{i},{i * 3}.5,x{i % 4}" for i in range(200)]
     lines[50] = "50,151.5,x2,EXTRA"

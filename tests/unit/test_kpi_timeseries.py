@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_svc.kpis import compute_report
-from analysis_svc.table_reader import Table, read_table
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.dispatch import Table, read_table
 from tests.unit.test_kpi_evidence import resolve
 
 REGIONS = ("East", "North", "South")

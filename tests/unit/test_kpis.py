@@ -1,4 +1,4 @@
-"""Unit tests for analysis_svc.kpis (reports are checked against pandas computed here)."""
+"""Unit tests for the KPI report (checked against pandas computed here)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis_svc.kpis import SCHEMA_VERSION, compute_report
-from analysis_svc.table_reader import Table, read_table
+from analysis_svc.engine import SCHEMA_VERSION
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.dispatch import Table, read_table
 
 ROWS = 30
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deploy.local.processes import free_port
+from devstack.processes import free_port
 from llm_svc.llm_client import FailureKind, LlmAnswer, LlmClient, LlmFailure
 from llm_svc.settings import LlmSettings
 from tests.support.fake_llm import FakeLlm, Reply, completion, drop, hang, insights_reply

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from analysis_svc.read_csv import MAX_BAD_ROW_SHARE
-from analysis_svc.table_reader import InvalidInput, read_table
+from analysis_svc.engine.readers.csv_reader import MAX_BAD_ROW_SHARE
+from analysis_svc.engine.readers.dispatch import InvalidInput, read_table
 
 TEXT = "city;amount\nZürich;1\nSão Paulo;2\nKraków;3\n"
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis_svc.table_reader import InvalidInput, read_table
+from analysis_svc.engine.readers.dispatch import InvalidInput, read_table
 
 RECORDS = [
     {"id": 1, "city": "Oslo", "amount": 10.5, "meta": {"tier": "gold"}, "tags": ["a"]},

@@ -10,9 +10,9 @@ from typing import Any
 import openpyxl
 import pytest
 
-from analysis_svc import read_xlsx
-from analysis_svc.read_xlsx import frame_from_rows
-from analysis_svc.table_reader import InvalidInput, read_table
+from analysis_svc.engine.readers import xlsx_reader as read_xlsx
+from analysis_svc.engine.readers.dispatch import InvalidInput, read_table
+from analysis_svc.engine.readers.xlsx_reader import frame_from_rows
 
 
 def _save(workbook: Any, tmp_path: pathlib.Path, name: str = "book.xlsx") -> pathlib.Path:

@@ -1,4 +1,4 @@
-"""Unit tests for analysis_svc.table_reader (fixtures are generated in tmp_path)."""
+"""Unit tests for analysis_svc.engine.readers.dispatch (fixtures are generated in tmp_path)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from analysis_svc import read_xlsx, table_reader
-from analysis_svc.table_reader import InvalidInput, Table, read_table
+from analysis_svc.engine.readers import dispatch as table_reader
+from analysis_svc.engine.readers import xlsx_reader as read_xlsx
+from analysis_svc.engine.readers.dispatch import InvalidInput, Table, read_table
 
 PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 

@@ -22,13 +22,13 @@ from datapilot.ingest.v1 import ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2_grpc
 from redis.exceptions import RedisError, ResponseError
 
-from analysis_svc import sandbox
-from analysis_svc.job_runner import JobRunner
+from analysis_svc.jobs.runner import JobRunner
+from analysis_svc.sandbox import pool as sandbox
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
-from datapilot_runtime.job_store import (
+from datapilot_runtime.jobs.store import (
     CANCEL_CHANNEL,
     CONSUMER_GROUP,
     STREAM_KEY,

@@ -17,14 +17,14 @@ from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 from redis.exceptions import RedisError
 
-from analysis_svc.input_fetch import InputTooLarge, fetched_input
-from analysis_svc.kpis import SCHEMA_VERSION
-from analysis_svc.sandbox import AnalysisRefused, run_in_child
+from analysis_svc.engine import SCHEMA_VERSION
+from analysis_svc.jobs.input_fetch import InputTooLarge, fetched_input
+from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var, request_id_var
 from datapilot_runtime.grpc_errors import error_code_of
-from datapilot_runtime.job_store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
+from datapilot_runtime.jobs.store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
 from datapilot_runtime.metrics import JOB_DURATION, JOBS_FINISHED
 
 _LOGGER = logging.getLogger(__name__)

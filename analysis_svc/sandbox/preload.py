@@ -11,7 +11,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from analysis_svc import engine
+from analysis_svc.engine import analyze as engine
 
 _LOGGER = logging.getLogger(__name__)
 _SAMPLE = "date,region,units,revenue\n" + "".join(

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis_svc.kpi_columns import finite, granularity, labels_of
-from analysis_svc.profile_types import ColumnProfile, name_tokens
+from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
+from analysis_svc.engine.kpis.columns import finite, granularity, labels_of
 
 _LOGGER = logging.getLogger(__name__)
 

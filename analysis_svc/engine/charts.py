@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis_svc.profile_types import profile_column
-from analysis_svc.read_common import Table
+from analysis_svc.engine.column_profile import profile_column
+from analysis_svc.engine.readers.common import Table
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis_svc.profile_types import ColumnProfile, display_string
+from analysis_svc.engine.column_profile import ColumnProfile, display_string
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -6,30 +6,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from analysis_svc.kpis import compute_report
-from analysis_svc.table_reader import read_table
-
-
-def _charts(table: Any, report: dict[str, Any]) -> list[dict[str, Any]]:
-    try:
-        from analysis_svc.charts import build_charts  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return []
-    charts: list[dict[str, Any]] = build_charts(table, report)
-    return charts
+from analysis_svc.engine.charts import build_charts
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.dispatch import read_table
 
 
 def analyze(
     path: Path, filename_hint: str = "", on_phase: Callable[[str], None] | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Parse the file, compute its KPI report and charts; raises table_reader.InvalidInput."""
+    """Parse the file, compute its KPI report and charts; raises readers.common.InvalidInput."""
     notify = on_phase or (lambda _phase: None)
     notify("parse")
     table = read_table(path, filename_hint)
     notify("profile")
     report = compute_report(table)
     notify("charts")
-    return report, _charts(table, report)
+    return report, build_charts(table, report)
 
 
 def analyze_file(path: Path, filename_hint: str = "") -> dict[str, Any]:

@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis_svc.read_common import InvalidInput, Table, check_column_count
-from analysis_svc.read_json import flatten_nested
+from analysis_svc.engine.readers.common import InvalidInput, Table, check_column_count
+from analysis_svc.engine.readers.json_reader import flatten_nested
 
 _LOGGER = logging.getLogger(__name__)
 

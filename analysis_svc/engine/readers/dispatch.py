@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pathlib
 
-from analysis_svc.read_common import (
+from analysis_svc.engine.readers.common import (
     EMPTY_MESSAGE,
     MAX_COLUMNS,
     NOT_TABULAR_MESSAGE,
@@ -14,10 +14,10 @@ from analysis_svc.read_common import (
     finalise_frame,
     unique_names,
 )
-from analysis_svc.read_csv import read_csv, to_utf8
-from analysis_svc.read_json import looks_like_json, read_json
-from analysis_svc.read_parquet import PARQUET_MAGIC, read_parquet
-from analysis_svc.read_xlsx import (
+from analysis_svc.engine.readers.csv_reader import read_csv, to_utf8
+from analysis_svc.engine.readers.json_reader import looks_like_json, read_json
+from analysis_svc.engine.readers.parquet_reader import PARQUET_MAGIC, read_parquet
+from analysis_svc.engine.readers.xlsx_reader import (
     MAX_XLSX_COMPRESSION_RATIO,
     MAX_XLSX_UNCOMPRESSED_BYTES,
     read_xlsx,

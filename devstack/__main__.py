@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 
 from datapilot_runtime.logs import configure_logging
-from deploy.local.processes import REPO_ROOT
-from deploy.local.stack import Stack, StackConfig
+from devstack.processes import REPO_ROOT
+from devstack.stack import Stack, StackConfig
 
-_LOGGER = logging.getLogger("deploy.local")
+_LOGGER = logging.getLogger("devstack")
 
 _BANNER = """
 DataPilot is running.

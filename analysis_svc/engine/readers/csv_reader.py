@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from analysis_svc.read_common import (
+from analysis_svc.engine.readers.common import (
     EMPTY_MESSAGE,
     NO_COLUMNS_MESSAGE,
     NOT_TABULAR_MESSAGE,
@@ -26,7 +26,7 @@ from analysis_svc.read_common import (
     generated_names,
     unique_names,
 )
-from analysis_svc.read_numbers import PLAIN_NUMBER, decimal_evidence, text_to_numbers
+from analysis_svc.engine.readers.numbers import PLAIN_NUMBER, decimal_evidence, text_to_numbers
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import pandas as pd
 from pandas.api import types as ptypes
 from pandas.tseries.api import guess_datetime_format
 
-from analysis_svc.read_numbers import decimal_evidence, strip_decorations, text_to_numbers
+from analysis_svc.engine.readers.numbers import decimal_evidence, strip_decorations, text_to_numbers
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 import openpyxl
 import pandas as pd
 
-from analysis_svc.read_common import (
+from analysis_svc.engine.readers.common import (
     NO_COLUMNS_MESSAGE,
     InvalidInput,
     Table,

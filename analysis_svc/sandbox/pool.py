@@ -33,7 +33,7 @@ MIB = 1024 * 1024
 RSS_POLL_SECONDS = 0.05
 MAX_JOBS_PER_CHILD = 200
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["analysis_svc.child_preload"])
+_CONTEXT.set_forkserver_preload(["analysis_svc.sandbox.preload"])
 
 
 class AnalysisRefused(Exception):
@@ -86,8 +86,8 @@ def _analyse_one(
     conn: Connection, path: str, filename: str, slow_seconds: float, max_memory_mb: int
 ) -> None:
     """One job in the child: phases, then the outcome, go back through `conn`."""
-    from analysis_svc import engine
-    from analysis_svc.table_reader import InvalidInput
+    from analysis_svc.engine import analyze as engine
+    from analysis_svc.engine.readers.dispatch import InvalidInput
 
     try:
         if slow_seconds:  # SIMULATED_SLOW_PROCESSING_SECONDS: a dev toggle

@@ -8,16 +8,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis_svc.kpi_columns import column_report, percent
-from analysis_svc.kpi_correlations import correlations
-from analysis_svc.kpi_quality import alerts
-from analysis_svc.kpi_timeseries import time_series
-from analysis_svc.profile_types import ColumnProfile, profile_column
-from analysis_svc.read_common import Table
+from analysis_svc.engine import SCHEMA_VERSION
+from analysis_svc.engine.column_profile import ColumnProfile, profile_column
+from analysis_svc.engine.kpis.columns import column_report, percent
+from analysis_svc.engine.kpis.correlations import correlations
+from analysis_svc.engine.kpis.quality import alerts
+from analysis_svc.engine.kpis.timeseries import time_series
+from analysis_svc.engine.readers.common import Table
 
 _LOGGER = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "2.0"
 _KEY_LIMIT = 2**62
 TYPES = ("numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty")
 

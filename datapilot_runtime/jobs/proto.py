@@ -5,7 +5,7 @@ from __future__ import annotations
 from datapilot.common.v1 import common_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from datapilot_runtime.job_store import JobRecord, Status
+from datapilot_runtime.jobs.store import JobRecord, Status
 
 STATUS_TO_PROTO = {
     Status.QUEUED: common_pb2.JOB_STATUS_QUEUED,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 from datapilot.ingest.v1 import ingest_pb2_grpc
 
-from analysis_svc.sandbox import POOL
-from analysis_svc.servicer import AnalysisServicer
+from analysis_svc.rpc.servicer import AnalysisServicer
+from analysis_svc.sandbox.pool import POOL
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
 from datapilot_runtime.metrics import start_metrics_server

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local.processes import (
+from devstack.processes import (
     ManagedProcess,
     free_port,
     python_process,

@@ -9,9 +9,9 @@ import grpc
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 from datapilot.ingest.v1 import ingest_pb2_grpc
 
-from analysis_svc.input_fetch import InputTooLarge, fetched_input
-from analysis_svc.kpis import SCHEMA_VERSION
-from analysis_svc.sandbox import AnalysisRefused, run_in_child
+from analysis_svc.engine import SCHEMA_VERSION
+from analysis_svc.jobs.input_fetch import InputTooLarge, fetched_input
+from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.artifacts import JOB_ID_RE
 from datapilot_runtime.grpc_errors import abort, error_code_of

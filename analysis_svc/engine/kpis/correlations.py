@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis_svc.profile_types import ColumnProfile
+from analysis_svc.engine.column_profile import ColumnProfile
 
 _LOGGER = logging.getLogger(__name__)
 

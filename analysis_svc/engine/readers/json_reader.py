@@ -11,7 +11,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pajson
 
-from analysis_svc.read_common import NO_COLUMNS_MESSAGE, InvalidInput, Table, check_column_count
+from analysis_svc.engine.readers.common import (
+    NO_COLUMNS_MESSAGE,
+    InvalidInput,
+    Table,
+    check_column_count,
+)
 
 _LOGGER = logging.getLogger(__name__)
 

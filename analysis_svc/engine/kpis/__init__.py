@@ -1,0 +1,1 @@
+"""KPI modules: per-column facts, time series, correlations and data-quality alerts."""

@@ -1,0 +1,1 @@
+"""Job execution in the worker process: claiming, input fetch, running and publishing a job."""

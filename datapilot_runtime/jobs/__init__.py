@@ -1,0 +1,1 @@
+"""Job records and the job queue in Redis, and their proto mapping."""

@@ -1,1 +1,0 @@
-"""Deployment assets: the local runner (Python), container image and Kubernetes manifests."""
