@@ -1,0 +1,1 @@
+"""The typed KPI report shared by the engine, the fallback and grounding (no pandas)."""
