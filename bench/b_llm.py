@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 
@@ -16,7 +15,6 @@ from devstack.processes import free_port, redis_process, wait_tcp
 from llm_svc.llm_client import SYSTEM_PROMPT
 from tests.support.fake_llm import FakeLlm, LlmProcess, Reply, completion
 
-_LOGGER = logging.getLogger(__name__)
 OPEN_CALLS = 2000
 ADDED_CALLS = 600
 WARMUP_CALLS = 100
