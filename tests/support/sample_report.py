@@ -1,4 +1,4 @@
-"""The sample KPI report (schema 1.0 shape) of the fallback and grounding tests and the LLM bench."""
+"""The sample KPI report (schema 1.0 shape) of the fallback and grounding tests and LLM bench."""
 
 from __future__ import annotations
 
