@@ -26,7 +26,7 @@ class AnalysisSettings(CommonSettings):
     job_lease_seconds: float = Field(default=10, gt=0)
 
     def outage_backoff(self) -> BackoffPolicy:
-        """Backoff between retries of a job while a dependency is down (the seed's formula)."""
+        """Backoff between retries of a job while a dependency is down (runtime backoff formula)."""
         return BackoffPolicy(
             attempts=1_000_000,  # bounded by the job's deadline, not by a count
             initial_delay=self.retry_initial_delay,

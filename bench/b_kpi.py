@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import subprocess
 import sys
@@ -20,8 +19,6 @@ import pyarrow.csv as pacsv
 
 from analysis_svc.engine.analyze import analyze_file
 from bench.figures import BenchContext, Figure
-
-_LOGGER = logging.getLogger(__name__)
 
 CSV_ROWS = 200_000
 XLSX_ROWS = 420_000

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 
@@ -15,63 +14,17 @@ from bench.figures import BenchContext, Figure, percentile
 from devstack.processes import free_port, redis_process, wait_tcp
 from llm_svc.llm_client import SYSTEM_PROMPT
 from tests.support.fake_llm import FakeLlm, LlmProcess, Reply, completion
+from tests.support.sample_report import sample_report
 
-_LOGGER = logging.getLogger(__name__)
 OPEN_CALLS = 2000
 ADDED_CALLS = 600
 WARMUP_CALLS = 100
-REPORT = {
-    "schemaVersion": "1.0",
-    "dataset": {
-        "format": "csv",
-        "rows": 1200,
-        "columns": 3,
-        "missingCells": 12,
-        "missingCellsPct": 0.33,
-        "duplicateRows": 1,
-    },
-    "columns": [
-        {
-            "name": "region",
-            "type": "categorical",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 4,
-            "topValues": [
-                {"value": "North", "count": 500, "share": 0.4167},
-                {"value": "South", "count": 300, "share": 0.25},
-            ],
-        },
-        {
-            "name": "revenue",
-            "type": "numeric",
-            "missing": 12,
-            "missingPct": 1.0,
-            "distinct": 900,
-            "numeric": {
-                "sum": 123456.78,
-                "mean": 103.92,
-                "median": 99.5,
-                "min": 1.0,
-                "max": 999.0,
-                "std": 12.5,
-            },
-        },
-        {
-            "name": "date",
-            "type": "datetime",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 365,
-            "datetime": {"min": "2024-01-01T00:00:00", "max": "2024-12-31T00:00:00"},
-        },
-    ],
-}
+REPORT = sample_report()
 ANSWER = {
     "insights": [
         {
             "title": "Revenue",
-            "text": "Revenue totals 123,456.78 with a median of 99.5.",
+            "text": "Revenue totals 123,456.79 with a median of 99.5.",
             "evidence": ["columns.revenue.numeric.sum", "columns.revenue.numeric.median"],
             "severity": "info",
         },

@@ -1,4 +1,4 @@
-"""The seed's client polling strategy: 1 s, 2 s, 4 s, 8 s, then every 15 s, up to a limit."""
+"""Polling as the README's Jobs section has it: 1, 2, 4, 8 s, then every 15 s, up to a limit."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ class WaitTimeout(Exception):
 
 
 def poll_delays(first: float = DELAYS[0]) -> list[float]:
-    """The delays between polls: the server's Retry-After first (if longer), then the seed's."""
+    """The delays between polls: the server's Retry-After first (if longer), then DELAYS."""
     return [max(first, DELAYS[0]), *DELAYS[1:]]
 
 

@@ -31,7 +31,7 @@ def iso_utc(seconds: float) -> str:
 
 
 def error_document(job_id: str, code: str, message: str, timestamp: float) -> bytes:
-    """`error.json = {jobId, status, error, message, timestamp}` (the seed's shape)."""
+    """`error.json = {jobId, status, error, message, timestamp}` (README, Jobs)."""
     document = {
         "jobId": job_id,
         "status": "failed",

@@ -1,4 +1,4 @@
-"""The seed's backoff formula and an async retry loop that respects a deadline."""
+"""Backoff `min(max, initial * factor^(n-1)) * U(0.9, 1.1)`; a retry loop that keeps a deadline."""
 
 from __future__ import annotations
 

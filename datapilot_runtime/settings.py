@@ -11,7 +11,7 @@ MIB = 1024 * 1024
 
 
 class CommonSettings(BaseSettings):
-    """Environment variables read by every DataPilot process (the seed's names and defaults)."""
+    """Environment variables read by every DataPilot process (names and defaults: .env.example)."""
 
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from datapilot.ingest.v1 import ingest_pb2_grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from datapilot_runtime.grpc_host import open_channel
 from gateway.auth import ApiKeyMiddleware, ApiKeys
+from gateway.deps import Upstreams
 from gateway.disconnect import CancelOnDisconnectMiddleware
 from gateway.openapi_doc import install_openapi
 from gateway.problems import ProblemError, problem_from_rpc_error, problem_response
@@ -29,16 +28,15 @@ _QUIET_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED, grpc.StatusC
 def create_app(settings: GatewaySettings) -> FastAPI:
     """The gateway application for these settings."""
     keys = ApiKeys.parse(settings.datapilot_api_keys.get_secret_value())
-    token = settings.internal_auth_token.get_secret_value()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ingest_channel = open_channel(settings.ingest_addr, token)
-        app.state.analysis_channel = open_channel(settings.analysis_addr, token)
-        app.state.ingest = ingest_pb2_grpc.IngestServiceStub(app.state.ingest_channel)
-        yield
-        await app.state.ingest_channel.close()
-        await app.state.analysis_channel.close()
+        upstreams = Upstreams.open(settings)
+        app.state.upstreams = upstreams
+        try:
+            yield
+        finally:
+            await upstreams.close()
 
     app = FastAPI(
         title="DataPilot API",

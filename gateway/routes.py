@@ -1,4 +1,4 @@
-"""The REST routes: the seed's upload / job-status / cancel, jobs, results, analysis, health."""
+"""The REST routes of the README's API table: upload, job-status, cancel, jobs, results, health."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
-from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
+from datapilot.analysis.v1 import analysis_pb2
 from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from datapilot_runtime.grpc_host import upstream_serving
 from gateway.deadlines import deadline
+from gateway.deps import AnalysisStubDep, IngestStubDep, ReadDeadlineDep, SettingsDep, UpstreamsDep
 from gateway.job_json import STATUS_BY_NAME, JobOut, job_to_json
 from gateway.problems import ProblemError, problem_response
-from gateway.settings import GatewaySettings
 from gateway.upload import stream_upload
 
 router = APIRouter()
@@ -51,20 +51,6 @@ class JobPage(BaseModel):
     )
 
 
-def _settings(request: Request) -> GatewaySettings:
-    settings: GatewaySettings = request.app.state.settings
-    return settings
-
-
-def _ingest(request: Request) -> ingest_pb2_grpc.IngestServiceStub:
-    stub: ingest_pb2_grpc.IngestServiceStub = request.app.state.ingest
-    return stub
-
-
-def _read_deadline(request: Request) -> float:
-    return deadline(request, _settings(request).read_deadline_seconds)
-
-
 @router.post(
     "/api/upload",
     status_code=202,
@@ -94,17 +80,16 @@ def _read_deadline(request: Request) -> float:
         ],
     },
 )
-async def upload(request: Request) -> JSONResponse:
+async def upload(request: Request, settings: SettingsDep, ingest: IngestStubDep) -> JSONResponse:
     """Upload a CSV, XLSX, JSON or Parquet file (multipart field `file`); 202 with the job.
 
     At most MAX_UPLOAD_BYTES (20 MiB). With an `Idempotency-Key` header, repeating the same
     upload returns the same job for 24 h; the same key with a different file is 422.
     Poll the `Location` URL, waiting `Retry-After` seconds first.
     """
-    settings = _settings(request)
     job = await stream_upload(
         request,
-        _ingest(request),
+        ingest,
         settings.max_upload_bytes,
         deadline(request, settings.upload_deadline_seconds),
     )
@@ -114,18 +99,27 @@ async def upload(request: Request) -> JSONResponse:
     )
 
 
+async def _get_job(
+    ingest: ingest_pb2_grpc.IngestServiceStub, job_id: str, rpc_timeout: float
+) -> common_pb2.Job:
+    reply = await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=rpc_timeout)
+    job: common_pb2.Job = reply.job
+    return job
+
+
 @router.get("/api/job-status", response_model=JobOut)
-async def job_status(request: Request, jobId: JobIdQuery) -> JSONResponse:
+async def job_status(
+    jobId: JobIdQuery, ingest: IngestStubDep, rpc_timeout: ReadDeadlineDep
+) -> JSONResponse:
     """The job record; a job past its timeoutAt is reported (and marked) failed / timeout."""
-    response = await _ingest(request).GetJob(
-        ingest_pb2.GetJobRequest(job_id=jobId), timeout=_read_deadline(request)
-    )
-    return JSONResponse(job_to_json(response.job))  # documented by response_model, not re-validated
+    job = await _get_job(ingest, jobId, rpc_timeout)
+    return JSONResponse(job_to_json(job))  # documented by response_model, not re-validated
 
 
 @router.get("/api/jobs", response_model=JobPage)
 async def list_jobs(
-    request: Request,
+    ingest: IngestStubDep,
+    rpc_timeout: ReadDeadlineDep,
     status: Annotated[
         str | None,
         Query(pattern="^(queued|processing|completed|failed|cancelled)$", description="Filter"),
@@ -134,13 +128,13 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200, description="From nextCursor")] = None,
 ) -> dict[str, Any]:
     """The caller's own jobs, newest first, a page at a time."""
-    response = await _ingest(request).ListJobs(
+    response = await ingest.ListJobs(
         ingest_pb2.ListJobsRequest(
             page_size=limit,
             page_token=cursor or "",
             status=STATUS_BY_NAME[status] if status else common_pb2.JOB_STATUS_UNSPECIFIED,
         ),
-        timeout=_read_deadline(request),
+        timeout=rpc_timeout,
     )
     return {
         "jobs": [job_to_json(job) for job in response.jobs],
@@ -149,31 +143,39 @@ async def list_jobs(
 
 
 @router.get("/api/jobs/{jobId}", response_model=JobOut)
-async def get_job(request: Request, jobId: JobIdPath) -> JSONResponse:
+async def get_job(
+    jobId: JobIdPath, ingest: IngestStubDep, rpc_timeout: ReadDeadlineDep
+) -> JSONResponse:
     """The job record (same as /api/job-status)."""
-    return await job_status(request, jobId)
+    return JSONResponse(job_to_json(await _get_job(ingest, jobId, rpc_timeout)))
 
 
 @router.post("/api/cancel", response_model=JobOut)
-async def cancel(request: Request, jobId: JobIdQuery) -> dict[str, Any]:
+async def cancel(
+    jobId: JobIdQuery, ingest: IngestStubDep, rpc_timeout: ReadDeadlineDep
+) -> dict[str, Any]:
     """Cancel a queued or processing job (again: 200); 409 if it already completed or failed."""
-    response = await _ingest(request).CancelJob(
-        ingest_pb2.CancelJobRequest(job_id=jobId), timeout=_read_deadline(request)
+    response = await ingest.CancelJob(
+        ingest_pb2.CancelJobRequest(job_id=jobId), timeout=rpc_timeout
     )
     return job_to_json(response.job)
 
 
 async def _artifact(
-    request: Request, job_id: str, kind: ingest_pb2.BlobKind, wanted: str
+    ingest: ingest_pb2_grpc.IngestServiceStub,
+    rpc_timeout: float,
+    job_id: str,
+    kind: ingest_pb2.BlobKind,
+    wanted: str,
 ) -> StreamingResponse:
-    ingest = _ingest(request)
-    timeout = _read_deadline(request)
-    job = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=timeout)).job
+    job = await _get_job(ingest, job_id, rpc_timeout)
     status = job_to_json(job)["status"]
     if status != wanted:
         what = "result" if wanted == "completed" else "error"
         raise ProblemError(409, f"not_{wanted}", f"The job is {status}; it has no {what} document.")
-    call = ingest.Download(ingest_pb2.DownloadRequest(job_id=job_id, kind=kind), timeout=timeout)
+    call = ingest.Download(
+        ingest_pb2.DownloadRequest(job_id=job_id, kind=kind), timeout=rpc_timeout
+    )
     iterator = call.__aiter__()
     try:
         first = await anext(iterator, None)
@@ -194,19 +196,25 @@ async def _artifact(
 
 
 @router.get("/api/jobs/{jobId}/result", responses={200: _JSON_DOCUMENT})
-async def job_result(request: Request, jobId: JobIdPath) -> StreamingResponse:
+async def job_result(
+    jobId: JobIdPath, ingest: IngestStubDep, rpc_timeout: ReadDeadlineDep
+) -> StreamingResponse:
     """Stream a completed job's result.json; 409 while it is not completed."""
-    return await _artifact(request, jobId, ingest_pb2.BLOB_KIND_RESULT, "completed")
+    return await _artifact(ingest, rpc_timeout, jobId, ingest_pb2.BLOB_KIND_RESULT, "completed")
 
 
 @router.get("/api/jobs/{jobId}/error", responses={200: _JSON_DOCUMENT})
-async def job_error(request: Request, jobId: JobIdPath) -> StreamingResponse:
+async def job_error(
+    jobId: JobIdPath, ingest: IngestStubDep, rpc_timeout: ReadDeadlineDep
+) -> StreamingResponse:
     """Stream a failed job's error.json; 409 unless it failed."""
-    return await _artifact(request, jobId, ingest_pb2.BLOB_KIND_ERROR, "failed")
+    return await _artifact(ingest, rpc_timeout, jobId, ingest_pb2.BLOB_KIND_ERROR, "failed")
 
 
 @router.post("/api/jobs/{jobId}/analyze", responses={200: _JSON_DOCUMENT})
-async def analyze(request: Request, jobId: JobIdPath) -> Response:
+async def analyze(
+    request: Request, jobId: JobIdPath, analysis: AnalysisStubDep, settings: SettingsDep
+) -> Response:
     """Recompute the KPI report of a job's stored upload now, synchronously (no insights).
 
     For callers that want the figures without waiting for the job. Honors `Grpc-Timeout` /
@@ -214,10 +222,9 @@ async def analyze(request: Request, jobId: JobIdPath) -> Response:
     """
     # No pre-check needed: analysis_svc reads the input through ingest_svc with the caller's
     # tenant, so another tenant's job is NOT_FOUND there.
-    stub = analysis_pb2_grpc.AnalysisServiceStub(request.app.state.analysis_channel)
-    reply = await stub.Analyze(
+    reply = await analysis.Analyze(
         analysis_pb2.AnalyzeRequest(job_id=jobId),
-        timeout=deadline(request, _settings(request).analyze_deadline_seconds),
+        timeout=deadline(request, settings.analyze_deadline_seconds),
     )
     return Response(reply.kpi_report_json, media_type="application/json")
 
@@ -229,18 +236,17 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(request: Request) -> Any:
+async def readyz(upstreams: UpstreamsDep) -> Any:
     """Readiness: ingest_svc and analysis_svc answer SERVING to gRPC health checks."""
     for name, channel in (
-        ("ingest_svc", request.app.state.ingest_channel),
-        ("analysis_svc", request.app.state.analysis_channel),
+        ("ingest_svc", upstreams.ingest_channel),
+        ("analysis_svc", upstreams.analysis_channel),
     ):
-        health = health_pb2_grpc.HealthStub(channel)
         try:
-            reply = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            await upstream_serving(channel)
         except grpc.aio.AioRpcError:
             return problem_response(503, "not_ready", f"{name} is not reachable.")
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        except ConnectionError:
             return problem_response(503, "not_ready", f"{name} is not serving.")
     return {"status": "ready"}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
+import grpc
 from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from starlette.requests import ClientDisconnect, Request
@@ -15,6 +17,15 @@ from gateway.problems import ProblemError
 _LOGGER = logging.getLogger(__name__)
 UPLOAD_CHUNK_BYTES = 512 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+async def _send(call: grpc.aio.StreamUnaryCall, message: ingest_pb2.UploadRequest) -> None:
+    """Write one message; if the call already ended (deadline, an abort), raise its status."""
+    try:
+        await call.write(message)
+    except asyncio.InvalidStateError:
+        await call  # raises the AioRpcError that ended it (DEADLINE_EXCEEDED -> 504)
+        raise
 
 
 def _too_large(limit: int) -> ProblemError:
@@ -55,19 +66,20 @@ async def stream_upload(
         check_allowed(bytes(pending[:SNIFF_BYTES]))
         call = ingest.Upload(timeout=deadline)
         try:
-            await call.write(
+            await _send(
+                call,
                 ingest_pb2.UploadRequest(
                     metadata=ingest_pb2.UploadMetadata(
                         filename=reader.filename,
                         content_type=reader.content_type,
                         idempotency_key=idempotency_key,
                     )
-                )
+                ),
             )
             while True:
                 while len(pending) >= UPLOAD_CHUNK_BYTES:
-                    await call.write(
-                        ingest_pb2.UploadRequest(chunk=bytes(pending[:UPLOAD_CHUNK_BYTES]))
+                    await _send(
+                        call, ingest_pb2.UploadRequest(chunk=bytes(pending[:UPLOAD_CHUNK_BYTES]))
                     )
                     del pending[:UPLOAD_CHUNK_BYTES]
                 if reader.finished:
@@ -79,7 +91,7 @@ async def stream_upload(
                     )
                 pending += b"".join(reader.feed(data))
             if pending:
-                await call.write(ingest_pb2.UploadRequest(chunk=bytes(pending)))
+                await _send(call, ingest_pb2.UploadRequest(chunk=bytes(pending)))
             await call.done_writing()
             response: ingest_pb2.UploadResponse = await call
         except BaseException:

@@ -98,8 +98,6 @@ class BlobStore(Protocol):
         """The blob's bytes in chunks of at most CHUNK_SIZE; raises BlobNotFound."""
         ...
 
-    async def exists(self, key: str) -> bool: ...
-
     async def delete(self, key: str) -> None:
         """Remove the blob if it exists."""
         ...
@@ -161,9 +159,6 @@ class FilesystemBlobStore:
                 yield chunk
         finally:
             handle.close()
-
-    async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread(self._path(key).is_file)
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
@@ -285,15 +280,6 @@ class S3BlobStore:
         finally:
             response.close()  # type: ignore[attr-defined]
             response.release_conn()  # type: ignore[attr-defined]
-
-    async def exists(self, key: str) -> bool:
-        check_key(key)
-        await self._ensure_bucket()
-        try:
-            await asyncio.to_thread(self._call_sync, self._client.stat_object, self._bucket, key)
-        except BlobNotFound:
-            return False
-        return True
 
     async def delete(self, key: str) -> None:
         check_key(key)

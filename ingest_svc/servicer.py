@@ -81,8 +81,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         meta = first.metadata
         limit = self._settings.max_upload_bytes
         too_large = f"The file is larger than the {limit} byte limit."
-        if meta.declared_size_bytes > limit:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large", too_large)
         job_id = uuid.uuid4().hex
         job_id_var.set(job_id)
         with spooled_file() as spool:
@@ -102,7 +100,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 spool.write(chunk)
                 hasher.update(chunk)
             size, sha = total, hasher.hexdigest()
-            tenant = tenant_var.get() or meta.tenant
+            tenant = tenant_var.get()
             idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
                 existing = await self._jobs.find_idempotent(idem)
@@ -224,7 +222,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         )
 
     async def _expire(self, record: JobRecord) -> JobRecord:
-        """A job past its timeoutAt that is still active is failed with `timeout` (the seed)."""
+        """A job past its timeoutAt that is still active is failed with `timeout`."""
         message = "The job did not finish before its deadline (timeoutAt)."
         now = time.time()
         await self._put(

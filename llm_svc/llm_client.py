@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat-completions client: structured insights, the seed's retry, deadlines."""
+"""OpenAI-compatible chat-completions client: structured insights, retry policy, deadlines."""
 
 from __future__ import annotations
 
@@ -272,7 +272,7 @@ class LlmClient:
     async def generate(
         self, report: dict[str, Any], deadline: float, *, max_attempts: int | None = None
     ) -> LlmAnswer:
-        """Insights from the LLM under the seed's retry policy; raises LlmFailure.
+        """Insights from the LLM under the README's LLM retry policy; raises LlmFailure.
 
         `deadline` is on the injected monotonic clock. No attempt starts with less than
         LLM_MIN_ATTEMPT_SECONDS left, and no sleep that would leave less than that.

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 from prometheus_client import Counter, Gauge, Histogram
-
-_LOGGER = logging.getLogger(__name__)
 
 LLM_CALLS = Counter(
     "datapilot_llm_calls_total",

@@ -9,7 +9,7 @@ from datapilot_runtime.settings import CommonSettings
 
 
 class LlmSettings(CommonSettings):
-    """The seed's LLM variables; no OPENROUTER_API_KEY means fallback insights only."""
+    """The LLM variables of .env.example; no OPENROUTER_API_KEY means fallback insights only."""
 
     grpc_listen_addr: str = "127.0.0.1:50053"
     openrouter_api_key: SecretStr = SecretStr("")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -10,8 +9,6 @@ import numpy as np
 
 from analysis_svc.engine.column_profile import profile_column
 from analysis_svc.engine.readers.common import Table
-
-_LOGGER = logging.getLogger(__name__)
 
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
 MAX_CHARTS = 6

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import warnings
 from dataclasses import dataclass
@@ -13,8 +12,6 @@ from pandas.api import types as ptypes
 from pandas.tseries.api import guess_datetime_format
 
 from analysis_svc.engine.readers.numbers import decimal_evidence, strip_decorations, text_to_numbers
-
-_LOGGER = logging.getLogger(__name__)
 
 ID_MIN_ROWS = 20
 ID_MIN_DISTINCT_SHARE = 0.98

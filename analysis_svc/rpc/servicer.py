@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import grpc
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
@@ -15,8 +14,6 @@ from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.artifacts import JOB_ID_RE
 from datapilot_runtime.grpc_errors import abort, error_code_of
-
-_LOGGER = logging.getLogger(__name__)
 
 
 class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: ignore[misc]

@@ -7,13 +7,11 @@ costs of pandas, pyarrow and the engine are paid once, not per job.
 from __future__ import annotations
 
 import contextlib
-import logging
 import tempfile
 from pathlib import Path
 
 from analysis_svc.engine import analyze as engine
 
-_LOGGER = logging.getLogger(__name__)
 _SAMPLE = "date,region,units,revenue\n" + "".join(
     f"2025-{m:02d}-{d:02d},{('North', 'South', 'East')[d % 3]},{d},{d * 2.5}\n"
     for m in range(1, 13)

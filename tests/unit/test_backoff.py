@@ -1,4 +1,4 @@
-"""The seed's backoff formula and the deadline-aware retry loop (no real sleeping)."""
+"""The README's backoff formula and the deadline-aware retry loop (no real sleeping)."""
 
 from __future__ import annotations
 

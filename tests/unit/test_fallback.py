@@ -10,62 +10,9 @@ import pytest
 
 from llm_svc.fallback import fallback_insights, format_number, format_share
 from llm_svc.grounding import ground
+from tests.support.sample_report import sample_report
 
-REPORT: dict[str, Any] = {
-    "schemaVersion": "1.0",
-    "dataset": {
-        "format": "csv",
-        "rows": 1200,
-        "columns": 4,
-        "missingCells": 30,
-        "missingCellsPct": 0.63,
-        "duplicateRows": 2,
-    },
-    "columns": [
-        {
-            "name": "region",
-            "type": "categorical",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 4,
-            "topValues": [
-                {"value": "North", "count": 500, "share": 0.4167},
-                {"value": "South", "count": 300, "share": 0.25},
-            ],
-        },
-        {
-            "name": "revenue",
-            "type": "numeric",
-            "missing": 3,
-            "missingPct": 0.25,
-            "distinct": 900,
-            "numeric": {
-                "sum": 123456.789,
-                "mean": 102.97,
-                "median": 99.5,
-                "min": 0.0,
-                "max": 999.0,
-                "std": 12.5,
-            },
-        },
-        {
-            "name": "units",
-            "type": "numeric",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 40,
-            "numeric": {
-                "sum": 4800.0,
-                "mean": 4.0,
-                "median": 4.0,
-                "min": 1.0,
-                "max": 40.0,
-                "std": 2.0,
-            },
-        },
-        {"name": "order_id", "type": "id", "missing": 0, "missingPct": 0.0, "distinct": 1200},
-    ],
-}
+REPORT: dict[str, Any] = sample_report()
 
 
 def _rendered(report: dict[str, Any]) -> bytes:

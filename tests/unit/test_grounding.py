@@ -11,63 +11,9 @@ from hypothesis import strategies as st
 
 from llm_svc.fallback import InsightDraft, fallback_insights
 from llm_svc.grounding import Facts, ground, resolve, unsupported_numbers
+from tests.support.sample_report import sample_report_with_traps
 
-REPORT: dict[str, Any] = {
-    "schemaVersion": "1.0",
-    "dataset": {
-        "format": "csv",
-        "rows": 1200,
-        "columns": 5,
-        "missingCells": 30,
-        "missingCellsPct": 0.63,
-        "duplicateRows": 0,
-    },
-    "columns": [
-        {
-            "name": "region",
-            "type": "categorical",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 4,
-            "topValues": [
-                {"value": "Store 12", "count": 500, "share": 0.4167},
-                {"value": "South", "count": 300, "share": 0.25},
-            ],
-        },
-        {
-            "name": "revenue",
-            "type": "numeric",
-            "missing": 3,
-            "missingPct": 0.25,
-            "distinct": 900,
-            "numeric": {
-                "sum": 1234567.891,
-                "mean": 102.97,
-                "median": 99.5,
-                "min": 0.0,
-                "max": 999.0,
-                "std": 0.004,
-            },
-        },
-        {
-            "name": "unit.price",
-            "type": "numeric",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 4,
-            "numeric": {"sum": 42.0, "mean": 3.5, "median": 3.0, "min": 1, "max": 9, "std": 1},
-        },
-        {
-            "name": "q3_sales",
-            "type": "datetime",
-            "missing": 0,
-            "missingPct": 0.0,
-            "distinct": 90,
-            "datetime": {"min": "2024-01-31T00:00:00", "max": "2024-12-31T00:00:00"},
-        },
-    ],
-    "timeSeries": [{"key": "revenue by 2024-03", "changePct": -7.25}],
-}
+REPORT: dict[str, Any] = sample_report_with_traps()
 FACTS = Facts.of(REPORT)
 
 

@@ -126,7 +126,7 @@ async def test_status_classification_attempts_and_delays(
     assert clock.sleeps == pytest.approx(sleeps)
 
 
-async def test_backoff_follows_the_seed_formula_up_to_max_delay(
+async def test_backoff_follows_the_formula_up_to_max_delay(
     fake_llm: FakeLlm, clock: FakeTime, make_client: Any
 ) -> None:
     fake_llm.script(Reply(503, {}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -12,8 +11,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis_svc.engine.column_profile import ColumnProfile, display_string
-
-_LOGGER = logging.getLogger(__name__)
 
 TOP_VALUES_LIMIT = 10
 CONCENTRATION_SHARE = 0.8

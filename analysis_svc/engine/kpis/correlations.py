@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 import numpy as np
 
 from analysis_svc.engine.column_profile import ColumnProfile
-
-_LOGGER = logging.getLogger(__name__)
 
 MIN_ABS_R = 0.7
 MIN_PAIRS = 30

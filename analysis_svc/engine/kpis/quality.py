@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-_LOGGER = logging.getLogger(__name__)
 
 HIGH_MISSING_PCT = 20.0
 HIGH_CARDINALITY_MIN_DISTINCT = 50

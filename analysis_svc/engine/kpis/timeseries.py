@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -10,8 +9,6 @@ import numpy as np
 
 from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
 from analysis_svc.engine.kpis.columns import finite, granularity, labels_of
-
-_LOGGER = logging.getLogger(__name__)
 
 UNITS = ("day", "week", "month", "quarter", "year")
 MAX_PERIODS = 100

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import pandas as pd
-
-_LOGGER = logging.getLogger(__name__)
 
 MAX_COLUMNS = 2000
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 import re
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-
-_LOGGER = logging.getLogger(__name__)
 
 # Plain numbers in either notation; used on samples to decide a file's decimal separator.
 DOT_DECIMAL = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d{1,3}(?:,\d{3})+(?:\.\d+)?)(?:[eE][-+]?\d+)?")
