@@ -20,6 +20,7 @@ from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
 from datapilot_runtime.grpc_errors import abort
 from datapilot_runtime.jobs.proto import PROTO_TO_STATUS, record_to_proto
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
+from datapilot_runtime.report.options import InvalidOptions, parse_options
 from ingest_svc.blob_store import (
     BlobNotFound,
     BlobStore,
@@ -83,6 +84,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         too_large = f"The file is larger than the {limit} byte limit."
         if meta.declared_size_bytes > limit:
             await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large", too_large)
+        try:  # the gateway checked them; internal callers may not have
+            options = parse_options(meta.options_json)
+        except InvalidOptions as exc:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_options",
+                f"Invalid options: {exc}.",
+            )
         job_id = uuid.uuid4().hex
         job_id_var.set(job_id)
         with spooled_file() as spool:
@@ -131,6 +141,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             content_type=meta.content_type[:127],
             input_key=blob.key,
             request_id=request_id_var.get() or "",
+            options_json=options.to_json(),
         )
         try:
             if idem:
