@@ -21,7 +21,7 @@ from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
 from datapilot_runtime.report.options import MAX_OPTIONS_BYTES, MAX_ROLE_ENTRIES
 from devstack.stack import Stack
-from tests.support.api import wait_terminal
+from tests.support.api import check_result, checked_client, wait_terminal
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 CLI = str(Path(sys.executable).with_name("datapilot"))
@@ -69,7 +69,7 @@ def _error_code(error: grpc.RpcError) -> str:
 
 @pytest.fixture()
 def fs_client(fs_stack: Stack) -> httpx.Client:
-    return httpx.Client(base_url=fs_stack.gateway_url, timeout=30)
+    return checked_client(fs_stack.gateway_url, timeout=30)
 
 
 SALES = SALES_CSV.read_bytes()
@@ -218,7 +218,9 @@ def test_cli_role_flags_travel_with_the_upload(fs_stack: Stack) -> None:
         "a=b=dimension",
     )
     assert done.returncode == 0, done.stderr
-    job_id = json.loads(done.stdout)["jobId"]
+    result = json.loads(done.stdout)
+    check_result(result)
+    job_id = result["jobId"]
     assert json.loads(_stored_options(fs_stack, job_id)) == {
         "roles": {"units": "stock", "a=b": "dimension"}
     }
