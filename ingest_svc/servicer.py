@@ -117,7 +117,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             if idem:
                 existing = await self._jobs.find_idempotent(idem)
                 if existing is not None:
-                    return await self._replay(existing, sha, context)
+                    return await self._replay(existing, sha, options.to_json(), context)
             try:
                 blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool, (size, sha))
             except BlobStoreError:
@@ -150,7 +150,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 )
                 if winner[0] != job_id:  # a concurrent upload with the same key won
                     await self._blobs.delete(blob.key)
-                    return await self._replay(winner, sha, context)
+                    return await self._replay(winner, sha, options.to_json(), context)
             else:
                 await self._jobs.create_and_enqueue(record)
         except RedisError:
@@ -162,7 +162,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         return ingest_pb2.UploadResponse(job=record_to_proto(record))
 
     async def _replay(
-        self, existing: tuple[str, str], sha: str, context: grpc.aio.ServicerContext
+        self,
+        existing: tuple[str, str],
+        sha: str,
+        options_json: str,
+        context: grpc.aio.ServicerContext,
     ) -> ingest_pb2.UploadResponse:
         job_id, stored_sha = existing
         if stored_sha != sha:
@@ -179,6 +183,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "idempotency_key_reused",
                 "This Idempotency-Key names a job that no longer exists; use a new key.",
+            )
+        if record.options_json != options_json:  # same file, other options: another request
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with different options.",
             )
         job_id_var.set(job_id)
         _LOGGER.info("idempotent upload replayed")

@@ -234,3 +234,23 @@ def test_cli_refuses_bad_role_flags_before_uploading(fs_stack: Stack, flag: str,
     done = _cli(fs_stack, "analyze", str(SALES_CSV), "--role", flag)
     assert done.returncode == 2
     assert why in done.stderr
+
+
+def test_an_idempotent_replay_must_repeat_the_options(
+    fs_stack: Stack, fs_client: httpx.Client
+) -> None:
+    """httpx sends form fields before files: the usual client order is the one required."""
+    key = {"Idempotency-Key": f"options-{os.urandom(8).hex()}"}
+    files = {"file": ("same.csv", b"a,b\n1,2\n")}
+    options = {"options": json.dumps({"roles": {"a": "dimension"}})}
+    first = fs_client.post("/api/upload", data=options, files=files, headers=key)
+    assert first.status_code == 202, first.text
+    assert _stored_options(fs_stack, first.json()["jobId"]) == '{"roles":{"a":"dimension"}}'
+    again = fs_client.post("/api/upload", data=options, files=files, headers=key)
+    assert again.status_code == 202
+    assert again.json()["jobId"] == first.json()["jobId"]
+    for other in ({"options": '{"roles": {"a": "measure"}}'}, {}):
+        refused = fs_client.post("/api/upload", data=other, files=files, headers=key)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "idempotency_key_reused"
+        assert "different options" in refused.json()["detail"]
