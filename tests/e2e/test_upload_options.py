@@ -20,6 +20,7 @@ from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
 from datapilot_runtime.report.options import MAX_OPTIONS_BYTES, MAX_ROLE_ENTRIES
+from datapilot_runtime.report.result import KpiReport
 from devstack.stack import Stack
 from tests.support.api import check_result, checked_client, wait_terminal
 
@@ -194,7 +195,8 @@ def test_analyze_rpc_takes_options_and_checks_them(
         good = analysis_pb2.AnalyzeRequest(
             job_id=job_id, options_json='{"roles": {"units": "additive"}}'
         )
-        assert json.loads(stub.Analyze(good, timeout=30).kpi_report_json)["dataset"]["rows"] == 120
+        report = KpiReport.model_validate_json(stub.Analyze(good, timeout=30).kpi_report_json)
+        assert report.dataset.rows == 120
         with pytest.raises(grpc.RpcError) as info:
             stub.Analyze(analysis_pb2.AnalyzeRequest(job_id=job_id, options_json="[]"), timeout=30)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 
 from analysis_svc.engine.analyze import analyze
+from analysis_svc.engine.readers.common import InvalidInput
 from datapilot_runtime.report.insights import InsightType, SegmentInsight
 from datapilot_runtime.report.result import ResultDocument
 from datapilot_runtime.report.schema import schema_text
 from llm_svc.fallback import fallback_insights
+from tests.chaos.hostile import Hostile, corpus
 from tests.support.api import RESULT_SCHEMA_PATH, check_result
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -77,6 +79,22 @@ def test_real_results_validate_against_schema_and_model(name: str, tmp_path: Pat
     check_result(result)
     document = ResultDocument.model_validate(result)
     assert document.model_dump(mode="json", by_alias=True, exclude_defaults=True) == result
+
+
+NASTY = [hostile for hostile in corpus() if "completed" in hostile.allowed]
+
+
+@pytest.mark.parametrize("hostile", NASTY, ids=[hostile.name for hostile in NASTY])
+def test_results_of_nasty_but_valid_files_validate(hostile: Hostile, tmp_path: Path) -> None:
+    """Huge numbers, odd encodings, formula payloads: nulls and strings where the schema says."""
+    path = tmp_path / hostile.filename
+    path.write_bytes(hostile.content)
+    try:
+        result = _result(path)
+    except InvalidInput:
+        pytest.skip("refused by the reader: no result.json to check")
+    check_result(result)
+    ResultDocument.model_validate(result)
 
 
 def test_typed_candidates_and_roles_validate() -> None:
