@@ -1,8 +1,8 @@
 """Typed model of result.json and of the KPI report in it; docs/result.schema.json comes from it.
 
-Unknown keys are refused everywhere except inside chart specs (Vega-Lite, loosely typed) and
-`kpis.timeAxis` (its shape is the engine's, still settling): a key the engine or the worker adds
-must be added here in the same change, and `make schema` regenerates the published schema. A
+Unknown keys are refused everywhere except inside chart specs (Vega-Lite, loosely typed): a key
+the engine or the worker adds must be added here in the same change, and `make schema`
+regenerates the published schema (a test fails while it is stale). A
 client that wants to keep working across versions should ignore keys it does not know; the
 schema itself is exact for the `schemaVersion` it describes.
 """
@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from datapilot_runtime.report.insights import Aggregation, ColumnRole, Insight, InsightType
+from datapilot_runtime.report.insights import Aggregation, ColumnRole, Insight, InsightType, Role
 
 ColumnType = Literal[
     "numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty"
@@ -134,11 +134,19 @@ class NumbersAsText(ReportModel):
     unparsed: int = Field(ge=0)
 
 
+class ValueRange(ReportModel):
+    """Smallest and largest number of a numeric column that is not a measure (a year, a code)."""
+
+    min: float | None
+    max: float | None
+
+
 class ColumnReport(ReportModel):
-    """One column: base facts, then the facts of its type."""
+    """One column: base facts, then the facts of its type (and, from 3.0, of its role)."""
 
     name: str
     type: ColumnType
+    role: Role | None = Field(default=None, description="From 3.0: the role (see kpis.roles)")
     missing: int = Field(ge=0)
     missing_pct: float
     distinct: int = Field(ge=0)
@@ -148,6 +156,7 @@ class ColumnReport(ReportModel):
     other_count: int | None = Field(default=None, ge=0)
     other_share: float | None = None
     concentration: Concentration | None = None
+    range: ValueRange | None = None
     datetime: DatetimeStats | None = None
     text: TextStats | None = None
     numbers_as_text: NumbersAsText | None = None
@@ -264,6 +273,17 @@ class Alert(ReportModel):
 # --------------------------------------------------------------------------- the KPI report
 
 
+class TimeAxis(ReportModel):
+    """The table's time axis: a datetime column, or calendar-part columns combined."""
+
+    name: str
+    columns: list[str] = Field(description="The columns it is built from")
+    granularity: str
+    periods: int = Field(ge=0)
+    start: str | None
+    end: str | None
+
+
 class KpiReport(ReportModel):
     """`kpis`: the engine's report (docs/kpi-report.md); also the Analyze RPC's answer.
 
@@ -280,9 +300,7 @@ class KpiReport(ReportModel):
     role_warnings: list[str] = Field(
         default_factory=list, description="Overrides that could not apply (unknown columns, ...)"
     )
-    time_axis: JsonObject | None = Field(
-        default=None, description="The table's time axis (loosely typed until its shape settles)"
-    )
+    time_axis: TimeAxis | None = Field(default=None, description="None when the data have none")
     time_series: list[TimeSeries]
     correlations: list[Correlation]
     alerts: list[Alert]

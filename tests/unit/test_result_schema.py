@@ -119,10 +119,20 @@ def test_typed_candidates_and_roles_validate() -> None:
         {"name": "units", "role": "non_additive", "reason": "uploader", "overridden": True}
     ]
     result["kpis"]["roleWarnings"] = ["options.roles names 'colour', which the file lacks"]
+    result["kpis"]["timeAxis"] = {
+        "name": "date",
+        "columns": ["date"],
+        "granularity": "week",
+        "periods": 120,
+        "start": "2025-01-01",
+        "end": "2025-12-24",
+    }
+    result["kpis"]["columns"][3].update(role="non_additive", range={"min": 1.0, "max": 40.0})
     result["insights"][0].update(type="segment", key=candidate.key, score=0.8)
     check_result(result)
     parsed = ResultDocument.model_validate(result)
     assert parsed.kpis.candidates[0].type is InsightType.SEGMENT
+    assert parsed.kpis.time_axis is not None and parsed.kpis.time_axis.periods == 120
 
 
 def _set(document: dict[str, Any], path: str, value: Any) -> None:
@@ -150,6 +160,8 @@ def _set(document: dict[str, Any], path: str, value: Any) -> None:
         ("kpis/correlations", [{"key": "correlations.a.b", "a": "a", "b": "b", "r": 2}]),
         ("kpis/candidates", [{"type": "segment", "key": "k", "score": 0.5}]),
         ("kpis/roles", [{"name": "x", "role": "measure", "reason": "r"}]),  # not a final role
+        ("kpis/timeAxis", {"name": "date"}),
+        ("kpis/columns/0/role", "metric"),
         ("jobId", "not-a-job-id"),
         ("file/sha256", "abc"),
     ],
