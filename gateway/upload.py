@@ -26,7 +26,8 @@ from gateway.problems import ProblemError
 
 _LOGGER = logging.getLogger(__name__)
 UPLOAD_CHUNK_BYTES = 512 * 1024
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Boundaries and part headers, plus room for the largest `options` field beside the file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024 + MAX_OPTIONS_BYTES
 # The multipart form of POST /api/upload, for the OpenAPI document.
 UPLOAD_FORM_SCHEMA = {
     "type": "object",

@@ -256,3 +256,19 @@ def test_an_idempotent_replay_must_repeat_the_options(
         assert refused.status_code == 422, refused.text
         assert refused.json()["code"] == "idempotency_key_reused"
         assert "different options" in refused.json()["detail"]
+
+
+def test_a_file_at_the_limit_with_the_largest_options_is_accepted(fs_client: httpx.Client) -> None:
+    """The Content-Length pre-check leaves room for the options beside a file of the limit."""
+    limit = 20 * 1024 * 1024
+    content = b"n\n" + b"1\n" * ((limit - 2) // 2)
+    roles = {f"column {i:05d} long name": "dimension" for i in range(1_650)}
+    base = len(json.dumps({"roles": roles}))
+    roles["padding" + "x" * (MAX_OPTIONS_BYTES - base - len(', "padding": "dimension"'))] = (
+        "dimension"
+    )
+    options = json.dumps({"roles": roles}).encode()
+    assert len(content) == limit and len(options) == MAX_OPTIONS_BYTES
+    response = _post(fs_client, _multipart(("options", options), ("file", content)))
+    assert response.status_code == 202, response.text
+    fs_client.post("/api/cancel", params={"jobId": response.json()["jobId"]})
