@@ -6,13 +6,14 @@ PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.generated
 
-.PHONY: help venv proto run test lint fmt bench chaos deploy-check clean
+.PHONY: help venv proto schema run test lint fmt bench chaos deploy-check clean
 
 help:
 	@echo "make run    - start the whole system on its embedded defaults (gateway on 127.0.0.1:8080)"
 	@echo "make test   - set everything up and run the test suite"
 	@echo "make lint   - ruff and mypy (strict)"
 	@echo "make proto  - generate the gRPC code into gen/"
+	@echo "make schema - regenerate docs/result.schema.json from the typed report model"
 	@echo "make bench  - run the benchmarks (figures + ratios, written to bench-results/)"
 	@echo "make chaos  - the chaos suite at full scale (100 jobs, 60 s S3 outage, 200 uploads from 50 clients)"
 	@echo "make clean  - remove the virtual environment, generated code and run data"
@@ -34,6 +35,9 @@ $(GEN_STAMP): $(STAMP) $(PROTOS)
 	touch $@
 
 proto: $(GEN_STAMP)
+
+schema: $(STAMP)
+	$(BIN)/python -m datapilot_runtime.report.schema docs/result.schema.json
 
 run: $(GEN_STAMP)
 	$(BIN)/python -m devstack

@@ -15,6 +15,8 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from datapilot_cli.api import ApiError, DataPilotClient
 from datapilot_cli.polling import WaitTimeout, wait_for_job
 from datapilot_cli.render import render_job, render_jobs, render_result
+from datapilot_runtime.report.insights import OVERRIDE_ROLES
+from datapilot_runtime.report.options import NO_OPTIONS, InvalidOptions, parse_options
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_TIMEOUT, EXIT_API = 0, 1, 2, 3, 4, 5
 
@@ -39,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("CLIENT_MAX_WAIT_SECONDS", "600")),
         help="give up waiting after this many seconds (CLIENT_MAX_WAIT_SECONDS)",
     )
+    analyze.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="COLUMN=ROLE",
+        help=f"override a column's role (repeatable); roles: {', '.join(sorted(OVERRIDE_ROLES))}",
+    )
     commands.add_parser("status", help="a job's status").add_argument("job_id")
     commands.add_parser("cancel", help="cancel a job").add_argument("job_id")
     jobs = commands.add_parser("jobs", help="your jobs, newest first")
@@ -60,10 +69,27 @@ def _confirm_cancel(err: Console, job_id: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _options_json(role_args: list[str]) -> str:
+    """`--role COLUMN=ROLE` arguments as options JSON; raises InvalidOptions."""
+    roles: dict[str, str] = {}
+    for argument in role_args:
+        column, equals, role = argument.rpartition("=")  # a column name may hold '='
+        if not equals or not column:
+            raise InvalidOptions(f"--role {argument!r}: expected COLUMN=ROLE")
+        roles[column] = role
+    options = parse_options(json.dumps({"roles": roles})) if roles else NO_OPTIONS
+    return options.to_json()
+
+
 def _analyze(client: DataPilotClient, args: argparse.Namespace, out: Console, err: Console) -> int:
     path: Path = args.file
     if not path.is_file():
         err.print(f"no such file: {path}")
+        return EXIT_USAGE
+    try:
+        options_json = _options_json(args.role)
+    except InvalidOptions as exc:
+        err.print(f"error: {exc}")
         return EXIT_USAGE
     with Progress(
         "[progress.description]{task.description}",
@@ -74,7 +100,9 @@ def _analyze(client: DataPilotClient, args: argparse.Namespace, out: Console, er
         transient=True,
     ) as progress:
         task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
-        job, retry_after = client.upload(path, lambda n: progress.advance(task, n))
+        job, retry_after = client.upload(
+            path, lambda n: progress.advance(task, n), options_json=options_json
+        )
     job_id = job["jobId"]
     err.print(f"job {job_id} queued; waiting (Ctrl-C to stop waiting or cancel)")
     try:

@@ -49,13 +49,24 @@ class DataPilotClient:
         return response
 
     def upload(
-        self, path: Path, on_progress: Callable[[int], None] | None = None
+        self,
+        path: Path,
+        on_progress: Callable[[int], None] | None = None,
+        options_json: str = "",
     ) -> tuple[dict[str, Any], float]:
-        """Upload a file (streamed); returns the job and the server's Retry-After."""
+        """Upload a file (streamed) with optional options JSON; returns the job and Retry-After."""
         boundary = os.urandom(16).hex()
+        while boundary in options_json:  # the options part must not contain its delimiter
+            boundary = os.urandom(16).hex()
         safe_name = path.name.replace('"', "").replace("\r", "").replace("\n", "")
+        options_part = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="options"\r\n'
+            f"Content-Type: application/json\r\n\r\n{options_json}\r\n"
+            if options_json
+            else ""
+        )
         head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+            f'{options_part}--{boundary}\r\nContent-Disposition: form-data; name="file"; '
             f'filename="{safe_name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n"
         ).encode()

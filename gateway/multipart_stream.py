@@ -1,10 +1,17 @@
-"""Incremental multipart/form-data reader: yields one file field's bytes as they arrive."""
+"""Incremental multipart/form-data reader: yields one file field's bytes as they arrive.
+
+It also keeps the small `options` field (analysis options, at most MAX_OPTIONS_BYTES), which
+must come before the file: the file is relayed upstream as it arrives, after the options.
+"""
 
 from __future__ import annotations
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from datapilot_runtime.report.options import MAX_OPTIONS_BYTES
 from gateway.problems import ProblemError
+
+OPTIONS_FIELD = b"options"
 
 
 class UploadTooLarge(Exception):
@@ -30,6 +37,10 @@ class MultipartFileReader:
         self.finished = False
         self.ended = False
         self._in_file = False
+        self._in_options = False
+        self.options = bytearray()
+        self.options_seen = False
+        self.options_after_file = False
         self._headers: dict[bytes, bytes] = {}
         self._header_field = bytearray()
         self._header_value = bytearray()
@@ -53,7 +64,7 @@ class MultipartFileReader:
         self._out = []
         try:
             self._parser.write(data)
-        except UploadTooLarge:
+        except (UploadTooLarge, ProblemError):
             raise
         except Exception as exc:
             raise ProblemError(
@@ -77,13 +88,25 @@ class MultipartFileReader:
 
     def _on_headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
-        if params.get(b"name") == self._field and not self.started:
+        name = params.get(b"name")
+        if name == OPTIONS_FIELD:
+            if self.options_seen:
+                raise _invalid_options("the multipart field 'options' appears twice")
+            self.options_seen = True
+            self.options_after_file = self.started
+            self._in_options = True
+        if name == self._field and not self.started:
             self.started = True
             self._in_file = True
             self.filename = params.get(b"filename", b"").decode("utf-8", "replace")
             self.content_type = self._headers.get(b"content-type", b"").decode("latin-1")
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._in_options:
+            self.options += data[start:end]
+            if len(self.options) > MAX_OPTIONS_BYTES:
+                raise _invalid_options(f"options are over the {MAX_OPTIONS_BYTES} byte limit")
+            return
         if not self._in_file:
             return
         self.size += end - start
@@ -92,9 +115,14 @@ class MultipartFileReader:
         self._out.append(data[start:end])
 
     def _on_part_end(self) -> None:
+        self._in_options = False
         if self._in_file:
             self._in_file = False
             self.finished = True
 
     def _on_end(self) -> None:
         self.ended = True
+
+
+def _invalid_options(message: str) -> ProblemError:
+    return ProblemError(400, "invalid_options", f"Invalid options: {message}.")

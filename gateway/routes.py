@@ -19,7 +19,7 @@ from gateway.deadlines import deadline
 from gateway.deps import AnalysisStubDep, IngestStubDep, ReadDeadlineDep, SettingsDep, UpstreamsDep
 from gateway.job_json import STATUS_BY_NAME, JobOut, job_to_json
 from gateway.problems import ProblemError, problem_response
-from gateway.upload import stream_upload
+from gateway.upload import UPLOAD_FORM_SCHEMA, stream_upload
 
 router = APIRouter()
 JobIdQuery = Annotated[
@@ -59,15 +59,7 @@ class JobPage(BaseModel):
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
-                }
-            },
+            "content": {"multipart/form-data": {"schema": UPLOAD_FORM_SCHEMA}},
         },
         "parameters": [
             {

@@ -1,22 +1,80 @@
-"""POST /api/upload: streams the multipart file into IngestService.Upload, never buffering it."""
+"""POST /api/upload: streams the multipart file into IngestService.Upload, never buffering it.
+
+An `options` field (JSON analysis options, checked here) must come before `file`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
 from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from starlette.requests import ClientDisconnect, Request
 
+from datapilot_runtime.report.insights import OVERRIDE_ROLES
+from datapilot_runtime.report.options import (
+    MAX_OPTIONS_BYTES,
+    NO_OPTIONS,
+    AnalysisOptions,
+    InvalidOptions,
+    parse_options,
+)
 from gateway.content_sniff import SNIFF_BYTES, check_allowed
 from gateway.multipart_stream import MultipartFileReader, UploadTooLarge
 from gateway.problems import ProblemError
 
 _LOGGER = logging.getLogger(__name__)
 UPLOAD_CHUNK_BYTES = 512 * 1024
-MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# Boundaries and part headers, plus room for the largest `options` field beside the file.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024 + MAX_OPTIONS_BYTES
+# The multipart form of POST /api/upload, for the OpenAPI document.
+UPLOAD_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "options": {
+            "type": "string",
+            "maxLength": MAX_OPTIONS_BYTES,
+            "description": (
+                'JSON analysis options, before `file`: {"roles": {"<column>": "<role>"}} with '
+                f"roles {', '.join(sorted(OVERRIDE_ROLES))}. Invalid options are a 400 "
+                "`invalid_options`."
+            ),
+        },
+        "file": {"type": "string", "format": "binary"},
+    },
+}
+
+
+def _options_of(reader: MultipartFileReader) -> AnalysisOptions:
+    if not reader.options_seen:
+        return NO_OPTIONS
+    try:
+        return parse_options(bytes(reader.options))
+    except InvalidOptions as exc:
+        raise ProblemError(400, "invalid_options", f"Invalid options: {exc}.") from exc
+
+
+async def _refuse_late_options(reader: MultipartFileReader, body: AsyncIterator[bytes]) -> None:
+    """Read what follows the file (its closing boundary, at most a small tail) for `options`.
+
+    Options after the file would otherwise be dropped in silence: the job has already started
+    upstream with the options it had. The tail is bounded, so trailing junk costs little.
+    """
+    tail = 0
+    while not reader.options_after_file and not reader.ended and tail <= MULTIPART_OVERHEAD_BYTES:
+        data = await anext(body, None)
+        if data is None:
+            break
+        tail += len(data)
+        reader.feed(data)
+    if reader.options_after_file:
+        raise ProblemError(
+            400, "invalid_options", "Invalid options: send the 'options' field before 'file'."
+        )
 
 
 async def _send(call: grpc.aio.StreamUnaryCall, message: ingest_pb2.UploadRequest) -> None:
@@ -64,6 +122,7 @@ async def stream_upload(
                 break
             pending += b"".join(reader.feed(data))
         check_allowed(bytes(pending[:SNIFF_BYTES]))
+        options = _options_of(reader)
         call = ingest.Upload(timeout=deadline)
         try:
             await _send(
@@ -73,6 +132,7 @@ async def stream_upload(
                         filename=reader.filename,
                         content_type=reader.content_type,
                         idempotency_key=idempotency_key,
+                        options_json=options.to_json(),
                     )
                 ),
             )
@@ -92,6 +152,7 @@ async def stream_upload(
                 pending += b"".join(reader.feed(data))
             if pending:
                 await _send(call, ingest_pb2.UploadRequest(chunk=bytes(pending)))
+            await _refuse_late_options(reader, body)
             await call.done_writing()
             response: ingest_pb2.UploadResponse = await call
         except BaseException:

@@ -20,6 +20,7 @@ from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
 from datapilot_runtime.grpc_errors import abort
 from datapilot_runtime.jobs.proto import PROTO_TO_STATUS, record_to_proto
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
+from datapilot_runtime.report.options import InvalidOptions, parse_options
 from ingest_svc.blob_store import (
     BlobNotFound,
     BlobStore,
@@ -81,6 +82,15 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         meta = first.metadata
         limit = self._settings.max_upload_bytes
         too_large = f"The file is larger than the {limit} byte limit."
+        try:  # the gateway checked them; internal callers may not have
+            options = parse_options(meta.options_json)
+        except InvalidOptions as exc:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_options",
+                f"Invalid options: {exc}.",
+            )
         job_id = uuid.uuid4().hex
         job_id_var.set(job_id)
         with spooled_file() as spool:
@@ -105,7 +115,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             if idem:
                 existing = await self._jobs.find_idempotent(idem)
                 if existing is not None:
-                    return await self._replay(existing, sha, context)
+                    return await self._replay(existing, sha, options.to_json(), context)
             try:
                 blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool, (size, sha))
             except BlobStoreError:
@@ -129,6 +139,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             content_type=meta.content_type[:127],
             input_key=blob.key,
             request_id=request_id_var.get() or "",
+            options_json=options.to_json(),
         )
         try:
             if idem:
@@ -137,7 +148,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 )
                 if winner[0] != job_id:  # a concurrent upload with the same key won
                     await self._blobs.delete(blob.key)
-                    return await self._replay(winner, sha, context)
+                    return await self._replay(winner, sha, options.to_json(), context)
             else:
                 await self._jobs.create_and_enqueue(record)
         except RedisError:
@@ -149,7 +160,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         return ingest_pb2.UploadResponse(job=record_to_proto(record))
 
     async def _replay(
-        self, existing: tuple[str, str], sha: str, context: grpc.aio.ServicerContext
+        self,
+        existing: tuple[str, str],
+        sha: str,
+        options_json: str,
+        context: grpc.aio.ServicerContext,
     ) -> ingest_pb2.UploadResponse:
         job_id, stored_sha = existing
         if stored_sha != sha:
@@ -166,6 +181,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 grpc.StatusCode.FAILED_PRECONDITION,
                 "idempotency_key_reused",
                 "This Idempotency-Key names a job that no longer exists; use a new key.",
+            )
+        if record.options_json != options_json:  # same file, other options: another request
+            await abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "idempotency_key_reused",
+                "This Idempotency-Key was used with different options.",
             )
         job_id_var.set(job_id)
         _LOGGER.info("idempotent upload replayed")

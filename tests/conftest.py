@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack, StackConfig
+from tests.support.api import checked_client
 from tests.support.servers import RunningServer, s3_env, start_moto, start_redis
 
 FAST_RETRY_ENV = {
@@ -79,5 +80,5 @@ def idle_stack(run_root: Path) -> Iterator[Stack]:
 
 @pytest.fixture()
 def client(stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
+    with checked_client(stack.gateway_url, timeout=30) as http:
         yield http

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +12,20 @@ from analysis_svc.engine.readers.dispatch import read_table
 
 
 def analyze(
-    path: Path, filename_hint: str = "", on_phase: Callable[[str], None] | None = None
+    path: Path,
+    filename_hint: str = "",
+    on_phase: Callable[[str], None] | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Parse the file, compute its KPI report and charts; raises readers.common.InvalidInput."""
+    """Parse the file, compute its KPI report and charts; raises readers.common.InvalidInput.
+
+    `roles` are the uploader's overrides (column name -> role of OVERRIDE_ROLES).
+    """
     notify = on_phase or (lambda _phase: None)
     notify("parse")
     table = read_table(path, filename_hint)
     notify("profile")
-    report = compute_report(table)
+    report = compute_report(table, roles=roles)
     notify("charts")
     return report, build_charts(table, report)
 

@@ -26,6 +26,7 @@ from datapilot_runtime.context import job_id_var, request_id_var
 from datapilot_runtime.grpc_errors import error_code_of
 from datapilot_runtime.jobs.store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
 from datapilot_runtime.metrics import JOB_DURATION, JOBS_FINISHED
+from datapilot_runtime.report.options import parse_options
 
 _LOGGER = logging.getLogger(__name__)
 _SOURCE_NAMES = {
@@ -170,6 +171,7 @@ class JobRunner:
                     max_memory_mb=self._settings.analysis_max_memory_mb,
                     slow_seconds=self._settings.simulated_slow_processing_seconds,
                     on_phase=lambda phase: self._phase(job_id, phase),
+                    roles=parse_options(record.options_json).roles,
                 )
         except AnalysisRefused as exc:
             raise JobFailure(exc.code, str(exc)) from exc

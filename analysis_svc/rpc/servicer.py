@@ -14,6 +14,7 @@ from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.artifacts import JOB_ID_RE
 from datapilot_runtime.grpc_errors import abort, error_code_of
+from datapilot_runtime.report.options import InvalidOptions, parse_options
 
 
 class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: ignore[misc]
@@ -31,6 +32,15 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
         if not JOB_ID_RE.match(request.job_id):
             await abort(context, grpc.StatusCode.NOT_FOUND, "not_found", "job not found")
         try:
+            options = parse_options(request.options_json)
+        except InvalidOptions as exc:
+            await abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "invalid_options",
+                f"Invalid options: {exc}.",
+            )
+        try:
             async with fetched_input(
                 self._ingest,
                 request.job_id,
@@ -43,6 +53,7 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
                     "",
                     max_memory_mb=self._settings.analysis_max_memory_mb,
                     slow_seconds=self._settings.simulated_slow_processing_seconds,
+                    roles=options.roles,
                 )
         except grpc.aio.AioRpcError as exc:
             # Pass ingest's verdict on: NOT_FOUND also covers another tenant's job.

@@ -21,7 +21,7 @@ import pickle
 import resource
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -78,12 +78,17 @@ def _child_loop(conn: Connection, max_memory_mb: int) -> None:
             return
         if request is None:
             return
-        _path, path, filename, slow_seconds = request
-        _analyse_one(conn, path, filename, float(slow_seconds), max_memory_mb)
+        _path, path, filename, slow_seconds, roles = request
+        _analyse_one(conn, path, filename, float(slow_seconds), max_memory_mb, roles)
 
 
 def _analyse_one(
-    conn: Connection, path: str, filename: str, slow_seconds: float, max_memory_mb: int
+    conn: Connection,
+    path: str,
+    filename: str,
+    slow_seconds: float,
+    max_memory_mb: int,
+    roles: dict[str, str],
 ) -> None:
     """One job in the child: phases, then the outcome, go back through `conn`."""
     from analysis_svc.engine import analyze as engine
@@ -92,7 +97,9 @@ def _analyse_one(
     try:
         if slow_seconds:  # SIMULATED_SLOW_PROCESSING_SECONDS: a dev toggle
             time.sleep(slow_seconds)
-        output = engine.analyze(Path(path), filename, lambda phase: conn.send(("phase", phase)))
+        output = engine.analyze(
+            Path(path), filename, lambda phase: conn.send(("phase", phase)), roles=roles
+        )
         conn.send_bytes(json.dumps({"report": output[0], "charts": output[1]}).encode())
     except InvalidInput as exc:
         if _caused_by_memory(exc):
@@ -202,6 +209,7 @@ class ChildPool:
         max_memory_mb: int,
         on_phase: Callable[[str], Awaitable[None]] | None,
         slow_seconds: float,
+        roles: Mapping[str, str],
     ) -> AnalysisOutput:
         child = await self._take(max_memory_mb)
         reusable = False
@@ -212,7 +220,7 @@ class ChildPool:
             pid = child.process.pid
             assert pid is not None
             baseline = _rss_bytes(pid)  # what the child holds before this job
-            child.conn.send(("analyze", str(path), filename, slow_seconds))
+            child.conn.send(("analyze", str(path), filename, slow_seconds, dict(roles)))
             while True:
                 readable.clear()
                 while not child.conn.poll():
@@ -259,14 +267,19 @@ async def run_in_child(
     max_memory_mb: int,
     on_phase: Callable[[str], Awaitable[None]] | None = None,
     slow_seconds: float = 0.0,
+    roles: Mapping[str, str] | None = None,
 ) -> AnalysisOutput:
-    """Analyse `path` in a child; cancelling this coroutine kills that child at once."""
+    """Analyse `path` in a child; cancelling this coroutine kills that child at once.
+
+    `roles`: the uploader's column role overrides, handed to the engine's `analyze()`.
+    """
     return await POOL.run(
         path,
         filename,
         max_memory_mb=max_memory_mb,
         on_phase=on_phase,
         slow_seconds=slow_seconds,
+        roles=roles or {},
     )
 
 

@@ -39,6 +39,7 @@ def record_to_proto(record: JobRecord) -> common_pb2.Job:
         size_bytes=record.size_bytes,
         tenant=record.tenant,
         content_type=record.content_type,
+        options_json=record.options_json,
     )
     for name, value in (
         ("created_at", record.created_at),

@@ -149,6 +149,8 @@ class JobRecord:
     lease_token: str = ""
     stopped_at: float | None = None
     request_id: str = ""
+    # Canonical JSON of the upload's analysis options (report/options.py), '' for none.
+    options_json: str = ""
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -177,6 +179,7 @@ class JobRecord:
             lease_token=data.get("lease_token", ""),
             stopped_at=opt_float("stopped_at"),
             request_id=data.get("request_id", ""),
+            options_json=data.get("options_json", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -194,6 +197,7 @@ class JobRecord:
             "content_type": self.content_type,
             "input_key": self.input_key,
             "request_id": self.request_id,
+            "options_json": self.options_json,
         }
 
     @property

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
@@ -27,6 +26,7 @@ from tests.chaos.harness import (
     settle,
 )
 from tests.chaos.summary import Outcomes
+from tests.support.api import checked_client
 from tests.support.fake_llm import FakeLlm, Reply
 
 pytestmark = pytest.mark.timeout(SCALE.test_timeout)
@@ -108,7 +108,7 @@ def test_llm_failing_all_run_every_job_completes_with_fallback(
 def _insight_sources(gateway_url: str, job_ids: list[str]) -> set[str]:
     """Every insight source (and overall `insightsSource`) of these jobs' result.json."""
     sources: set[str] = set()
-    with httpx.Client(base_url=gateway_url, timeout=10) as client:
+    with checked_client(gateway_url, timeout=10) as client:
         for job_id in job_ids:
             result = client.get(f"/api/jobs/{job_id}/result").json()
             sources.add(str(result["insightsSource"]))

@@ -13,7 +13,7 @@ import pytest
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
 from devstack.stack import Stack, StackConfig
-from tests.support.api import upload, wait_terminal
+from tests.support.api import checked_client, upload, wait_terminal
 from tests.support.fake_llm import FakeLlm, Reply, completion
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
@@ -47,7 +47,7 @@ def llm_stack(tmp_path_factory: pytest.TempPathFactory, fake_llm: FakeLlm) -> It
 
 @pytest.fixture(scope="module")
 def client(llm_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=llm_stack.gateway_url, timeout=30) as http:
+    with checked_client(llm_stack.gateway_url, timeout=30) as http:
         yield http
 
 

@@ -1,13 +1,55 @@
-"""Small REST helpers for end-to-end tests: upload, poll until terminal."""
+"""Small REST helpers for end-to-end tests: upload, poll until terminal, check result.json.
+
+Every `result.json` a test downloads through a client made with `checked_client` (the `client`
+fixture is one) is validated against the published schema, docs/result.schema.json.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 
 TERMINAL = {"completed", "failed", "cancelled"}
+RESULT_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "result.schema.json"
+_RESULT_PATH = re.compile(r"^/api/jobs/[^/]+/result$")
+
+
+@functools.cache
+def _result_validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(RESULT_SCHEMA_PATH.read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator: jsonschema.protocols.Validator = validator_class(schema)
+    return validator
+
+
+def check_result(document: Any) -> None:
+    """Fail (AssertionError, every violation listed) unless `document` matches the schema."""
+    errors = sorted(_result_validator().iter_errors(document), key=lambda e: list(e.path))
+    assert not errors, "result.json does not match docs/result.schema.json:\n" + "\n".join(
+        f"  at {'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:300]}"
+        for e in errors[:20]
+    )
+
+
+def _check_result_response(response: httpx.Response) -> None:
+    if response.status_code == 200 and _RESULT_PATH.match(response.request.url.path):
+        response.read()
+        check_result(response.json())
+
+
+def checked_client(base_url: str, **kwargs: Any) -> httpx.Client:
+    """An httpx client that validates every result.json it downloads."""
+    return httpx.Client(
+        base_url=base_url, event_hooks={"response": [_check_result_response]}, **kwargs
+    )
 
 
 def upload(client: httpx.Client, filename: str, content: bytes) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,13 @@ _KEY_LIMIT = 2**62
 TYPES = ("numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty")
 
 
-def compute_report(table: Table) -> dict[str, Any]:
-    """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order)."""
+def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order).
+
+    `roles`: the uploader's role overrides. TODO(h4-engine): the engine branch applies them
+    (kpis.roles with `overridden: true`); until it lands they are accepted and not used.
+    """
+    del roles
     frame = table.frame
     rows = int(frame.shape[0])
     profiles = [
