@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from gateway.deadlines import deadline
-from gateway.job_json import STATUS_BY_NAME, JobOut, job_to_json
+from gateway.job_json import STATUS_BY_NAME, STATUS_PATTERN, JobOut, job_to_json
 from gateway.problems import ProblemError, problem_response
 from gateway.settings import GatewaySettings
 from gateway.upload import stream_upload
@@ -128,7 +128,7 @@ async def list_jobs(
     request: Request,
     status: Annotated[
         str | None,
-        Query(pattern="^(queued|processing|completed|failed|cancelled)$", description="Filter"),
+        Query(pattern=STATUS_PATTERN, description="Filter"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="From nextCursor")] = None,

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.grpc_host import READINESS_SERVICE
-from datapilot_runtime.jobs.store import CONSUMER_GROUP, STREAM_KEY
+from datapilot_runtime.jobs.queue import CONSUMER_GROUP, STREAM_KEY
 from gateway.settings import GatewaySettings
 from ingest_svc.settings import IngestSettings
 from llm_svc.settings import LlmSettings
