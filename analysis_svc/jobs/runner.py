@@ -21,7 +21,7 @@ from analysis_svc.engine import SCHEMA_VERSION
 from analysis_svc.jobs.input_fetch import InputTooLarge, fetched_input
 from analysis_svc.jobs.metrics import JOB_DURATION, JOBS_FINISHED
 from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
-from analysis_svc.settings import AnalysisSettings
+from analysis_svc.settings import WorkerSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var, request_id_var
 from datapilot_runtime.error_codes import ErrorCode
@@ -72,7 +72,7 @@ class JobRunner:
 
     def __init__(
         self,
-        settings: AnalysisSettings,
+        settings: WorkerSettings,
         jobs: JobStore,
         queue: JobQueue,
         ingest: ingest_pb2_grpc.IngestServiceStub,

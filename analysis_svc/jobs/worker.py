@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from analysis_svc.jobs.metrics import JOBS_RUNNING, QUEUE_DEPTH, QUEUE_PENDING
 from analysis_svc.jobs.runner import JobRunner
 from analysis_svc.sandbox import pool as sandbox
-from analysis_svc.settings import AnalysisSettings
+from analysis_svc.settings import WorkerSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
@@ -52,7 +52,7 @@ class Worker:
     """Runs up to `worker_concurrency` jobs at a time."""
 
     def __init__(
-        self, settings: AnalysisSettings, jobs: JobStore, queue: JobQueue, runner: JobRunner
+        self, settings: WorkerSettings, jobs: JobStore, queue: JobQueue, runner: JobRunner
     ) -> None:
         self._settings = settings
         self._jobs = jobs
@@ -202,7 +202,7 @@ class Worker:
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
-async def run_worker(settings: AnalysisSettings) -> None:
+async def run_worker(settings: WorkerSettings) -> None:
     """The worker process: health server, consumer loop, graceful drain on SIGTERM."""
     await asyncio.to_thread(sandbox.warm_up)
     redis = await connect_redis(settings.redis_url)
