@@ -322,7 +322,7 @@ def test_pdbs_and_autoscalers_target_workloads(objects: list[Obj]) -> None:
 
 
 def test_grpc_clients_use_headless_services(objects: list[Obj]) -> None:
-    """INGEST_ADDR / LLM_ADDR / ANALYSIS_ADDR are dns:/// names of headless Services on the servers' ports."""
+    """The gRPC client addresses are dns:/// names of headless Services on the servers' ports."""
     servers = processes(objects)
     clients = (
         ("gateway", ["INGEST_ADDR", "ANALYSIS_ADDR"]),
