@@ -35,7 +35,7 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
 
 
 class ErrorCode(enum.StrEnum):
-    """The stable codes; `info` says what each means and how it travels."""
+    """The stable codes; CATALOGUE says what each means and how it travels."""
 
     # A failed job's `error` (the first also answers the Analyze RPC, the last two the API).
     INVALID_INPUT = "invalid_input"
@@ -83,10 +83,6 @@ class ErrorCode(enum.StrEnum):
     CLIENT_CLOSED_REQUEST = "client_closed_request"
     NOT_READY = "not_ready"
     INTERNAL = "internal"
-
-    @property
-    def info(self) -> CodeInfo:
-        return CATALOGUE[self]
 
     @property
     def grpc_status(self) -> grpc.StatusCode:
