@@ -3,6 +3,8 @@
 A code is a compatibility contract: it is a failed job's `error` (and error.json's), a gRPC
 error's `dp-error-code` trailing metadata, and a problem+json `code`. The README's error table
 is rendered from this catalogue (tests/unit/test_error_codes.py fails when they drift).
+Pure data, without grpc: the analysis children import it (`grpc_errors` turns a code's status
+name into a `grpc.StatusCode`).
 """
 
 from __future__ import annotations
@@ -10,27 +12,26 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-import grpc
-
-# grpc-gateway runtime/errors.go HTTPStatusFromCode; CANCELLED is 499 (client closed request).
-GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
+# grpc-gateway runtime/errors.go HTTPStatusFromCode, by gRPC status name; CANCELLED is 499
+# (client closed request).
+GRPC_TO_HTTP: dict[str, int] = {
+    "OK": 200,
+    "CANCELLED": 499,
+    "UNKNOWN": 500,
+    "INVALID_ARGUMENT": 400,
+    "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "PERMISSION_DENIED": 403,
+    "UNAUTHENTICATED": 401,
+    "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400,
+    "ABORTED": 409,
+    "OUT_OF_RANGE": 400,
+    "UNIMPLEMENTED": 501,
+    "INTERNAL": 500,
+    "UNAVAILABLE": 503,
+    "DATA_LOSS": 500,
 }
 
 
@@ -84,26 +85,18 @@ class ErrorCode(enum.StrEnum):
     NOT_READY = "not_ready"
     INTERNAL = "internal"
 
-    @property
-    def grpc_status(self) -> grpc.StatusCode:
-        """The gRPC status a service aborts with under this code."""
-        status = CATALOGUE[self].grpc
-        if status is None:
-            raise ValueError(f"{self.value} is not a gRPC error code")
-        return status
-
 
 @dataclass(frozen=True)
 class CodeInfo:
     """One code's meaning; `job` if it can be a job's error; its statuses where it has them."""
 
     meaning: str
-    grpc: grpc.StatusCode | None = None
+    grpc: str | None = None  # the name of its grpc.StatusCode
     http: int | None = None
     job: bool = False
 
 
-_INVALID, _UNAVAILABLE = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE
+_INVALID, _UNAVAILABLE = "INVALID_ARGUMENT", "UNAVAILABLE"
 C = ErrorCode
 CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.INVALID_INPUT: CodeInfo(
@@ -117,7 +110,7 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.TIMEOUT: CodeInfo("the job passed its `timeoutAt`", job=True),
     C.RESOURCE_EXHAUSTED: CodeInfo(
         "the analysis needed more memory than `ANALYSIS_MAX_MEMORY_MB`",
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "RESOURCE_EXHAUSTED",
         429,
         job=True,
     ),
@@ -147,28 +140,24 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.WORKER_SHUTDOWN: CodeInfo(
         "the worker was stopped and its grace period ended before the job did", job=True
     ),
-    C.NOT_FOUND: CodeInfo(
-        "no such job (or another tenant's), blob or route", grpc.StatusCode.NOT_FOUND, 404
-    ),
+    C.NOT_FOUND: CodeInfo("no such job (or another tenant's), blob or route", "NOT_FOUND", 404),
     C.UNAUTHENTICATED: CodeInfo(
         "no valid API key (gateway) or internal token (between services)",
-        grpc.StatusCode.UNAUTHENTICATED,
+        "UNAUTHENTICATED",
         401,
     ),
     C.RATE_LIMITED: CodeInfo(
         "the tenant's `RATE_LIMIT_PER_MINUTE` is used up (`Retry-After` says when to retry)",
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "RESOURCE_EXHAUSTED",
         429,
     ),
     C.PAYLOAD_TOO_LARGE: CodeInfo("the file is larger than `MAX_UPLOAD_BYTES`", _INVALID, 413),
     C.IDEMPOTENCY_KEY_REUSED: CodeInfo(
         "the `Idempotency-Key` was used with a different file, or names an expired job",
-        grpc.StatusCode.FAILED_PRECONDITION,
+        "FAILED_PRECONDITION",
         422,
     ),
-    C.JOB_NOT_CANCELLABLE: CodeInfo(
-        "the job already completed or failed", grpc.StatusCode.ABORTED, 409
-    ),
+    C.JOB_NOT_CANCELLABLE: CodeInfo("the job already completed or failed", "ABORTED", 409),
     C.INVALID_PAGE_SIZE: CodeInfo("a job list page size outside 1-100", _INVALID, 400),
     C.INVALID_PAGE_TOKEN: CodeInfo("a job list cursor this service did not issue", _INVALID, 400),
     C.STORE_UNAVAILABLE: CodeInfo("the job store (Redis) is unreachable", _UNAVAILABLE, 503),
@@ -183,7 +172,7 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.BAD_KIND: CodeInfo("an unknown or unwritable blob kind", _INVALID, 400),
     C.LEASE_LOST: CodeInfo(
         "a result from a worker that no longer holds the job (internal; the result is dropped)",
-        grpc.StatusCode.FAILED_PRECONDITION,
+        "FAILED_PRECONDITION",
         400,
     ),
     C.INPUT_UNAVAILABLE: CodeInfo(
@@ -195,10 +184,8 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
         "GenerateInsights got a KPI report that is not a JSON object (internal)", _INVALID, 400
     ),
     C.UNAVAILABLE: CodeInfo("a backend service is unreachable", _UNAVAILABLE, 503),
-    C.DEADLINE_EXCEEDED: CodeInfo(
-        "the request's deadline passed", grpc.StatusCode.DEADLINE_EXCEEDED, 504
-    ),
-    C.CANCELLED: CodeInfo("the call was cancelled", grpc.StatusCode.CANCELLED, 499),
+    C.DEADLINE_EXCEEDED: CodeInfo("the request's deadline passed", "DEADLINE_EXCEEDED", 504),
+    C.CANCELLED: CodeInfo("the call was cancelled", "CANCELLED", 499),
     C.INVALID_REQUEST: CodeInfo("a query or path parameter is missing or invalid", http=400),
     C.MISSING_FILE: CodeInfo("the multipart field `file` is missing", http=400),
     C.MALFORMED_MULTIPART: CodeInfo("the multipart body cannot be parsed", http=400),

@@ -6,9 +6,17 @@ from typing import NoReturn
 
 import grpc
 
-from datapilot_runtime.error_codes import ErrorCode
+from datapilot_runtime.error_codes import CATALOGUE, ErrorCode
 
 ERROR_CODE_METADATA_KEY = "dp-error-code"
+
+
+def grpc_status(code: ErrorCode) -> grpc.StatusCode:
+    """The gRPC status a service aborts with under `code` (ValueError for a job-only code)."""
+    name = CATALOGUE[code].grpc
+    if name is None:
+        raise ValueError(f"{code.value} is not a gRPC error code")
+    return grpc.StatusCode[name]
 
 
 async def abort(
@@ -23,7 +31,7 @@ async def abort(
     `status` overrides the catalogue's status, for a code that passes another service's on.
     """
     await context.abort(
-        status or error_code.grpc_status,
+        status or grpc_status(error_code),
         message,
         trailing_metadata=((ERROR_CODE_METADATA_KEY, error_code.value),),
     )

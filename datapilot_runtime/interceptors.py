@@ -23,7 +23,7 @@ from datapilot_runtime.context import (
     tenant_var,
 )
 from datapilot_runtime.error_codes import ErrorCode
-from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
+from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY, grpc_status
 from datapilot_runtime.metrics import GRPC_SERVER_LATENCY, GRPC_SERVER_REQUESTS
 
 _LOGGER = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ class _Binding:
         if self.rejection is not None:
             code = self.rejection.error_code
             trailing = ((ERROR_CODE_METADATA_KEY, code.value), *self.rejection.trailing)
-            await context.abort(code.grpc_status, self.rejection.message, trailing)
+            await context.abort(grpc_status(code), self.rejection.message, trailing)
 
     async def answer_store_failure(
         self, context: grpc.aio.ServicerContext, exc: BaseException

@@ -57,7 +57,7 @@ def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     """Map a failed gRPC call to a problem response without leaking internals."""
     code = error.code()
     error_code = error_code_of(error) or code.name.lower()
-    status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code, 500)
+    status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code.name, 500)
     details = error.details() or ""
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"

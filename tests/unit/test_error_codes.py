@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from datapilot_runtime.error_codes import CATALOGUE, GRPC_TO_HTTP, ErrorCode, parse
+from datapilot_runtime.grpc_errors import grpc_status
 from gateway.problems import STATUS_OF_ERROR_CODE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,7 @@ def render_table() -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for code, info in CATALOGUE.items():
-        grpc_name = info.grpc.name if info.grpc is not None else ""
+        grpc_name = info.grpc or ""
         http = str(info.http) if info.http is not None else ""
         job = "yes" if info.job else ""
         lines.append(f"| `{code.value}` | {job} | {grpc_name} | {http} | {info.meaning} |")
@@ -68,11 +69,11 @@ def test_rpc_codes_have_both_statuses_and_job_only_codes_none() -> None:
     for code, info in CATALOGUE.items():
         if info.grpc is not None:
             assert info.http is not None, code
-            assert code.grpc_status is info.grpc
+            assert grpc_status(code).name == info.grpc
         elif info.job:
             assert info.http is None, f"{code} is job-only"
             with pytest.raises(ValueError, match="not a gRPC error code"):
-                _ = code.grpc_status
+                grpc_status(code)
 
 
 def test_gateway_overrides_are_exactly_the_catalogued_exceptions() -> None:
@@ -85,8 +86,8 @@ def test_gateway_overrides_are_exactly_the_catalogued_exceptions() -> None:
 def test_status_named_codes_match_their_grpc_status() -> None:
     """A gRPC error without a code is named after its status; the catalogue agrees."""
     for code in (ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED, ErrorCode.CANCELLED):
-        assert code.grpc_status.name.lower() == code.value
-        assert CATALOGUE[code].http == GRPC_TO_HTTP[code.grpc_status]
+        assert grpc_status(code).name.lower() == code.value
+        assert CATALOGUE[code].http == GRPC_TO_HTTP[grpc_status(code).name]
 
 
 def test_parse() -> None:
@@ -113,7 +114,20 @@ def test_gateway_literal_codes_are_catalogued_with_their_status() -> None:
 
 @pytest.mark.parametrize("code", [c for c, i in CATALOGUE.items() if i.grpc is not None])
 def test_catalogue_statuses_are_real_grpc_codes(code: ErrorCode) -> None:
-    assert isinstance(code.grpc_status, grpc.StatusCode)
+    assert isinstance(grpc_status(code), grpc.StatusCode)
+
+
+def test_grpc_to_http_names_every_grpc_status() -> None:
+    assert set(GRPC_TO_HTTP) == {status.name for status in grpc.StatusCode}
+
+
+def test_the_catalogue_loads_no_grpc() -> None:
+    """The analysis children import it: they must not pay for grpc (0.4 s, 20 MB each)."""
+    probe = "import sys, datapilot_runtime.error_codes; print('grpc' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
 
 
 def test_gateway_and_runtime_load_no_blob_store_or_redis() -> None:
