@@ -1,7 +1,8 @@
-"""The job states, derived from the `datapilot.common.v1.JobStatus` enum (their one source).
+"""The job states of the `datapilot.common.v1.JobStatus` enum, their one source.
 
 A state's name is its proto name without the `JOB_STATUS_` prefix, lower case: the form stored
-in Redis, written by the Lua scripts and shown to REST clients.
+in Redis, written by the Lua scripts and shown to REST clients. The mapping to the proto is made
+by name and checked at import, so the enum below cannot drift from the proto.
 """
 
 from __future__ import annotations
