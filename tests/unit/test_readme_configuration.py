@@ -58,3 +58,11 @@ def test_every_setting_is_documented() -> None:
     for name, settings in READERS.items():
         missing = {f.upper() for f in settings.model_fields} - documented
         assert not missing, f"{name} reads {sorted(missing)}, which the README does not list"
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (README.parent / ".env.example").read_text()
+    listed = set(re.findall(r"^([A-Z0-9_]+)=", text, re.MULTILINE))
+    for name, settings in READERS.items():
+        missing = {f.upper() for f in settings.model_fields} - listed
+        assert not missing, f"{name} reads {sorted(missing)}, which .env.example does not list"
