@@ -21,8 +21,8 @@ from datapilot_runtime.jobs.store import (
     JOB_KEY_PREFIX,
     TENANT_INDEX_PREFIX,
     JobRecord,
-    Status,
 )
+from datapilot_runtime.jobs.status import Status
 
 STREAM_KEY = "dp:jobs:stream"
 CONSUMER_GROUP = "dp-workers"
