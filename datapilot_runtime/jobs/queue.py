@@ -15,6 +15,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from datapilot_runtime.jobs.status import Status
 from datapilot_runtime.jobs.store import CANCEL_CHANNEL as CANCEL_CHANNEL
 from datapilot_runtime.jobs.store import (
     IDEMPOTENCY_KEY_PREFIX,
@@ -22,7 +23,6 @@ from datapilot_runtime.jobs.store import (
     TENANT_INDEX_PREFIX,
     JobRecord,
 )
-from datapilot_runtime.jobs.status import Status
 
 STREAM_KEY = "dp:jobs:stream"
 CONSUMER_GROUP = "dp-workers"
