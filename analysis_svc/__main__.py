@@ -7,7 +7,7 @@ import asyncio
 
 from analysis_svc.jobs.worker import run_worker
 from analysis_svc.rpc.server import serve
-from analysis_svc.settings import AnalysisSettings
+from analysis_svc.settings import AnalysisSettings, WorkerSettings
 from datapilot_runtime.logs import configure_logging
 
 
@@ -15,9 +15,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m analysis_svc")
     parser.add_argument("role", choices=("serve", "worker"), nargs="?", default="serve")
     role = parser.parse_args().role
-    settings = AnalysisSettings()
-    configure_logging("analysis_worker" if role == "worker" else "analysis_svc", settings.log_level)
-    asyncio.run(run_worker(settings) if role == "worker" else serve(settings))
+    if role == "worker":
+        worker_settings = WorkerSettings()
+        configure_logging("analysis_worker", worker_settings.log_level)
+        asyncio.run(run_worker(worker_settings))
+    else:
+        settings = AnalysisSettings()
+        configure_logging("analysis_svc", settings.log_level)
+        asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ import json
 import re
 from datetime import UTC, datetime
 
+from datapilot_runtime.error_codes import ErrorCode
+from datapilot_runtime.jobs.status import Status
+
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -30,12 +33,12 @@ def iso_utc(seconds: float) -> str:
     )
 
 
-def error_document(job_id: str, code: str, message: str, timestamp: float) -> bytes:
+def error_document(job_id: str, code: ErrorCode, message: str, timestamp: float) -> bytes:
     """`error.json = {jobId, status, error, message, timestamp}` (README, Jobs)."""
     document = {
         "jobId": job_id,
-        "status": "failed",
-        "error": code,
+        "status": Status.FAILED.value,
+        "error": code.value,
         "message": message,
         "timestamp": iso_utc(timestamp),
     }

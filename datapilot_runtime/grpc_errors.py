@@ -6,14 +6,35 @@ from typing import NoReturn
 
 import grpc
 
+from datapilot_runtime.error_codes import CATALOGUE, ErrorCode
+
 ERROR_CODE_METADATA_KEY = "dp-error-code"
 
 
+def grpc_status(code: ErrorCode) -> grpc.StatusCode:
+    """The gRPC status a service aborts with under `code` (ValueError for a job-only code)."""
+    name = CATALOGUE[code].grpc
+    if name is None:
+        raise ValueError(f"{code.value} is not a gRPC error code")
+    return grpc.StatusCode[name]
+
+
 async def abort(
-    context: grpc.aio.ServicerContext, status: grpc.StatusCode, error_code: str, message: str
+    context: grpc.aio.ServicerContext,
+    error_code: ErrorCode,
+    message: str,
+    *,
+    status: grpc.StatusCode | None = None,
 ) -> NoReturn:
-    """Abort the call with `status`, a human message and a stable machine `error_code`."""
-    await context.abort(status, message, trailing_metadata=((ERROR_CODE_METADATA_KEY, error_code),))
+    """Abort the call with a stable `error_code`, a human message and the code's gRPC status.
+
+    `status` overrides the catalogue's status, for a code that passes another service's on.
+    """
+    await context.abort(
+        status or grpc_status(error_code),
+        message,
+        trailing_metadata=((ERROR_CODE_METADATA_KEY, error_code.value),),
+    )
     raise AssertionError("unreachable")  # context.abort always raises
 
 

@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from datapilot_runtime.interceptors import (
     Admission,
     ServerContextInterceptor,
+    StoreErrors,
     client_interceptors,
 )
 
@@ -63,12 +64,13 @@ class GrpcHost:
         *,
         internal_token: str = "",
         admissions: tuple[Admission, ...] = (),
+        store_errors: StoreErrors | None = None,
     ) -> None:
         self.name = name
         self._listen_addr = listen_addr
         self._grace = grace_seconds
         self.server = grpc.aio.server(
-            interceptors=[ServerContextInterceptor(name, internal_token, admissions)],
+            interceptors=[ServerContextInterceptor(name, internal_token, admissions, store_errors)],
             options=CHANNEL_OPTIONS,
         )
         self.health = health.aio.HealthServicer()

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from redis.exceptions import RedisError
 
 from datapilot_runtime.context import (
     INTERNAL_TOKEN_METADATA_KEY,
@@ -23,9 +22,9 @@ from datapilot_runtime.context import (
     request_id_var,
     tenant_var,
 )
-from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
+from datapilot_runtime.error_codes import ErrorCode
+from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY, grpc_status
 from datapilot_runtime.metrics import GRPC_SERVER_LATENCY, GRPC_SERVER_REQUESTS
-from ingest_svc.blob_store import BlobStoreError
 
 _LOGGER = logging.getLogger(__name__)
 _UNGUARDED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
@@ -33,16 +32,28 @@ _UNGUARDED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 @dataclass(frozen=True)
 class Rejection:
-    """Refuse a call before its handler runs."""
+    """Refuse a call before its handler runs (with the code's gRPC status)."""
 
-    status: grpc.StatusCode
-    error_code: str
+    error_code: ErrorCode
     message: str
     trailing: tuple[tuple[str, str], ...] = ()
 
 
 # Decides on a call from its method and metadata; None lets it through.
 Admission = Callable[[str, dict[str, str]], Awaitable[Rejection | None]]
+
+
+@dataclass(frozen=True)
+class StoreFault:
+    """A store the service depends on failed: the call answers UNAVAILABLE with this code."""
+
+    error_code: ErrorCode
+    store: str
+
+
+# Given by a service that has stores: maps what a handler of `method` raised to a StoreFault,
+# or None for an exception that is not a store failure (it propagates unchanged).
+StoreErrors = Callable[[str, BaseException], StoreFault | None]
 
 
 def _log_call(
@@ -73,11 +84,16 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
     """Checks the internal token, binds request id and tenant, admits, measures and logs."""
 
     def __init__(
-        self, service: str, internal_token: str = "", admissions: tuple[Admission, ...] = ()
+        self,
+        service: str,
+        internal_token: str = "",
+        admissions: tuple[Admission, ...] = (),
+        store_errors: StoreErrors | None = None,
     ) -> None:
         self._service = service
         self._token = internal_token.encode()
         self._admissions = admissions
+        self._store_errors = store_errors
 
     async def intercept_service(
         self,
@@ -93,9 +109,7 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         if self._token and not hmac.compare_digest(
             metadata.get(INTERNAL_TOKEN_METADATA_KEY, "").encode(), self._token
         ):
-            rejection = Rejection(
-                grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", "internal token required"
-            )
+            rejection = Rejection(ErrorCode.UNAUTHENTICATED, "internal token required")
         for admission in self._admissions:
             if rejection is None:
                 rejection = await admission(method, metadata)
@@ -105,6 +119,7 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             metadata.get(REQUEST_ID_METADATA_KEY) or new_request_id(),
             metadata.get(TENANT_METADATA_KEY, ""),
             rejection,
+            self._store_errors,
         )
         for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
             behavior = getattr(handler, kind)
@@ -121,6 +136,7 @@ class _Binding:
     request_id: str
     tenant: str
     rejection: Rejection | None
+    store_errors: StoreErrors | None
 
     def enter(self) -> tuple[Any, Any]:
         return request_id_var.set(self.request_id), tenant_var.set(self.tenant)
@@ -132,26 +148,25 @@ class _Binding:
 
     async def reject(self, context: grpc.aio.ServicerContext) -> None:
         if self.rejection is not None:
-            trailing = (
-                (ERROR_CODE_METADATA_KEY, self.rejection.error_code),
-                *self.rejection.trailing,
-            )
-            await context.abort(self.rejection.status, self.rejection.message, trailing)
+            code = self.rejection.error_code
+            trailing = ((ERROR_CODE_METADATA_KEY, code.value), *self.rejection.trailing)
+            await context.abort(grpc_status(code), self.rejection.message, trailing)
 
-
-_INFRASTRUCTURE_ERRORS = (RedisError, BlobStoreError)
-
-
-async def _unavailable(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-    """A store this service depends on failed: UNAVAILABLE (retryable), never UNKNOWN."""
-    store = "job store (Redis)" if isinstance(exc, RedisError) else "blob store"
-    code = "store_unavailable" if isinstance(exc, RedisError) else "blob_store_unavailable"
-    _LOGGER.warning("%s unavailable: %s", store, type(exc).__name__)
-    await context.abort(
-        grpc.StatusCode.UNAVAILABLE,
-        f"The {store} is unavailable; retry shortly.",
-        ((ERROR_CODE_METADATA_KEY, code),),
-    )
+    async def answer_store_failure(
+        self, context: grpc.aio.ServicerContext, exc: BaseException
+    ) -> None:
+        """A store this service depends on failed: UNAVAILABLE (retryable), never UNKNOWN."""
+        if self.store_errors is None:
+            return
+        fault = self.store_errors(self.method.rsplit("/", 1)[-1], exc)
+        if fault is None:
+            return
+        _LOGGER.warning("%s unavailable: %s", fault.store, type(exc).__name__)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            f"The {fault.store} is unavailable; retry shortly.",
+            ((ERROR_CODE_METADATA_KEY, fault.error_code.value),),
+        )
 
 
 def _wrap_unary(
@@ -164,11 +179,11 @@ def _wrap_unary(
         try:
             await binding.reject(context)
             return await behavior(request, context)
-        except _INFRASTRUCTURE_ERRORS as exc:
-            await _unavailable(context, exc)
-            raise
         except asyncio.CancelledError:
             cancelled = True  # the caller cancelled, or its deadline passed
+            raise
+        except Exception as exc:
+            await binding.answer_store_failure(context, exc)
             raise
         finally:
             _log_call(binding.service, binding.method, context, started, cancelled)
@@ -188,11 +203,11 @@ def _wrap_stream(
             await binding.reject(context)
             async for response in behavior(request, context):
                 yield response
-        except _INFRASTRUCTURE_ERRORS as exc:
-            await _unavailable(context, exc)
-            raise
         except asyncio.CancelledError:
-            cancelled = True
+            cancelled = True  # the caller cancelled, or its deadline passed
+            raise
+        except Exception as exc:
+            await binding.answer_store_failure(context, exc)
             raise
         finally:
             _log_call(binding.service, binding.method, context, started, cancelled)

@@ -1,14 +1,17 @@
-"""Prometheus metrics shared by the processes, and the HTTP endpoint that exposes them."""
+"""Prometheus metrics every gRPC process has (calls served, retries) and their HTTP endpoint.
+
+A process's own metrics live with it: `gateway.metrics`, `ingest_svc.metrics`,
+`analysis_svc.jobs.metrics`, `llm_svc.metrics`.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 
 _LOGGER = logging.getLogger(__name__)
-_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-_JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 GRPC_SERVER_REQUESTS = Counter(
     "datapilot_grpc_server_requests_total", "gRPC calls served", ["service", "method", "code"]
@@ -17,44 +20,9 @@ GRPC_SERVER_LATENCY = Histogram(
     "datapilot_grpc_server_latency_seconds",
     "gRPC call duration, server side",
     ["service", "method"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
-HTTP_REQUESTS = Counter(
-    "datapilot_http_requests_total",
-    "HTTP requests served by the gateway",
-    ["method", "route", "status"],
-)
-HTTP_LATENCY = Histogram(
-    "datapilot_http_request_latency_seconds",
-    "HTTP request duration at the gateway",
-    ["method", "route"],
-    buckets=_LATENCY_BUCKETS,
-)
-JOBS_FINISHED = Counter(
-    "datapilot_jobs_finished_total", "Jobs that reached a terminal state", ["status", "error"]
-)
-JOB_DURATION = Histogram(
-    "datapilot_job_duration_seconds",
-    "From claim to terminal state",
-    ["status"],
-    buckets=_JOB_BUCKETS,
-)
-QUEUE_DEPTH = Gauge("datapilot_queue_depth", "Job stream entries not yet delivered to a worker")
-QUEUE_PENDING = Gauge(
-    "datapilot_queue_pending", "Job stream entries delivered but not acknowledged"
-)
-JOBS_RUNNING = Gauge("datapilot_worker_jobs_running", "Jobs this worker runs now")
 RETRIES = Counter("datapilot_retries_total", "Retried operations", ["operation", "outcome"])
-BLOB_LATENCY = Histogram(
-    "datapilot_blob_operation_seconds",
-    "Blob-store operation duration",
-    ["backend", "operation"],
-    buckets=_LATENCY_BUCKETS,
-)
-BLOB_BYTES = Counter(
-    "datapilot_blob_bytes_total", "Bytes moved by the blob store", ["backend", "operation"]
-)
-RATE_LIMITED = Counter("datapilot_rate_limited_total", "Requests refused by the rate limit")
 
 
 def start_metrics_server(host: str, port: int) -> None:

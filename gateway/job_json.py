@@ -8,29 +8,18 @@ from typing import Any
 from datapilot.common.v1 import common_pb2
 from pydantic import BaseModel, Field
 
-STATUS_BY_NAME = {
-    "queued": common_pb2.JOB_STATUS_QUEUED,
-    "processing": common_pb2.JOB_STATUS_PROCESSING,
-    "completed": common_pb2.JOB_STATUS_COMPLETED,
-    "failed": common_pb2.JOB_STATUS_FAILED,
-    "cancelled": common_pb2.JOB_STATUS_CANCELLED,
-}
-_STATUS_NAMES = {
-    common_pb2.JOB_STATUS_QUEUED: "queued",
-    common_pb2.JOB_STATUS_PROCESSING: "processing",
-    common_pb2.JOB_STATUS_COMPLETED: "completed",
-    common_pb2.JOB_STATUS_FAILED: "failed",
-    common_pb2.JOB_STATUS_CANCELLED: "cancelled",
-}
+from datapilot_runtime.jobs.status import STATUS_NAMES, Status, status_name
+
+STATUS_BY_NAME = {status.value: status.proto for status in Status}
+# The `status` query filter: one of the state names.
+STATUS_PATTERN = f"^({'|'.join(STATUS_NAMES)})$"
 
 
 class JobOut(BaseModel):
     """A job as REST clients see it (GET /api/job-status)."""
 
     jobId: str = Field(examples=["0f8c2d3e4b5a69788796a5b4c3d2e1f0"])
-    status: str = Field(
-        examples=["completed"], description="queued|processing|completed|failed|cancelled"
-    )
+    status: str = Field(examples=["completed"], description="|".join(STATUS_NAMES))
     progress: int = Field(ge=0, le=100, examples=[100])
     createdAt: str | None = Field(examples=["2026-11-28T14:00:00.000Z"])
     startedAt: str | None
@@ -55,7 +44,7 @@ def job_to_json(job: common_pb2.Job) -> dict[str, Any]:
     """Serialise a job message for REST clients."""
     return {
         "jobId": job.job_id,
-        "status": _STATUS_NAMES.get(job.status, "unknown"),
+        "status": status_name(job.status),
         "progress": job.progress,
         "createdAt": _iso(job, "created_at"),
         "startedAt": _iso(job, "started_at"),

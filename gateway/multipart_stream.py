@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.report.options import MAX_OPTIONS_BYTES
 from gateway.problems import ProblemError
 
@@ -125,4 +126,4 @@ class MultipartFileReader:
 
 
 def _invalid_options(message: str) -> ProblemError:
-    return ProblemError(400, "invalid_options", f"Invalid options: {message}.")
+    return ProblemError(400, ErrorCode.INVALID_OPTIONS, f"Invalid options: {message}.")

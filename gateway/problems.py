@@ -1,4 +1,4 @@
-"""RFC 9457 problem responses and the gRPC -> HTTP status mapping (grpc-gateway's, 499 cancel)."""
+"""RFC 9457 problem responses; gRPC errors mapped to HTTP by the error-code catalogue."""
 
 from __future__ import annotations
 
@@ -9,32 +9,17 @@ import grpc
 from fastapi.responses import JSONResponse
 
 from datapilot_runtime.context import RETRY_AFTER_METADATA_KEY, request_id_var
+from datapilot_runtime.error_codes import CATALOGUE, GRPC_TO_HTTP, ErrorCode
 from datapilot_runtime.grpc_errors import error_code_of, trailing_value
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
-# grpc-gateway runtime/errors.go HTTPStatusFromCode; CANCELLED is 499 (client closed request).
-GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.OK: 200,
-    grpc.StatusCode.CANCELLED: 499,
-    grpc.StatusCode.UNKNOWN: 500,
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
-    grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.ALREADY_EXISTS: 409,
-    grpc.StatusCode.PERMISSION_DENIED: 403,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
-    grpc.StatusCode.FAILED_PRECONDITION: 400,
-    grpc.StatusCode.ABORTED: 409,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNIMPLEMENTED: 501,
-    grpc.StatusCode.INTERNAL: 500,
-    grpc.StatusCode.UNAVAILABLE: 503,
-    grpc.StatusCode.DATA_LOSS: 500,
+# Error codes whose HTTP status is more precise than their gRPC status's mapping.
+STATUS_OF_ERROR_CODE = {
+    code.value: info.http
+    for code, info in CATALOGUE.items()
+    if info.grpc is not None and info.http is not None and info.http != GRPC_TO_HTTP[info.grpc]
 }
-# Error codes whose HTTP status is more precise than their gRPC code's mapping.
-STATUS_OF_ERROR_CODE = {"idempotency_key_reused": 422}
 # Details of these codes may describe internals; clients get a generic text instead.
 _OPAQUE = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 _UNAVAILABLE_TEXT = "A backend service is unavailable; try again shortly."
@@ -72,12 +57,12 @@ def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     """Map a failed gRPC call to a problem response without leaking internals."""
     code = error.code()
     error_code = error_code_of(error) or code.name.lower()
-    status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code, 500)
+    status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code.name, 500)
     details = error.details() or ""
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"
         return problem_response(status, error_code, details, headers={"Retry-After": retry_after})
-    if error_code == "blob_upload_failed":
+    if error_code == ErrorCode.BLOB_UPLOAD_FAILED:
         return problem_response(503, error_code, "The file could not be stored; retry later.")
     if code in _OPAQUE:
         detail = "An internal error occurred."

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datapilot_runtime.context import new_request_id, request_id_var
-from datapilot_runtime.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from gateway.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 _LOGGER = logging.getLogger("gateway.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

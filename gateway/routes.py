@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from datapilot_runtime.grpc_host import upstream_serving
 from gateway.deadlines import deadline
 from gateway.deps import AnalysisStubDep, IngestStubDep, ReadDeadlineDep, SettingsDep, UpstreamsDep
-from gateway.job_json import STATUS_BY_NAME, JobOut, job_to_json
+from gateway.job_json import STATUS_BY_NAME, STATUS_PATTERN, JobOut, job_to_json
 from gateway.problems import ProblemError, problem_response
 from gateway.upload import UPLOAD_FORM_SCHEMA, stream_upload
 
@@ -114,7 +114,7 @@ async def list_jobs(
     rpc_timeout: ReadDeadlineDep,
     status: Annotated[
         str | None,
-        Query(pattern="^(queued|processing|completed|failed|cancelled)$", description="Filter"),
+        Query(pattern=STATUS_PATTERN, description="Filter"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="From nextCursor")] = None,

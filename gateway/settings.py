@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from datapilot_runtime.settings import CommonSettings
+from datapilot_runtime.settings import DEFAULT_MAX_UPLOAD_BYTES, CommonSettings
 
 
 class GatewaySettings(CommonSettings):
@@ -14,6 +14,7 @@ class GatewaySettings(CommonSettings):
     gateway_port: int = Field(default=8080, ge=0, le=65535)
     ingest_addr: str = "127.0.0.1:50051"
     analysis_addr: str = "127.0.0.1:50052"
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     # `tenant:key` or `tenant:sha256:<hex>`, comma-separated; empty: anonymous access.
     datapilot_api_keys: SecretStr = SecretStr("")
     # Anonymous access on a non-loopback address must be asked for explicitly.

@@ -14,6 +14,7 @@ from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from starlette.requests import ClientDisconnect, Request
 
+from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.report.insights import OVERRIDE_ROLES
 from datapilot_runtime.report.options import (
     MAX_OPTIONS_BYTES,
@@ -55,7 +56,7 @@ def _options_of(reader: MultipartFileReader) -> AnalysisOptions:
     try:
         return parse_options(bytes(reader.options))
     except InvalidOptions as exc:
-        raise ProblemError(400, "invalid_options", f"Invalid options: {exc}.") from exc
+        raise ProblemError(400, ErrorCode.INVALID_OPTIONS, f"Invalid options: {exc}.") from exc
 
 
 async def _refuse_late_options(reader: MultipartFileReader, body: AsyncIterator[bytes]) -> None:
@@ -73,7 +74,9 @@ async def _refuse_late_options(reader: MultipartFileReader, body: AsyncIterator[
         reader.feed(data)
     if reader.options_after_file:
         raise ProblemError(
-            400, "invalid_options", "Invalid options: send the 'options' field before 'file'."
+            400,
+            ErrorCode.INVALID_OPTIONS,
+            "Invalid options: send the 'options' field before 'file'.",
         )
 
 

@@ -22,8 +22,8 @@ from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from datapilot_runtime.backoff import BackoffPolicy, retry_async
-from datapilot_runtime.metrics import BLOB_BYTES, BLOB_LATENCY
-from datapilot_runtime.settings import BlobSettings
+from ingest_svc.metrics import BLOB_BYTES, BLOB_LATENCY
+from ingest_svc.settings import BlobSettings
 
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")

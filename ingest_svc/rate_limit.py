@@ -6,7 +6,6 @@ import logging
 import math
 import time
 
-import grpc
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -15,8 +14,9 @@ from datapilot_runtime.context import (
     RETRY_AFTER_METADATA_KEY,
     TENANT_METADATA_KEY,
 )
+from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.interceptors import Rejection
-from datapilot_runtime.metrics import RATE_LIMITED
+from ingest_svc.metrics import RATE_LIMITED
 
 _LOGGER = logging.getLogger(__name__)
 BUCKET_PREFIX = "dp:ratelimit:"
@@ -69,8 +69,7 @@ class TenantRateLimit:
         RATE_LIMITED.inc()
         retry_after = max(1, math.ceil(float(wait)))
         return Rejection(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            "rate_limited",
+            ErrorCode.RATE_LIMITED,
             f"Rate limit of {self._per_minute} requests a minute reached; "
             f"retry in {retry_after} s.",
             ((RETRY_AFTER_METADATA_KEY, str(retry_after)),),

@@ -17,8 +17,12 @@ from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
+from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.grpc_errors import abort
-from datapilot_runtime.jobs.proto import PROTO_TO_STATUS, record_to_proto
+from datapilot_runtime.interceptors import StoreFault
+from datapilot_runtime.jobs.proto import record_to_proto
+from datapilot_runtime.jobs.queue import JobQueue
+from datapilot_runtime.jobs.status import PROTO_TO_STATUS
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
 from datapilot_runtime.report.options import InvalidOptions, parse_options
 from ingest_svc.blob_store import (
@@ -34,6 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 MAX_CHUNK_BYTES = 1024 * 1024
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+_BLOB_WRITING_METHODS = frozenset({"Upload", "PutArtifact"})
 _KIND_TO_KEY = {
     ingest_pb2.BLOB_KIND_INPUT: artifacts.input_key,
     ingest_pb2.BLOB_KIND_RESULT: artifacts.result_key,
@@ -57,6 +62,25 @@ def _decode_cursor(token: str) -> str | None:
     return cursor
 
 
+def store_fault(method: str, exc: BaseException) -> StoreFault | None:
+    """The one mapping of ingest's store failures (the interceptor answers with it).
+
+    Redis: `store_unavailable`. The blob store: `blob_upload_failed` when the call stores a blob
+    (Upload, PutArtifact: the code clients and the worker know for a failed store), else
+    `blob_store_unavailable`.
+    """
+    if isinstance(exc, RedisError):
+        return StoreFault(ErrorCode.STORE_UNAVAILABLE, "job store (Redis)")
+    if isinstance(exc, BlobStoreError):
+        code = (
+            ErrorCode.BLOB_UPLOAD_FAILED
+            if method in _BLOB_WRITING_METHODS
+            else ErrorCode.BLOB_STORE_UNAVAILABLE
+        )
+        return StoreFault(code, "blob store")
+    return None
+
+
 def _idempotency_key(tenant: str, key: str) -> str:
     return hashlib.sha256(f"{tenant}\0{key}".encode()).hexdigest()
 
@@ -64,10 +88,13 @@ def _idempotency_key(tenant: str, key: str) -> str:
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[misc]
     """Owns the blobs and the job records."""
 
-    def __init__(self, settings: IngestSettings, blobs: BlobStore, jobs: JobStore) -> None:
+    def __init__(
+        self, settings: IngestSettings, blobs: BlobStore, jobs: JobStore, queue: JobQueue
+    ) -> None:
         self._settings = settings
         self._blobs = blobs
         self._jobs = jobs
+        self._queue = queue
 
     async def Upload(
         self,
@@ -76,21 +103,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
     ) -> ingest_pb2.UploadResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "metadata":
-            await abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_upload", "metadata must come first"
-            )
+            await abort(context, ErrorCode.BAD_UPLOAD, "metadata must come first")
         meta = first.metadata
         limit = self._settings.max_upload_bytes
         too_large = f"The file is larger than the {limit} byte limit."
         try:  # the gateway checked them; internal callers may not have
             options = parse_options(meta.options_json)
         except InvalidOptions as exc:
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "invalid_options",
-                f"Invalid options: {exc}.",
-            )
+            await abort(context, ErrorCode.INVALID_OPTIONS, f"Invalid options: {exc}.")
         job_id = uuid.uuid4().hex
         job_id_var.set(job_id)
         with spooled_file() as spool:
@@ -99,33 +119,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             async for message in request_iterator:
                 chunk = message.chunk
                 if len(chunk) > MAX_CHUNK_BYTES:
-                    await abort(
-                        context, grpc.StatusCode.INVALID_ARGUMENT, "bad_upload", "chunk over 1 MiB"
-                    )
+                    await abort(context, ErrorCode.BAD_UPLOAD, "chunk over 1 MiB")
                 total += len(chunk)
                 if total > limit:
-                    await abort(
-                        context, grpc.StatusCode.INVALID_ARGUMENT, "payload_too_large", too_large
-                    )
+                    await abort(context, ErrorCode.PAYLOAD_TOO_LARGE, too_large)
                 spool.write(chunk)
                 hasher.update(chunk)
             size, sha = total, hasher.hexdigest()
             tenant = tenant_var.get()
             idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
-                existing = await self._jobs.find_idempotent(idem)
+                existing = await self._queue.find_idempotent(idem)
                 if existing is not None:
                     return await self._replay(existing, sha, options.to_json(), context)
-            try:
-                blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool, (size, sha))
-            except BlobStoreError:
-                _LOGGER.exception("upload could not be stored")
-                await abort(
-                    context,
-                    grpc.StatusCode.UNAVAILABLE,
-                    "blob_upload_failed",
-                    "The file could not be stored; the blob store is unavailable. Retry later.",
-                )
+            blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool, (size, sha))
         now = time.time()
         record = JobRecord(
             job_id=job_id,
@@ -143,14 +150,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         )
         try:
             if idem:
-                winner = await self._jobs.create_idempotent(
+                winner = await self._queue.submit_idempotent(
                     idem, record, self._settings.idempotency_ttl_seconds
                 )
                 if winner[0] != job_id:  # a concurrent upload with the same key won
                     await self._blobs.delete(blob.key)
                     return await self._replay(winner, sha, options.to_json(), context)
             else:
-                await self._jobs.create_and_enqueue(record)
+                await self._queue.submit(record)
         except RedisError:
             # No job refers to the stored blob: remove it (best effort) and answer UNAVAILABLE.
             with contextlib.suppress(BlobStoreError, OSError):
@@ -170,23 +177,20 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if stored_sha != sha:
             await abort(
                 context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "idempotency_key_reused",
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key was used with a different file.",
             )
         record = await self._jobs.get(job_id)
         if record is None:
             await abort(
                 context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "idempotency_key_reused",
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key names a job that no longer exists; use a new key.",
             )
         if record.options_json != options_json:  # same file, other options: another request
             await abort(
                 context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "idempotency_key_reused",
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
                 "This Idempotency-Key was used with different options.",
             )
         job_id_var.set(job_id)
@@ -201,9 +205,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if record is not None and caller and record.tenant != caller:
             record = None  # another tenant's job: indistinguishable from a missing one
         if record is None:
-            await abort(
-                context, grpc.StatusCode.NOT_FOUND, "not_found", f"job {job_id!r} not found"
-            )
+            await abort(context, ErrorCode.NOT_FOUND, f"job {job_id!r} not found")
         job_id_var.set(job_id)
         return record
 
@@ -222,15 +224,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             await abort(
                 context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "invalid_page_size",
+                ErrorCode.INVALID_PAGE_SIZE,
                 f"page size must be 1-{MAX_PAGE_SIZE}",
             )
         cursor = _decode_cursor(request.page_token)
         if cursor is None:
-            await abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_page_token", "bad page token"
-            )
+            await abort(context, ErrorCode.INVALID_PAGE_TOKEN, "bad page token")
         status = PROTO_TO_STATUS.get(request.status)
         records, next_cursor = await self._jobs.list_for_tenant(
             tenant_var.get(), status, page_size, cursor
@@ -249,13 +248,13 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         now = time.time()
         await self._put(
             artifacts.error_key(record.job_id),
-            artifacts.error_document(record.job_id, "timeout", message, now),
+            artifacts.error_document(record.job_id, ErrorCode.TIMEOUT, message, now),
         )
         result = await self._jobs.transition(
             record.job_id,
             ACTIVE,
             Status.FAILED,
-            {"error": "timeout", "error_message": message, "finished_at": now},
+            {"error": ErrorCode.TIMEOUT.value, "error_message": message, "finished_at": now},
         )
         if result.applied:
             _LOGGER.info("job timed out (seen by job-status)")
@@ -274,8 +273,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 state = result.status.value if result.status else "gone"
                 await abort(
                     context,
-                    grpc.StatusCode.ABORTED,
-                    "job_not_cancellable",
+                    ErrorCode.JOB_NOT_CANCELLABLE,
                     f"The job is already {state} and cannot be cancelled.",
                 )
             # A result written just before the cancel won must not outlive it.
@@ -289,51 +287,36 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
     ) -> AsyncIterator[ingest_pb2.DownloadResponse]:
         key_of = _KIND_TO_KEY.get(request.kind)
         if key_of is None:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "bad_kind", "unknown blob kind")
+            await abort(context, ErrorCode.BAD_KIND, "unknown blob kind")
         record = await self._existing(request.job_id, context)
         try:
             async for chunk in self._blobs.read_chunks(key_of(record.job_id)):
                 yield ingest_pb2.DownloadResponse(chunk=chunk)
         except BlobNotFound:
-            await abort(context, grpc.StatusCode.NOT_FOUND, "not_found", "the job has no such blob")
-        except BlobStoreError:
-            _LOGGER.exception("download failed")
-            await abort(
-                context, grpc.StatusCode.UNAVAILABLE, "blob_store_unavailable", "blob store down"
-            )
+            await abort(context, ErrorCode.NOT_FOUND, "the job has no such blob")
 
     async def PutArtifact(
         self, request: ingest_pb2.PutArtifactRequest, context: grpc.aio.ServicerContext
     ) -> ingest_pb2.PutArtifactResponse:
         if request.kind not in (ingest_pb2.BLOB_KIND_RESULT, ingest_pb2.BLOB_KIND_ERROR):
-            await abort(
-                context, grpc.StatusCode.INVALID_ARGUMENT, "bad_kind", "artifacts: result or error"
-            )
+            await abort(context, ErrorCode.BAD_KIND, "artifacts: result or error")
         record = await self._existing(request.job_id, context)
         is_result = request.kind == ingest_pb2.BLOB_KIND_RESULT
         if is_result and not self._holds(record, request.lease_token):
             await abort(
                 context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                "lease_lost",
+                ErrorCode.LEASE_LOST,
                 "The job is not processing under this lease; the result is not stored.",
             )
         key = _KIND_TO_KEY[request.kind](record.job_id)
-        try:
-            blob = await self._put(key, request.content)
-        except BlobStoreError:
-            _LOGGER.exception("artifact could not be stored")
-            await abort(
-                context, grpc.StatusCode.UNAVAILABLE, "blob_upload_failed", "blob store down"
-            )
+        blob = await self._put(key, request.content)
         if is_result:
             after = await self._jobs.get(record.job_id)
             if after is None or not self._holds(after, request.lease_token):
                 await self._blobs.delete(key)  # lost a race with cancel or a lease takeover
                 await abort(
                     context,
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "lease_lost",
+                    ErrorCode.LEASE_LOST,
                     "The job left processing while its result was stored; it was removed.",
                 )
         return ingest_pb2.PutArtifactResponse(

@@ -1,16 +1,51 @@
-"""Settings of ingest_svc, read from the environment at start."""
+"""Settings of ingest_svc (and of its blob store), read from the environment at start."""
 
 from __future__ import annotations
 
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from datapilot_runtime.settings import BlobSettings, CommonSettings
+from datapilot_runtime.backoff import BackoffPolicy
+from datapilot_runtime.settings import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    JobStoreSettings,
+    RetrySettings,
+    ServiceSettings,
+)
 
 
-class IngestSettings(CommonSettings, BlobSettings):
-    """CommonSettings + the blob store + where to listen."""
+class BlobSettings(BaseSettings):
+    """Which blob store to use: the local filesystem (default) or S3/MinIO."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    blob_backend: str = Field(default="", pattern=r"^(|fs|s3)$")
+    blob_fs_root: str = ".run/blobs"
+    s3_endpoint: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: str = ""
+    s3_bucket: str = "datapilot"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+
+    def backend(self) -> str:
+        """`fs` or `s3`; an unset BLOB_BACKEND means S3 when S3_ENDPOINT is set."""
+        if self.blob_backend:
+            return self.blob_backend
+        return "s3" if self.s3_endpoint else "fs"
+
+
+class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSettings):
+    """The job store, the blob store and its retries, limits, where to listen."""
 
     metrics_port: int = Field(default=9101, ge=0, le=65535)
     grpc_listen_addr: str = "127.0.0.1:50051"
+    job_timeout_seconds: float = Field(default=600, gt=0)
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
+    blob_retry_attempts: int = Field(default=3, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     rate_limit_per_minute: int = Field(default=600, ge=0)
+
+    def blob_backoff(self) -> BackoffPolicy:
+        """The retry policy of blob-store operations."""
+        return self.backoff(self.blob_retry_attempts)

@@ -12,6 +12,8 @@ import grpc
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from datapilot_runtime.error_codes import ErrorCode
+from datapilot_runtime.grpc_errors import abort
 from llm_svc import metrics
 from llm_svc.circuit_breaker import (
     Admission,
@@ -123,9 +125,7 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
             if not isinstance(report, dict):
                 raise ValueError("not an object")
         except ValueError:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "kpi_report_json is not a JSON object"
-            )
+            await abort(context, ErrorCode.INVALID_REPORT, "kpi_report_json is not a JSON object")
         fallback = fallback_insights(report)
         if self._client is None:
             metrics.LLM_CALLS.labels(outcome="unconfigured").inc()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 
 from datapilot_runtime.backoff import BackoffPolicy
-from datapilot_runtime.settings import CommonSettings
+from datapilot_runtime.settings import RedisSettings, RetrySettings, ServiceSettings
 
 
-class LlmSettings(CommonSettings):
+class LlmSettings(ServiceSettings, RedisSettings, RetrySettings):
     """The LLM variables of .env.example; no OPENROUTER_API_KEY means fallback insights only."""
 
     grpc_listen_addr: str = "127.0.0.1:50053"
@@ -38,12 +38,7 @@ class LlmSettings(CommonSettings):
     metrics_port: int = Field(default=9103, ge=0, le=65535)
 
     def llm_backoff(self) -> BackoffPolicy:
-        return BackoffPolicy(
-            attempts=self.llm_retry_attempts,
-            initial_delay=self.retry_initial_delay,
-            factor=self.retry_factor,
-            max_delay=self.retry_max_delay,
-        )
+        return self.backoff(self.llm_retry_attempts)
 
     def probe_lease_seconds(self) -> float:
         """How long a half-open probe may hold the breaker before another call may probe."""

@@ -19,13 +19,15 @@ from redis.exceptions import RedisError
 
 from analysis_svc.engine import SCHEMA_VERSION
 from analysis_svc.jobs.input_fetch import InputTooLarge, fetched_input
+from analysis_svc.jobs.metrics import JOB_DURATION, JOBS_FINISHED
 from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
-from analysis_svc.settings import AnalysisSettings
+from analysis_svc.settings import WorkerSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var, request_id_var
+from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.grpc_errors import error_code_of
+from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
-from datapilot_runtime.metrics import JOB_DURATION, JOBS_FINISHED
 from datapilot_runtime.report.options import parse_options
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class TransientFault(Exception):
 class JobFailure(Exception):
     """Ends a job as failed with a stable error code and a message for a person."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -71,13 +73,15 @@ class JobRunner:
 
     def __init__(
         self,
-        settings: AnalysisSettings,
+        settings: WorkerSettings,
         jobs: JobStore,
+        queue: JobQueue,
         ingest: ingest_pb2_grpc.IngestServiceStub,
         llm: llm_pb2_grpc.LlmServiceStub,
     ) -> None:
         self._settings = settings
         self._jobs = jobs
+        self._queue = queue
         self._ingest = ingest
         self._llm = llm
 
@@ -90,7 +94,7 @@ class JobRunner:
         if claim.outcome is ClaimOutcome.EXHAUSTED:
             await self.fail_unowned(
                 job_id,
-                "worker_lost",
+                ErrorCode.WORKER_LOST,
                 f"The job's worker was lost on each of its {claim.attempt} attempts.",
             )
             return
@@ -108,13 +112,18 @@ class JobRunner:
             async with asyncio.timeout_at(self._loop_deadline(record.timeout_at)):
                 await self._process_through_outages(record, lease_token)
         except TimeoutError:
-            await self._fail(record, lease_token, "timeout", "The job did not finish in time.")
+            await self._fail(
+                record, lease_token, ErrorCode.TIMEOUT, "The job did not finish in time."
+            )
         except JobFailure as failure:
             await self._fail(record, lease_token, failure.code, failure.message)
         except Exception:
             _LOGGER.exception("job failed unexpectedly")
             await self._fail(
-                record, lease_token, "processing_error", "An unexpected error stopped the analysis."
+                record,
+                lease_token,
+                ErrorCode.PROCESSING_ERROR,
+                "An unexpected error stopped the analysis.",
             )
         finally:
             final = await self._jobs.get(job_id)
@@ -176,9 +185,11 @@ class JobRunner:
         except AnalysisRefused as exc:
             raise JobFailure(exc.code, str(exc)) from exc
         except InputTooLarge as exc:
-            raise JobFailure("invalid_input", str(exc)) from exc
+            raise JobFailure(ErrorCode.INVALID_INPUT, str(exc)) from exc
         except grpc.aio.AioRpcError as exc:
-            raise self._rpc_failure(exc, "blob_download_failed", "Upload unreadable") from exc
+            raise self._rpc_failure(
+                exc, ErrorCode.BLOB_DOWNLOAD_FAILED, "Upload unreadable"
+            ) from exc
         await self._phase(job_id, "insights")
         insights = await self._insights(output.report, record.timeout_at)
         await self._phase(job_id, "publish")
@@ -208,7 +219,7 @@ class JobRunner:
             if exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
                 _LOGGER.info("job is no longer ours; result not published")
                 return
-            raise self._rpc_failure(exc, "blob_upload_failed", "Result not stored") from exc
+            raise self._rpc_failure(exc, ErrorCode.BLOB_UPLOAD_FAILED, "Result not stored") from exc
         done = await self._jobs.transition(
             job_id,
             (Status.PROCESSING,),
@@ -217,15 +228,15 @@ class JobRunner:
             lease_token=lease_token,
         )
         if done.applied:
-            JOBS_FINISHED.labels("completed", "").inc()
+            JOBS_FINISHED.labels(Status.COMPLETED.value, "").inc()
         _LOGGER.info("job completed" if done.applied else "job was no longer ours at completion")
 
     @staticmethod
-    def _rpc_failure(exc: grpc.aio.AioRpcError, code: str, text: str) -> BaseException:
+    def _rpc_failure(exc: grpc.aio.AioRpcError, code: ErrorCode, text: str) -> BaseException:
         if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             return TimeoutError()
         if exc.code() is grpc.StatusCode.UNAVAILABLE:
-            return TransientFault(f"{text} ({error_code_of(exc) or 'unavailable'})")
+            return TransientFault(f"{text} ({error_code_of(exc) or ErrorCode.UNAVAILABLE.value})")
         return JobFailure(code, f"{text} ({exc.code().name}).")
 
     async def _insights(self, report: dict[str, Any], timeout_at: float) -> dict[str, Any]:
@@ -235,7 +246,7 @@ class JobRunner:
                 timeout=self._remaining(timeout_at),
             )
         except grpc.aio.AioRpcError as exc:
-            raise self._rpc_failure(exc, "insights_unavailable", "No insights") from exc
+            raise self._rpc_failure(exc, ErrorCode.INSIGHTS_UNAVAILABLE, "No insights") from exc
         return {
             "insights": [
                 {
@@ -251,7 +262,7 @@ class JobRunner:
             "model": response.model,
         }
 
-    async def _write_error(self, job_id: str, code: str, message: str, now: float) -> None:
+    async def _write_error(self, job_id: str, code: ErrorCode, message: str, now: float) -> None:
         """Store error.json, waiting out a blob-store outage for up to ERROR_JSON_PATIENCE."""
         request = ingest_pb2.PutArtifactRequest(
             job_id=job_id,
@@ -277,7 +288,9 @@ class JobRunner:
                 _LOGGER.warning("error.json not stored yet (%s); retrying", exc.code().name)
                 await asyncio.sleep(delay)
 
-    async def _fail(self, record: JobRecord, lease_token: str, code: str, message: str) -> None:
+    async def _fail(
+        self, record: JobRecord, lease_token: str, code: ErrorCode, message: str
+    ) -> None:
         """error.json first (while the job is still ours), then the failed state."""
         now = time.time()
         current = await self._jobs.get(record.job_id)
@@ -294,10 +307,10 @@ class JobRunner:
             lease_token=lease_token,
         )
         if result.applied:
-            JOBS_FINISHED.labels("failed", code).inc()
+            JOBS_FINISHED.labels(Status.FAILED.value, code).inc()
             _LOGGER.info("job failed", extra={"error_code": code})
 
-    async def fail_unowned(self, job_id: str, code: str, message: str) -> None:
+    async def fail_unowned(self, job_id: str, code: ErrorCode, message: str) -> None:
         """Fail a job no live worker holds (attempts used up), with error.json."""
         now = time.time()
         await self._write_error(job_id, code, message, now)
@@ -308,7 +321,7 @@ class JobRunner:
             {"finished_at": now, "error": code, "error_message": message},
         )
         if result.applied:
-            JOBS_FINISHED.labels("failed", code).inc()
+            JOBS_FINISHED.labels(Status.FAILED.value, code).inc()
             _LOGGER.warning("job failed", extra={"error_code": code})
 
     async def hand_back(self, job_id: str, lease_token: str, message_id: str) -> None:
@@ -320,9 +333,9 @@ class JobRunner:
             await self._fail(
                 record,
                 lease_token,
-                "worker_shutdown",
+                ErrorCode.WORKER_SHUTDOWN,
                 "The worker shut down before the job finished, on its last attempt.",
             )
             return
-        if await self._jobs.requeue(job_id, lease_token, message_id):
+        if await self._queue.requeue(job_id, lease_token, message_id):
             _LOGGER.info("job handed back to the queue")

@@ -1,60 +1,40 @@
-"""The job worker: a Redis Streams consumer with leases, reclaim, cancellation and drain.
+"""The job worker: consumes the job queue with leases, reclaim, cancellation and drain.
 
-A job's stream entry stays pending (unacknowledged) until the job is terminal or handed back.
-While a job runs, its worker renews the entry's idle time every third of JOB_LEASE_SECONDS (the
-lease). Every worker also reclaims entries idle for longer than the lease (XAUTOCLAIM): those of a
-worker that died. Cancellations arrive on a pub/sub channel and cancel the job's task, which
-kills its analysis child and cancels its in-flight gRPC calls.
+A job's queue entry stays pending until the job is terminal or handed back. While a job runs,
+its worker renews the entry's lease every third of JOB_LEASE_SECONDS. Every worker also reclaims
+entries idle for longer than the lease: those of a worker that died. Cancellations cancel the
+job's task, which kills its analysis child and cancels its in-flight gRPC calls. The Redis
+Streams protocol itself is `datapilot_runtime.jobs.queue`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
 
 from datapilot.ingest.v1 import ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2_grpc
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
+from analysis_svc.jobs.metrics import JOBS_RUNNING, QUEUE_DEPTH, QUEUE_PENDING
 from analysis_svc.jobs.runner import JobRunner
 from analysis_svc.sandbox import pool as sandbox
-from analysis_svc.settings import AnalysisSettings
+from analysis_svc.settings import WorkerSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
-from datapilot_runtime.jobs.store import (
-    CANCEL_CHANNEL,
-    CONSUMER_GROUP,
-    STREAM_KEY,
-    JobStore,
-)
-from datapilot_runtime.metrics import (
-    JOBS_RUNNING,
-    QUEUE_DEPTH,
-    QUEUE_PENDING,
-    start_metrics_server,
-)
+from datapilot_runtime.jobs.queue import STREAM_KEY, Delivery, JobQueue
+from datapilot_runtime.jobs.store import JobStore
+from datapilot_runtime.metrics import start_metrics_server
 from datapilot_runtime.redis_client import connect_redis
 
 _LOGGER = logging.getLogger(__name__)
 READ_BLOCK_MS = 500
 QUEUE_METRICS_INTERVAL_SECONDS = 2.0
-StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
-
-
-async def ensure_group(jobs: JobStore) -> None:
-    """Create the consumer group (from the stream's start) if it does not exist yet."""
-    try:
-        await jobs.redis.xgroup_create(STREAM_KEY, CONSUMER_GROUP, id="0", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
 
 
 @dataclass
@@ -71,9 +51,12 @@ class Running:
 class Worker:
     """Runs up to `worker_concurrency` jobs at a time."""
 
-    def __init__(self, settings: AnalysisSettings, jobs: JobStore, runner: JobRunner) -> None:
+    def __init__(
+        self, settings: WorkerSettings, jobs: JobStore, queue: JobQueue, runner: JobRunner
+    ) -> None:
         self._settings = settings
         self._jobs = jobs
+        self._queue = queue
         self._runner = runner
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._running: dict[str, Running] = {}
@@ -87,7 +70,7 @@ class Worker:
 
     async def run(self) -> None:
         """Consume until stop(): new entries, reclaimed entries, cancellations, heartbeats."""
-        await ensure_group(self._jobs)
+        await self._queue.ensure_group()
         _LOGGER.info("worker %s consuming %s", self.consumer, STREAM_KEY)
         self._background = [
             asyncio.create_task(self._heartbeat()),
@@ -101,22 +84,16 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             try:
-                entries = await self._jobs.redis.xreadgroup(
-                    CONSUMER_GROUP,
-                    self.consumer,
-                    {STREAM_KEY: ">"},
-                    count=self.free_slots,
-                    block=READ_BLOCK_MS,
-                )
+                deliveries = await self._queue.read(self.consumer, self.free_slots, READ_BLOCK_MS)
             except RedisError as exc:
                 _LOGGER.warning("reading the job stream failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
-            for _stream, messages in cast(StreamEntries, entries or []):
-                for message_id, fields in messages:
-                    self._start(message_id, fields.get("job_id", ""), take_over=False)
+            for delivery in deliveries:
+                self._start(delivery, take_over=False)
 
-    def _start(self, message_id: str, job_id: str, *, take_over: bool) -> None:
+    def _start(self, delivery: Delivery, *, take_over: bool) -> None:
+        message_id, job_id = delivery.message_id, delivery.job_id
         token = f"{self.consumer}/{message_id}"
         task = asyncio.create_task(self._handle(message_id, job_id, token, take_over))
         self._running[message_id] = Running(message_id, job_id, token, task)
@@ -126,13 +103,13 @@ class Worker:
         try:
             if artifacts.JOB_ID_RE.match(job_id):
                 await self._runner.run(job_id, token, take_over=take_over)
-            await self._jobs.acknowledge(message_id)
+            await self._queue.acknowledge(message_id)
         except asyncio.CancelledError:
             entry = self._running.get(message_id)
             reason = entry.cancel_reason if entry else ""
             if reason == "cancelled":
                 await self._jobs.mark_stopped(job_id)
-                await self._jobs.acknowledge(message_id)
+                await self._queue.acknowledge(message_id)
                 _LOGGER.info("job cancelled; its work has stopped")
             else:
                 await self._runner.hand_back(job_id, token, message_id)
@@ -148,13 +125,11 @@ class Worker:
         interval = self._settings.job_lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            ids: list[int | bytes | str | memoryview[int]] = list(self._running)
+            ids = list(self._running)
             if not ids:
                 continue
             try:
-                await self._jobs.redis.xclaim(
-                    STREAM_KEY, CONSUMER_GROUP, self.consumer, 0, ids, justid=True
-                )
+                await self._queue.renew(self.consumer, ids)
             except RedisError as exc:
                 _LOGGER.warning("lease renewal failed (%s)", type(exc).__name__)
 
@@ -167,56 +142,41 @@ class Worker:
             if self.free_slots <= 0 or self._stopping.is_set():
                 continue
             try:
-                reply: Any = await self._jobs.redis.xautoclaim(
-                    STREAM_KEY, CONSUMER_GROUP, self.consumer, idle_ms, "0-0", count=self.free_slots
-                )
+                deliveries = await self._queue.reclaim(self.consumer, idle_ms, self.free_slots)
             except RedisError as exc:
                 _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
                 continue
-            for message_id, fields in reply[1]:
-                if fields is None:  # the entry was trimmed away
-                    await self._jobs.acknowledge(message_id)
-                    continue
+            for delivery in deliveries:
                 _LOGGER.warning(
                     "reclaiming a job whose worker stopped renewing its lease",
-                    extra={"job_id": fields.get("job_id", "")},
+                    extra={"job_id": delivery.job_id},
                 )
-                self._start(message_id, fields.get("job_id", ""), take_over=True)
+                self._start(delivery, take_over=True)
 
     async def _queue_metrics(self) -> None:
         """Export the stream's backlog (lag) and unacknowledged (pending) counts."""
         while True:
             JOBS_RUNNING.set(len(self._running))
             try:
-                groups: Any = await self._jobs.redis.xinfo_groups(STREAM_KEY)
+                stats = await self._queue.stats()
             except RedisError:
-                groups = []
-            for group in groups:
-                if group.get("name") == CONSUMER_GROUP:
-                    QUEUE_PENDING.set(int(group.get("pending") or 0))
-                    QUEUE_DEPTH.set(int(group.get("lag") or 0))
+                stats = None
+            if stats is not None:
+                QUEUE_PENDING.set(stats.pending)
+                QUEUE_DEPTH.set(stats.lag)
             await asyncio.sleep(QUEUE_METRICS_INTERVAL_SECONDS)
 
     async def _cancel_listener(self) -> None:
         """Cancel a running job's task as soon as its cancellation is announced."""
         while True:
-            pubsub = self._jobs.redis.pubsub()
             try:
-                await pubsub.subscribe(CANCEL_CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    job_id, _, status = str(message["data"]).partition(" ")
-                    if status == "cancelled":
-                        self.cancel_job(job_id)
+                async for job_id in self._queue.cancellations():
+                    self.cancel_job(job_id)
             except RedisError as exc:
                 _LOGGER.warning(
                     "cancel listener lost redis (%s); resubscribing", type(exc).__name__
                 )
                 await asyncio.sleep(0.5)
-            finally:
-                with contextlib.suppress(RedisError):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def cancel_job(self, job_id: str) -> None:
         for entry in self._running.values():
@@ -242,21 +202,23 @@ class Worker:
         await asyncio.gather(*self._background, return_exceptions=True)
 
 
-async def run_worker(settings: AnalysisSettings) -> None:
+async def run_worker(settings: WorkerSettings) -> None:
     """The worker process: health server, consumer loop, graceful drain on SIGTERM."""
     await asyncio.to_thread(sandbox.warm_up)
     redis = await connect_redis(settings.redis_url)
     jobs = JobStore(redis, settings.job_record_ttl_seconds)
+    queue = JobQueue(redis)
     token = settings.internal_auth_token.get_secret_value()
     ingest_channel = open_channel(settings.ingest_addr, token)
     llm_channel = open_channel(settings.llm_addr, token)
     runner = JobRunner(
         settings,
         jobs,
+        queue,
         ingest_pb2_grpc.IngestServiceStub(ingest_channel),
         llm_pb2_grpc.LlmServiceStub(llm_channel),
     )
-    worker = Worker(settings, jobs, runner)
+    worker = Worker(settings, jobs, queue, runner)
     host = GrpcHost(
         "analysis_worker",
         settings.worker_grpc_listen_addr,

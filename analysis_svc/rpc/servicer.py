@@ -13,6 +13,7 @@ from analysis_svc.jobs.input_fetch import InputTooLarge, fetched_input
 from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.artifacts import JOB_ID_RE
+from datapilot_runtime.error_codes import ErrorCode, parse
 from datapilot_runtime.grpc_errors import abort, error_code_of
 from datapilot_runtime.report.options import InvalidOptions, parse_options
 
@@ -30,16 +31,11 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
         self, request: analysis_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
     ) -> analysis_pb2.AnalyzeResponse:
         if not JOB_ID_RE.match(request.job_id):
-            await abort(context, grpc.StatusCode.NOT_FOUND, "not_found", "job not found")
+            await abort(context, ErrorCode.NOT_FOUND, "job not found")
         try:
             options = parse_options(request.options_json)
         except InvalidOptions as exc:
-            await abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "invalid_options",
-                f"Invalid options: {exc}.",
-            )
+            await abort(context, ErrorCode.INVALID_OPTIONS, f"Invalid options: {exc}.")
         try:
             async with fetched_input(
                 self._ingest,
@@ -57,17 +53,13 @@ class AnalysisServicer(analysis_pb2_grpc.AnalysisServiceServicer):  # type: igno
                 )
         except grpc.aio.AioRpcError as exc:
             # Pass ingest's verdict on: NOT_FOUND also covers another tenant's job.
-            code = error_code_of(exc) or "input_unavailable"
-            await abort(context, exc.code(), code, exc.details() or "The input could not be read.")
+            code = parse(error_code_of(exc)) or ErrorCode.INPUT_UNAVAILABLE
+            message = exc.details() or "The input could not be read."
+            await abort(context, code, message, status=exc.code())
         except AnalysisRefused as exc:
-            status = (
-                grpc.StatusCode.RESOURCE_EXHAUSTED
-                if exc.code == "resource_exhausted"
-                else grpc.StatusCode.INVALID_ARGUMENT
-            )
-            await abort(context, status, exc.code, str(exc))
+            await abort(context, exc.code, str(exc))
         except InputTooLarge as exc:
-            await abort(context, grpc.StatusCode.INVALID_ARGUMENT, "invalid_input", str(exc))
+            await abort(context, ErrorCode.INVALID_INPUT, str(exc))
         return analysis_pb2.AnalyzeResponse(
             kpi_report_json=json.dumps(output.report).encode(), schema_version=SCHEMA_VERSION
         )

@@ -28,6 +28,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from datapilot_runtime.error_codes import ErrorCode
+
 _LOGGER = logging.getLogger(__name__)
 MIB = 1024 * 1024
 RSS_POLL_SECONDS = 0.05
@@ -39,7 +41,7 @@ _CONTEXT.set_forkserver_preload(["analysis_svc.sandbox.preload"])
 class AnalysisRefused(Exception):
     """The input cannot be analysed; `code` is the job error code, str() the message."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
 
@@ -103,14 +105,18 @@ def _analyse_one(
         conn.send_bytes(json.dumps({"report": output[0], "charts": output[1]}).encode())
     except InvalidInput as exc:
         if _caused_by_memory(exc):
-            conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
+            conn.send(
+                ("refused", ErrorCode.RESOURCE_EXHAUSTED.value, _memory_message(max_memory_mb))
+            )
         else:
-            conn.send(("refused", "invalid_input", str(exc)))
+            conn.send(("refused", ErrorCode.INVALID_INPUT.value, str(exc)))
     except MemoryError:
-        conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
+        conn.send(("refused", ErrorCode.RESOURCE_EXHAUSTED.value, _memory_message(max_memory_mb)))
     except Exception as exc:  # reported to the parent, which logs it
         if _caused_by_memory(exc):
-            conn.send(("refused", "resource_exhausted", _memory_message(max_memory_mb)))
+            conn.send(
+                ("refused", ErrorCode.RESOURCE_EXHAUSTED.value, _memory_message(max_memory_mb))
+            )
         else:
             conn.send(("error", type(exc).__name__, traceback.format_exc(limit=5)))
 
@@ -225,7 +231,9 @@ class ChildPool:
                 readable.clear()
                 while not child.conn.poll():
                     if _rss_bytes(pid) - baseline > max_memory_mb * MIB:
-                        raise AnalysisRefused("resource_exhausted", _memory_message(max_memory_mb))
+                        raise AnalysisRefused(
+                            ErrorCode.RESOURCE_EXHAUSTED, _memory_message(max_memory_mb)
+                        )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(readable.wait(), RSS_POLL_SECONDS)
                     readable.clear()
@@ -243,8 +251,9 @@ class ChildPool:
                     if on_phase is not None:
                         await on_phase(str(event[1]))
                 elif event[0] == "refused":
-                    reusable = event[1] == "invalid_input"
-                    raise AnalysisRefused(str(event[1]), str(event[2]))
+                    refusal = ErrorCode(event[1])
+                    reusable = refusal is ErrorCode.INVALID_INPUT
+                    raise AnalysisRefused(refusal, str(event[2]))
                 else:
                     _LOGGER.error("analysis child failed: %s\n%s", event[1], event[2])
                     raise RuntimeError(f"analysis failed: {event[1]}")

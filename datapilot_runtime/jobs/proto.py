@@ -5,16 +5,7 @@ from __future__ import annotations
 from datapilot.common.v1 import common_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from datapilot_runtime.jobs.store import JobRecord, Status
-
-STATUS_TO_PROTO = {
-    Status.QUEUED: common_pb2.JOB_STATUS_QUEUED,
-    Status.PROCESSING: common_pb2.JOB_STATUS_PROCESSING,
-    Status.COMPLETED: common_pb2.JOB_STATUS_COMPLETED,
-    Status.FAILED: common_pb2.JOB_STATUS_FAILED,
-    Status.CANCELLED: common_pb2.JOB_STATUS_CANCELLED,
-}
-PROTO_TO_STATUS = {value: key for key, value in STATUS_TO_PROTO.items()}
+from datapilot_runtime.jobs.store import JobRecord
 
 
 def _timestamp(seconds: float | None) -> Timestamp | None:
@@ -29,7 +20,7 @@ def record_to_proto(record: JobRecord) -> common_pb2.Job:
     """The wire form of a stored job."""
     job = common_pb2.Job(
         job_id=record.job_id,
-        status=STATUS_TO_PROTO[record.status],
+        status=record.status.proto,
         progress=record.progress,
         result_url=record.result_url,
         error=record.error,

@@ -1,4 +1,7 @@
-"""Job records in Redis: creation with enqueueing, atomic state transitions (Lua), progress."""
+"""Job records in Redis: atomic state transitions (Lua), claims, progress, tenant listing.
+
+Creating a job enqueues it, so creation lives with the queue (`datapilot_runtime.jobs.queue`).
+"""
 
 from __future__ import annotations
 
@@ -9,31 +12,18 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+# Re-exported: the store's callers name states with the records they read.
+from datapilot_runtime.jobs.status import ACTIVE as ACTIVE
+from datapilot_runtime.jobs.status import Status as Status
+
 JOB_KEY_PREFIX = "dp:job:"
-STREAM_KEY = "dp:jobs:stream"
-CONSUMER_GROUP = "dp-workers"
+# Where a transition to cancelled is announced (the queue's cancel signal, read by workers).
 CANCEL_CHANNEL = "dp:jobs:cancel"
 IDEMPOTENCY_KEY_PREFIX = "dp:idem:"
 TENANT_INDEX_PREFIX = "dp:tenant-jobs:"
 LIST_SCAN_BATCH = 100
 LIST_SCAN_LIMIT = 1000
 
-
-class Status(enum.StrEnum):
-    """The job states; the last three are terminal and never change again."""
-
-    QUEUED = "queued"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        return self in (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
-
-
-ACTIVE = (Status.QUEUED, Status.PROCESSING)
 
 # KEYS[1] job hash. ARGV[1] comma-separated allowed current states, ARGV[2] new state,
 # ARGV[3] TTL seconds to set when the new state is terminal (0 = none), ARGV[4] pub/sub channel
@@ -81,38 +71,6 @@ redis.call('HSET', KEYS[1], 'status', 'processing', 'lease_token', ARGV[1],
 local started = redis.call('HGET', KEYS[1], 'started_at')
 if not started or started == '' then redis.call('HSET', KEYS[1], 'started_at', ARGV[4]) end
 return {1, tostring(attempt)}
-"""
-
-# KEYS[1] job hash, KEYS[2] stream. ARGV[1] lease token, ARGV[2] consumer group, ARGV[3] the
-# stream entry to acknowledge. Puts a processing job held under the token back in the queue as a
-# new stream entry and acknowledges the old one, atomically. Returns 1, or 0 if not held.
-_REQUEUE_LUA = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
-   redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '')
-redis.call('XADD', KEYS[2], '*', 'job_id', redis.call('HGET', KEYS[1], 'job_id'))
-redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
-redis.call('XDEL', KEYS[2], ARGV[3])
-return 1
-"""
-
-# KEYS[1] idempotency key, KEYS[2] job hash, KEYS[3] stream, KEYS[4] tenant index. ARGV[1]
-# "jobId sha256" of the new job, ARGV[2] TTL seconds, ARGV[3] createdAt, ARGV[4..] the job's
-# field/value pairs. Creates, indexes and enqueues the job unless the key already names one;
-# returns the value stored under the key either way.
-_CREATE_IDEMPOTENT_LUA = """
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], unpack(fields))
-local job_id = string.match(ARGV[1], '^%S+')
-redis.call('ZADD', KEYS[4], ARGV[3], job_id)
-redis.call('XADD', KEYS[3], '*', 'job_id', job_id)
-return ARGV[1]
 """
 
 # KEYS[1] job hash, ARGV[1] progress. Raises progress only, only while processing.
@@ -240,20 +198,10 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
         self._claim = client.register_script(_CLAIM_LUA)
-        self._requeue = client.register_script(_REQUEUE_LUA)
-        self._create_idempotent = client.register_script(_CREATE_IDEMPOTENT_LUA)
 
     @property
     def redis(self) -> aioredis.Redis:
         return self._redis
-
-    async def create_and_enqueue(self, record: JobRecord) -> None:
-        """Store a new queued job and append it to the work stream in one transaction."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(JOB_KEY_PREFIX + record.job_id, mapping=record.to_hash())  # type: ignore[arg-type]
-            pipe.zadd(TENANT_INDEX_PREFIX + record.tenant, {record.job_id: record.created_at})
-            pipe.xadd(STREAM_KEY, {"job_id": record.job_id})
-            await pipe.execute()
 
     async def get(self, job_id: str) -> JobRecord | None:
         data = cast(dict[str, str], await self._redis.hgetall(JOB_KEY_PREFIX + job_id))
@@ -299,54 +247,6 @@ class JobStore:
         if code == 0:
             return Claim(ClaimOutcome.NOT_CLAIMABLE, status=Status(value))
         return Claim(ClaimOutcome.MISSING)
-
-    async def requeue(self, job_id: str, lease_token: str, message_id: str) -> bool:
-        """Hand a job back to the queue (new stream entry, old one acknowledged), atomically."""
-        return bool(
-            await self._requeue(
-                keys=[JOB_KEY_PREFIX + job_id, STREAM_KEY],
-                args=[lease_token, CONSUMER_GROUP, message_id],
-            )
-        )
-
-    async def create_idempotent(
-        self, idempotency_key: str, record: JobRecord, ttl_seconds: int
-    ) -> tuple[str, str]:
-        """Create and enqueue `record` unless the key names a job; returns (jobId, sha256)."""
-        fields: list[str] = []
-        for key, value in record.to_hash().items():
-            fields += [key, value]
-        stored = await self._create_idempotent(
-            keys=[
-                IDEMPOTENCY_KEY_PREFIX + idempotency_key,
-                JOB_KEY_PREFIX + record.job_id,
-                STREAM_KEY,
-                TENANT_INDEX_PREFIX + record.tenant,
-            ],
-            args=[
-                f"{record.job_id} {record.sha256}",
-                str(ttl_seconds),
-                repr(record.created_at),
-                *fields,
-            ],
-        )
-        job_id, _, sha = str(stored).partition(" ")
-        return job_id, sha
-
-    async def find_idempotent(self, idempotency_key: str) -> tuple[str, str] | None:
-        """The (jobId, sha256) an idempotency key names, if any."""
-        stored = await self._redis.get(IDEMPOTENCY_KEY_PREFIX + idempotency_key)
-        if not stored:
-            return None
-        job_id, _, sha = str(stored).partition(" ")
-        return job_id, sha
-
-    async def acknowledge(self, message_id: str) -> None:
-        """Done with a stream entry: acknowledge it and delete it so the stream stays small."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(STREAM_KEY, CONSUMER_GROUP, message_id)
-            pipe.xdel(STREAM_KEY, message_id)
-            await pipe.execute()
 
     async def list_for_tenant(
         self, tenant: str, status: Status | None, page_size: int, cursor: str

@@ -7,9 +7,9 @@ import re
 import pytest
 from pydantic_settings import BaseSettings
 
-from analysis_svc.settings import AnalysisSettings
+from analysis_svc.settings import AnalysisSettings, WorkerSettings
 from datapilot_runtime.grpc_host import READINESS_SERVICE
-from datapilot_runtime.jobs.store import CONSUMER_GROUP, STREAM_KEY
+from datapilot_runtime.jobs.queue import CONSUMER_GROUP, STREAM_KEY
 from gateway.settings import GatewaySettings
 from ingest_svc.settings import IngestSettings
 from llm_svc.settings import LlmSettings
@@ -40,7 +40,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "ingest": IngestSettings,
     "analysis": AnalysisSettings,
     "llm": LlmSettings,
-    "worker": AnalysisSettings,
+    "worker": WorkerSettings,
 }
 GRPC_PROCESSES = ("ingest", "analysis", "llm", "worker")
 
@@ -322,11 +322,11 @@ def test_pdbs_and_autoscalers_target_workloads(objects: list[Obj]) -> None:
 
 
 def test_grpc_clients_use_headless_services(objects: list[Obj]) -> None:
-    """INGEST_ADDR / LLM_ADDR are dns:/// names of headless Services on the servers' ports."""
+    """The gRPC client addresses are dns:/// names of headless Services on the servers' ports."""
     servers = processes(objects)
     clients = (
         ("gateway", ["INGEST_ADDR", "ANALYSIS_ADDR"]),
-        ("analysis", ["INGEST_ADDR", "LLM_ADDR"]),
+        ("analysis", ["INGEST_ADDR"]),  # `serve` calls no llm_svc
         ("worker", ["INGEST_ADDR", "LLM_ADDR"]),
     )
     for process, variables in clients:

@@ -12,7 +12,6 @@ import pytest
 from minio import Minio
 
 from datapilot_runtime.backoff import BackoffPolicy
-from datapilot_runtime.settings import BlobSettings
 from devstack.processes import free_port
 from ingest_svc.blob_store import (
     BlobNotFound,
@@ -22,6 +21,7 @@ from ingest_svc.blob_store import (
     S3BlobStore,
     check_key,
 )
+from ingest_svc.settings import BlobSettings
 from tests.support.servers import RunningServer
 
 POLICY = BackoffPolicy(attempts=3, initial_delay=0.01, factor=2, max_delay=0.05)

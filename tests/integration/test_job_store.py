@@ -11,14 +11,8 @@ from typing import cast
 import pytest
 import redis.asyncio as aioredis
 
-from datapilot_runtime.jobs.store import (
-    ACTIVE,
-    CONSUMER_GROUP,
-    STREAM_KEY,
-    JobRecord,
-    JobStore,
-    Status,
-)
+from datapilot_runtime.jobs.queue import CONSUMER_GROUP, STREAM_KEY, JobQueue
+from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
 from datapilot_runtime.redis_client import connect_redis
 from tests.support.servers import RunningServer
 
@@ -33,7 +27,7 @@ async def store(redis_server: RunningServer) -> AsyncIterator[JobStore]:
 async def _new_job(store: JobStore) -> str:
     job_id = uuid.uuid4().hex
     now = time.time()
-    await store.create_and_enqueue(
+    await JobQueue(store.redis).submit(
         JobRecord(job_id=job_id, status=Status.QUEUED, created_at=now, timeout_at=now + 60)
     )
     return job_id

@@ -12,6 +12,7 @@ import grpc
 import pytest
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
 from tests.support.fake_llm import (
     FakeLlm,
     LlmProcess,
@@ -275,6 +276,8 @@ def test_invalid_report_is_invalid_argument(llm_stub: llm_pb2_grpc.LlmServiceStu
                 llm_pb2.GenerateInsightsRequest(kpi_report_json=payload), timeout=5
             )
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        trailing = dict(info.value.trailing_metadata() or ())
+        assert trailing.get(ERROR_CODE_METADATA_KEY) == "invalid_report"
 
 
 def test_started_without_redis_and_said_so_once(llm_svc: LlmProcess) -> None:

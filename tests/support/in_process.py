@@ -18,12 +18,14 @@ from pydantic import SecretStr
 from analysis_svc.rpc.servicer import AnalysisServicer
 from analysis_svc.settings import AnalysisSettings
 from datapilot_runtime.grpc_host import GrpcHost, open_channel
+from datapilot_runtime.interceptors import StoreErrors
+from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobStore
 from datapilot_runtime.redis_client import connect_redis
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
 from ingest_svc.blob_store import build_blob_store
-from ingest_svc.servicer import IngestServicer
+from ingest_svc.servicer import IngestServicer, store_fault
 from ingest_svc.settings import IngestSettings
 
 INTERNAL_TOKEN = "in-process-internal-token"
@@ -43,9 +45,14 @@ class InProcessGateway:
 
 @asynccontextmanager
 async def _host(
-    name: str, service: str, register: Callable[[grpc.aio.Server], None]
+    name: str,
+    service: str,
+    register: Callable[[grpc.aio.Server], None],
+    store_errors: StoreErrors | None = None,
 ) -> AsyncIterator[GrpcHost]:
-    host = GrpcHost(name, "127.0.0.1:0", 0.5, internal_token=INTERNAL_TOKEN)
+    host = GrpcHost(
+        name, "127.0.0.1:0", 0.5, internal_token=INTERNAL_TOKEN, store_errors=store_errors
+    )
     host.add_service(service, register)
     await host.start()
     try:
@@ -72,11 +79,12 @@ async def in_process_gateway(
     redis: aioredis.Redis = await connect_redis(redis_url)
     store = JobStore(redis, ingest_settings.job_record_ttl_seconds)
     blobs = build_blob_store(ingest_settings, ingest_settings.blob_backoff())
-    ingest_servicer = IngestServicer(ingest_settings, blobs, store)
+    ingest_servicer = IngestServicer(ingest_settings, blobs, store, JobQueue(redis))
     async with _host(
         "ingest_svc",
         ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name,
         lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(ingest_servicer, server),
+        store_fault,
     ) as ingest_host:
         ingest_addr = f"127.0.0.1:{ingest_host.port}"
         analysis_ingest = open_channel(ingest_addr, INTERNAL_TOKEN)
