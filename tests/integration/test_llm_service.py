@@ -229,10 +229,9 @@ def test_cancelling_the_grpc_call_aborts_the_http_request(
     request = llm_pb2.GenerateInsightsRequest(kpi_report_json=json.dumps(REPORT).encode())
     call = llm_stub.GenerateInsights.future(request, timeout=30)
     fake_llm.wait_requests(1)
-    cancelled_at = time.monotonic()
     call.cancel()
-    fake_llm.wait_disconnects(1, timeout=2)
-    assert fake_llm.disconnects[0] - cancelled_at < 1.0
+    # The hang would last until the call's 30 s deadline: a disconnect now is the cancel's.
+    fake_llm.wait_disconnects(1, timeout=5)
     assert len(fake_llm.requests) == 1
     after = llm_stub.GetCircuitState(llm_pb2.GetCircuitStateRequest(), timeout=5)
     assert after.failures_in_window == before.failures_in_window  # a cancel is no failure
