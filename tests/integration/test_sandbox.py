@@ -71,8 +71,14 @@ async def test_cancelling_kills_the_child_at_once() -> None:
 
 
 def _pool_children() -> set[int]:
-    """The pool's children: the forkserver's children (not the forkserver or resource tracker)."""
-    return {pid for pid in _descendants() if _parent(pid) != os.getpid()}
+    """The pool's children: those of this process's forkserver (stacks of other tests aside)."""
+    below = {pid: _parent(pid) for pid in _descendants()}
+    forkservers = {
+        pid
+        for pid, parent in below.items()
+        if parent == os.getpid() and b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+    return {pid for pid, parent in below.items() if parent in forkservers}
 
 
 def _parent(pid: int) -> int:
