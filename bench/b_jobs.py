@@ -87,27 +87,41 @@ def _cancel_latency(work: Path) -> list[Figure]:
     ]
 
 
+def _handover_seconds(stack: Stack, http: httpx.Client, sig: signal.Signals) -> float:
+    """Send `sig` to the worker holding a fresh slow job; seconds until another worker runs it."""
+    job_id = upload(http, f"{sig.name}-{time.time_ns()}.csv", CSV)["jobId"]
+    _wait(partial(_held, stack, job_id), 60)
+    before = job_fields(stack, job_id)["lease_token"]
+    holder = worker_name_by_pid(stack, holder_pid(stack, job_id) or 0)
+    assert holder is not None
+    sent = time.monotonic()
+    stack.processes[holder].signal(sig)
+    _wait(partial(_taken_over, stack, job_id, before), 6 * LEASE_SECONDS)
+    elapsed = time.monotonic() - sent
+    http.post("/api/cancel", params={"jobId": job_id})
+    wait_terminal(http, job_id, timeout=10)
+    _wait(lambda: all(p.alive() for p in stack.processes.values()), 30)
+    return elapsed
+
+
 def _recovery(work: Path) -> list[Figure]:
-    stack = _stack(work / "recovery", {"SIMULATED_SLOW_PROCESSING_SECONDS": "30"}, workers=2)
-    samples: list[float] = []
+    """J2: SIGKILL (the lease must lapse) against SIGTERM (the job is handed back), interleaved."""
+    env = {
+        "SIMULATED_SLOW_PROCESSING_SECONDS": "30",
+        "WORKER_SHUTDOWN_GRACE_SECONDS": "0",
+        "GRPC_SHUTDOWN_GRACE_SECONDS": "0.5",
+    }
+    stack = _stack(work / "recovery", env, workers=2)
+    killed: list[float] = []
+    handed_back: list[float] = []
     try:
         with httpx.Client(base_url=stack.gateway_url, timeout=30) as http:
-            for i in range(RECOVERIES):
-                job_id = upload(http, f"r{i}.csv", CSV)["jobId"]
-                _wait(partial(_held, stack, job_id), 60)
-                before = job_fields(stack, job_id)["lease_token"]
-                name = worker_name_by_pid(stack, holder_pid(stack, job_id) or 0)
-                assert name is not None
-                killed = time.monotonic()
-                stack.processes[name].signal(signal.SIGKILL)
-                _wait(partial(_taken_over, stack, job_id, before), 6 * LEASE_SECONDS)
-                samples.append(time.monotonic() - killed)
-                http.post("/api/cancel", params={"jobId": job_id})
-                wait_terminal(http, job_id, timeout=10)
-                _wait(lambda: all(p.alive() for p in stack.processes.values()), 30)
+            for _ in range(RECOVERIES):
+                killed.append(_handover_seconds(stack, http, signal.SIGKILL))
+                handed_back.append(_handover_seconds(stack, http, signal.SIGTERM))
     finally:
         stack.stop()
-    worst = max(samples)
+    worst = max(killed)
     return [
         Figure(
             "J2",
@@ -117,8 +131,9 @@ def _recovery(work: Path) -> list[Figure]:
             "s",
             f"<= 2 x lease ({2 * LEASE_SECONDS:g} s)",
             met=worst <= 2 * LEASE_SECONDS,
-            baseline=LEASE_SECONDS,
-            baseline_what="the lease",
+            baseline=max(handed_back),
+            baseline_what="SIGTERM instead (no grace: the job is handed back at once), "
+            f"max of {RECOVERIES}, interleaved",
         )
     ]
 

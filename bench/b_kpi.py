@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -17,19 +16,25 @@ import openpyxl
 import pandas as pd
 import pyarrow.csv as pacsv
 
-from analysis_svc.engine.analyze import analyze_file
+from analysis_svc.sandbox.pool import POOL, run_in_child
+from analysis_svc.settings import AnalysisSettings
 from bench.figures import BenchContext, Figure
+from bench.procstats import peak_rss_mib
+from devstack.processes import descendant_pids
 
 CSV_ROWS = 200_000
 XLSX_ROWS = 420_000
 REPEATS = 5
 TARGET_RATIO = 4.0
 TARGET_RSS_MB = 400.0
-_ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(ctx: BenchContext) -> list[Figure]:
-    """Generate the files, then measure report time (CSV, XLSX) and the child's peak RSS."""
+    """Generate the files, then measure report time (CSV, XLSX) and the child's peak RSS.
+
+    The report is what a job computes, charts included, in an analysis child forked from the
+    worker's warmed forkserver (`analysis_svc.sandbox`), with the worker's memory limit.
+    """
     csv_path = ctx.work_dir / "sales_20mb.csv"
     xlsx_path = ctx.work_dir / "sales_20mb.xlsx"
     sales_frame(CSV_ROWS, seed=7).to_csv(csv_path, index=False)
@@ -37,18 +42,19 @@ def run(ctx: BenchContext) -> list[Figure]:
     gc.collect()
     # The CSV figures first, while this process is small (a large heap slows the GC).
     baseline = _best(lambda: pacsv.read_csv(csv_path))
-    report_time = _best(lambda: analyze_file(csv_path, "sales.csv"))
-    rss_mb = child_peak_rss_mb(csv_path)
+    rss_mb = asyncio.run(_fresh_child_peak_rss_mib(csv_path, "sales.csv"))
+    report_time = _best(lambda: _in_child(csv_path, "sales.csv"))
     write_xlsx(sales_frame(XLSX_ROWS, seed=8), xlsx_path)
     gc.collect()
     xlsx_mb = xlsx_path.stat().st_size / 1e6
     xlsx_baseline = _best(lambda: _openpyxl_scan(xlsx_path), repeats=1)
-    xlsx_time = _best(lambda: analyze_file(xlsx_path, "sales.xlsx"), repeats=1)
+    xlsx_time = _best(lambda: _in_child(xlsx_path, "sales.xlsx"), repeats=1)
+    asyncio.run(POOL.close())
     return [
         Figure(
             id="kpi.csv_report",
-            what=f"full KPI report of a {csv_mb:.1f} MB CSV ({CSV_ROWS} rows x 20 columns), "
-            f"best of {REPEATS}",
+            what=f"KPI report and charts of a {csv_mb:.1f} MB CSV ({CSV_ROWS} rows x 20 "
+            f"columns) in an analysis child, as a job computes them, best of {REPEATS}",
             value=report_time,
             unit="s",
             target=f"<= {TARGET_RATIO:g}x baseline",
@@ -58,7 +64,8 @@ def run(ctx: BenchContext) -> list[Figure]:
         ),
         Figure(
             id="kpi.xlsx_report",
-            what=f"full KPI report of a {xlsx_mb:.1f} MB XLSX ({XLSX_ROWS} rows x 20 columns)",
+            what=f"KPI report and charts of a {xlsx_mb:.1f} MB XLSX ({XLSX_ROWS} rows x 20 "
+            "columns) in an analysis child",
             value=xlsx_time,
             unit="s",
             target="report (no target)",
@@ -68,7 +75,8 @@ def run(ctx: BenchContext) -> list[Figure]:
         ),
         Figure(
             id="kpi.csv_peak_rss",
-            what=f"peak RSS of a fresh child analysing the {csv_mb:.1f} MB CSV",
+            what=f"peak RSS of a fresh analysis child (forked from the warmed forkserver) "
+            f"computing the report and charts of the {csv_mb:.1f} MB CSV",
             value=rss_mb,
             unit="MB",
             target=f"<= {TARGET_RSS_MB:g} MB",
@@ -99,34 +107,31 @@ def _openpyxl_scan(path: Path) -> int:
     return cells
 
 
-def child_peak_rss_mb(path: Path) -> float:
-    """Peak RSS (MB) of a fresh interpreter that imports the engine and analyses ``path``.
+def _in_child(path: Path, filename: str) -> None:
+    asyncio.run(_analyse(path, filename))
 
-    A small launcher process starts the analysing child and reads
-    ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: Linux carries the parent's high-water mark
-    into a vfork-ed child across exec, so launching from this (large) process would report
-    this process's size instead of the child's.
+
+async def _analyse(path: Path, filename: str) -> None:
+    max_memory_mb = AnalysisSettings().analysis_max_memory_mb
+    await run_in_child(path, filename, max_memory_mb=max_memory_mb)
+
+
+async def _fresh_child_peak_rss_mib(path: Path, filename: str) -> float:
+    """Peak RSS (VmHWM) of a new analysis child after it has analysed ``path`` once.
+
+    The child is forked from the forkserver that preloaded pandas and the engine, so its RSS
+    starts with the pages it shares with that process, as every job's child does.
     """
-    analyse = (
-        "import sys; from pathlib import Path; "
-        "from analysis_svc.engine.analyze import analyze_file; "
-        "analyze_file(Path(sys.argv[1]), 'sales.csv')"
-    )
-    launcher = (
-        "import resource, subprocess, sys; "
-        "subprocess.run([sys.executable, '-c', sys.argv[1], sys.argv[2]], check=True); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", launcher, analyse, str(path)],
-        check=True,
-        env=env,
-        cwd=_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    return float(done.stdout.strip().splitlines()[-1]) / 1024.0
+    await POOL.close()  # no idle child: the job below gets a child of its own
+    await _analyse(path, filename)
+    children = [pid for pid in descendant_pids(os.getpid()) if _forkserver_child(pid)]
+    assert len(children) == 1, f"expected one idle analysis child, found {children}"
+    return peak_rss_mib(children[0])
+
+
+def _forkserver_child(pid: int) -> bool:
+    parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+    return b"forkserver" in Path(f"/proc/{parent}/cmdline").read_bytes()
 
 
 # --------------------------------------------------------------------------- data

@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
 from datapilot_runtime.logs import configure_logging
@@ -41,9 +40,14 @@ def main() -> int:
         logs_to_files=False,
         workers=int(os.environ.get("WORKER_PROCESSES", "2")),
     )
-    stop = threading.Event()
+    # The handler does nothing: the C-level handler writes the signal's number to `wakeup`, which
+    # the main thread reads. (Setting a threading.Event from a handler can deadlock: the handler
+    # runs on the main thread, possibly while it is inside that event's own wait().)
+    wakeup, notify = os.pipe()
+    os.set_blocking(notify, False)
+    signal.set_wakeup_fd(notify)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: None)
     stack = Stack(config)
     try:
         stack.start()
@@ -53,9 +57,8 @@ def main() -> int:
         return 1
     sys.stderr.write(_BANNER.format(url=stack.gateway_url, run_dir=run_dir))
     stack.supervise()
-    while not stop.wait(0.5):
-        pass
-    _LOGGER.info("stopping every process")
+    received = os.read(wakeup, 1)  # blocks until SIGINT or SIGTERM (or came during start-up)
+    _LOGGER.info("%s: stopping every process", signal.Signals(received[0]).name)
     stack.stop()
     return 0
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -20,7 +22,22 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_PR_SET_PDEATHSIG = 1
+# Resolved once here: the child runs between fork and exec, where looking a symbol up is unsafe.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child before exec: SIGKILL it when the thread that forked it dies.
+
+    Each child leads its own session (so a terminal's Ctrl-C reaches only the runner, which stops
+    them in order); without this, a runner killed outright would leave every service running.
+    """
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the runner died before prctl took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -42,6 +59,7 @@ class ManagedProcess:
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> None:
+        """Start it, from a thread that outlives the child (see `_die_with_parent`)."""
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
@@ -52,6 +70,8 @@ class ManagedProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log else None,
             start_new_session=True,
+            # prctl has to run in the child between fork and exec; nothing else does it.
+            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
         _LOGGER.info("started %s (pid %d)", self.name, self.process.pid)
 

@@ -61,6 +61,8 @@ class Stack:
     metrics_ports: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, RestartState] = field(default_factory=dict)
     _stopping: threading.Event = field(default_factory=threading.Event)
+    _released: threading.Event = field(default_factory=threading.Event)
+    _restarting: threading.Lock = field(default_factory=threading.Lock)
     _supervisor: threading.Thread | None = None
 
     def _log(self, name: str) -> Path | None:
@@ -144,40 +146,47 @@ class Stack:
 
     def _supervise(self) -> None:
         while not self._stopping.wait(SUPERVISE_INTERVAL_SECONDS):
-            now = time.monotonic()
-            for name, process in list(self.processes.items()):
-                state = self.restarts.setdefault(name, RestartState(started_at=now))
-                if process.alive():
-                    if state.count and now - state.started_at > STABLE_AFTER_SECONDS:
-                        state.count = 0
-                    continue
-                if state.due_at is None:
-                    code = process.process.returncode if process.process else None
-                    delay = min(
-                        RESTART_MAX_DELAY_SECONDS, RESTART_BASE_DELAY_SECONDS * 2**state.count
-                    )
-                    state.count += 1
-                    state.due_at = now + delay
-                    _LOGGER.warning(
-                        "%s exited (code %s); restarting in %.2fs (restart %d)",
-                        name,
-                        code,
-                        delay,
-                        state.count,
-                    )
-                elif now >= state.due_at and not self._stopping.is_set():
-                    process.start()
-                    state.due_at = None
-                    state.started_at = now
+            with self._restarting:
+                if not self._stopping.is_set():
+                    self._restart_dead(time.monotonic())
+        # A child's parent-death signal fires when the thread that forked it ends, so this thread
+        # lives until `stop()` has stopped the processes it restarted.
+        self._released.wait()
+
+    def _restart_dead(self, now: float) -> None:
+        for name, process in list(self.processes.items()):
+            state = self.restarts.setdefault(name, RestartState(started_at=now))
+            if process.alive():
+                if state.count and now - state.started_at > STABLE_AFTER_SECONDS:
+                    state.count = 0
+                continue
+            if state.due_at is None:
+                code = process.process.returncode if process.process else None
+                delay = min(RESTART_MAX_DELAY_SECONDS, RESTART_BASE_DELAY_SECONDS * 2**state.count)
+                state.count += 1
+                state.due_at = now + delay
+                _LOGGER.warning(
+                    "%s exited (code %s); restarting in %.2fs (restart %d)",
+                    name,
+                    code,
+                    delay,
+                    state.count,
+                )
+            elif now >= state.due_at:
+                process.start()
+                state.due_at = None
+                state.started_at = now
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM each process, in reverse start order; returns their exit codes."""
         self._stopping.set()
+        with self._restarting:  # no restart is under way, and none will start
+            codes: dict[str, int | None] = {}
+            for name in reversed(list(self.processes)):
+                codes[name] = self.processes[name].stop()
+        self._released.set()
         if self._supervisor is not None:
             self._supervisor.join()
-        codes: dict[str, int | None] = {}
-        for name in reversed(list(self.processes)):
-            codes[name] = self.processes[name].stop()
         return codes
 
     def dead(self) -> list[str]:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from datapilot_runtime.jobs.store import JOB_KEY_PREFIX
 from devstack.stack import Stack, StackConfig
 from tests.chaos.summary import TERMINAL, FinalJob, Outcomes
 
@@ -108,17 +110,23 @@ def sales_csv(n: int) -> bytes:
 def upload_one(client: httpx.Client, name: str, content: bytes, label: str, out: Outcomes) -> str:
     """POST /api/upload; a 202 is a submitted job, anything else is recorded as refused.
 
-    Returns the refusal reason (`<status> <code>`, `transport <error>`), or "" when accepted.
+    Returns the refusal reason (`<status> <code>`, `transport <error>`, `error <exception>`), or
+    "" when accepted. Nothing escapes: an upload that ends any other way is counted as refused
+    with `error <exception>`, which no scenario allows.
     """
     try:
         response = client.post("/api/upload", files={"file": (name, content)})
+        if response.status_code == 202:
+            out.accept(str(response.json()["jobId"]), label)
+            return ""
     except httpx.HTTPError as exc:
         reason = f"transport {type(exc).__name__}"
         out.refuse(reason)
         return reason
-    if response.status_code == 202:
-        out.accept(str(response.json()["jobId"]), label)
-        return ""
+    except Exception as exc:  # a 202 without a job id, say: counted, never lost
+        reason = f"error {type(exc).__name__}"
+        out.refuse(reason)
+        return reason
     code = ""
     with contextlib.suppress(ValueError, AttributeError):
         code = str(response.json().get("code", ""))
@@ -174,21 +182,27 @@ class UploadStream:
         return any(thread.is_alive() for thread in self._threads)
 
     def join(self, timeout: float) -> None:
+        """Wait for the threads; unless stopped, every upload must have been sent and counted."""
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         assert not self.running, f"uploads still running after {timeout}s"
+        if not self._stopping.is_set():
+            assert self.sent == len(self._uploads), f"{self.sent} of {len(self._uploads)} sent"
 
     def _run(self, index: int, clients: int) -> None:
-        with httpx.Client(base_url=self._url, timeout=UPLOAD_TIMEOUT_SECONDS) as client:
-            for upload in self._uploads[index::clients]:
-                if self._stopping.is_set():
-                    return
-                upload_one(client, upload.name, upload.content, upload.label, self._out)
-                with self._lock:
-                    self.sent += 1
-                if self._interval:
-                    time.sleep(self._interval)
+        try:
+            with httpx.Client(base_url=self._url, timeout=UPLOAD_TIMEOUT_SECONDS) as client:
+                for upload in self._uploads[index::clients]:
+                    if self._stopping.is_set():
+                        return
+                    upload_one(client, upload.name, upload.content, upload.label, self._out)
+                    with self._lock:
+                        self.sent += 1
+                    if self._interval:
+                        time.sleep(self._interval)
+        except Exception as exc:  # the thread's death is an outcome the check must see
+            self._out.refuse(f"upload thread died: {type(exc).__name__}")
 
 
 def _final(client: httpx.Client, job: dict[str, object]) -> FinalJob:
@@ -267,6 +281,28 @@ def check(out: Outcomes, allowed_failures: set[str], allowed_refusals: set[str])
     """Nothing lost, and every failure and refusal explained by the scenario's fault."""
     problems = out.unexplained(allowed_failures, allowed_refusals)
     assert not problems, f"{out.line()}\n" + "\n".join(problems[:30])
+
+
+def job_records(stack: Stack) -> set[str]:
+    """Ids of every job that has a record in the stack's Redis."""
+    store = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    try:
+        return {
+            str(key).removeprefix(JOB_KEY_PREFIX)
+            for key in store.scan_iter(f"{JOB_KEY_PREFIX}*")
+            if store.type(key) == "hash"
+        }
+    finally:
+        store.close()
+
+
+def reconcile(stack: Stack, out: Outcomes) -> None:
+    """The job records in Redis are exactly the accepted uploads: no refused upload made one."""
+    records = job_records(stack)
+    assert records == set(out.accepted), (
+        f"records without a 202: {sorted(records - set(out.accepted))[:5]}, "
+        f"202s without a record: {sorted(set(out.accepted) - records)[:5]}"
+    )
 
 
 def wait_until(

@@ -20,6 +20,7 @@ from tests.chaos.harness import (
     UploadStream,
     check,
     metric_total,
+    reconcile,
     report,
     running_stack,
     sales_csv,
@@ -82,6 +83,7 @@ def test_llm_failing_all_run_every_job_completes_with_fallback(
         UploadStream(stack.gateway_url, uploads, out, clients=1, interval=0.25).start().join(120)
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
         elapsed = time.monotonic() - started
+        reconcile(stack, out)
         sources = _insight_sources(stack.gateway_url, out.completed)
         port = stack.metrics_ports["llm"]
         openings = int(metric_total(port, "datapilot_llm_circuit_transitions_total", to="open"))

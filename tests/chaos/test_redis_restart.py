@@ -13,12 +13,15 @@ from tests.chaos.harness import (
     Upload,
     UploadStream,
     check,
+    reconcile,
     report,
     running_stack,
     sales_csv,
     settle,
+    wait_until,
 )
 from tests.chaos.summary import Outcomes
+from tests.support.jobs_redis import holder_pid
 
 pytestmark = pytest.mark.timeout(SCALE.test_timeout)
 ENV = {"SIMULATED_SLOW_PROCESSING_SECONDS": "0.3", "WORKER_CONCURRENCY": "2"}
@@ -35,7 +38,11 @@ def test_redis_restart_mid_run_loses_no_accepted_job(tmp_path: Path) -> None:
     with running_stack(tmp_path, ENV, workers=2) as stack:
         uploads = [Upload(f"r{n}.csv", sales_csv(n)) for n in range(SCALE.jobs)]
         stream = UploadStream(stack.gateway_url, uploads, out, clients=2, interval=0.15).start()
-        time.sleep(1.0)  # jobs queued and running
+        wait_until(
+            lambda: any(holder_pid(stack, job_id) for job_id in list(out.accepted)),
+            60,
+            "a job to be running before Redis stops",
+        )
         redis = stack.processes["redis"]
         port = int(stack.redis_url.rsplit(":", 1)[1].split("/", 1)[0])
         stopped_at = time.monotonic()
@@ -48,9 +55,11 @@ def test_redis_restart_mid_run_loses_no_accepted_job(tmp_path: Path) -> None:
         later = Outcomes("after")
         after = [Upload(f"after{n}.csv", sales_csv(1000 + n)) for n in range(5)]
         UploadStream(stack.gateway_url, after, later).start().join(60)
+        assert len(later.accepted) == len(after), f"after the restart: {later.line()}"
         for job_id in later.accepted:
             out.accept(job_id, "after")
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
+        reconcile(stack, out)  # a 503 while Redis was down created no record either
         dead = stack.dead()
     report(out)
     assert not dead, f"processes died with Redis: {dead}"

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 from minio import Minio
 
 from devstack.processes import wait_tcp
@@ -27,11 +26,14 @@ from tests.chaos.harness import (
     Upload,
     UploadStream,
     check,
+    job_records,
     metric_total,
+    reconcile,
     report,
     running_stack,
     sales_csv,
     settle,
+    wait_until,
 )
 from tests.chaos.summary import Outcomes
 from tests.support.chaos import TcpProxy
@@ -95,14 +97,9 @@ class Stored:
 
     @classmethod
     def read(cls, stack: Stack, moto: RunningServer) -> Stored:
-        store = redis.Redis.from_url(stack.redis_url, decode_responses=True)
-        try:
-            records = {str(key).removeprefix("dp:job:") for key in store.scan_iter("dp:job:*")}
-        finally:
-            store.close()
         client = Minio(f"127.0.0.1:{moto.port}", access_key="test", secret_key="test", secure=False)
         listing = client.list_objects(BUCKET, "jobs/", recursive=True)
-        return cls(records, {str(o.object_name) for o in listing})
+        return cls(job_records(stack), {str(o.object_name) for o in listing})
 
     def check(self, out: Outcomes) -> None:
         """Job records = submitted jobs; objects = each job's input + the artifact of its end."""
@@ -127,7 +124,7 @@ def test_s3_blip_of_2s_uploads_retry_and_succeed(
         stream = UploadStream(
             stack.gateway_url, _uploads("b", SCALE.jobs), out, clients=2, interval=0.2
         ).start()
-        time.sleep(0.8)
+        wait_until(lambda: len(out.accepted) >= 2, 60, "uploads before the outage")
         _outage(proxy, 2.0, out)
         stream.join(120)
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
@@ -163,6 +160,7 @@ def test_long_s3_outage_refuses_uploads_clearly_and_loses_nothing(
         after = _uploads("a", 6)
         later = Outcomes("after")
         UploadStream(stack.gateway_url, after, later, clients=2).start().join(60)
+        assert len(later.accepted) == len(after), f"after the outage: {later.line()}"
         for job_id in later.accepted:
             out.accept(job_id, "after")
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
@@ -193,14 +191,18 @@ def test_s3_restart_that_loses_its_data_is_reported_clearly(
         moto.process.stop()
         moto.process.start()
         wait_tcp("127.0.0.1", moto.port, 30, moto.process)
-        time.sleep(2.0)
+        sent = during.sent
+        wait_until(lambda: during.sent >= sent + 4, 60, "uploads to meet the emptied store")
         during.stop()
         during.join(60)
+        after = _uploads("a", 6)
         later = Outcomes("after")
-        UploadStream(stack.gateway_url, _uploads("a", 6), later, clients=2).start().join(60)
+        UploadStream(stack.gateway_url, after, later, clients=2).start().join(60)
+        assert len(later.accepted) == len(after), f"after the restart: {later.line()}"
         for job_id in later.accepted:
             out.accept(job_id, "after")
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
+        reconcile(stack, out)  # Redis kept its records; only the objects are gone
         dead = stack.dead()
     report(out)
     assert not dead, f"processes died: {dead}"

@@ -16,6 +16,7 @@ from tests.chaos.harness import (
     SCALE,
     UPLOAD_TIMEOUT_SECONDS,
     check,
+    reconcile,
     report,
     running_stack,
     sales_csv,
@@ -96,6 +97,7 @@ def test_concurrent_uploads_from_many_clients(tmp_path: Path) -> None:
             thread.join(CLIENT_WAIT_SECONDS + 60)
         elapsed = time.monotonic() - began
         settle(stack.gateway_url, out, timeout=30)
+        reconcile(stack, out)
     latencies = sorted(polls.latencies)
     p50 = statistics.median(latencies) * 1000 if latencies else 0.0
     p99 = (

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import signal
 import time
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,11 @@ from tests.chaos.harness import (
     UploadStream,
     busy,
     check,
+    reconcile,
     report,
     running_stack,
     sales_csv,
     settle,
-    wait_until,
 )
 from tests.chaos.summary import Outcomes
 from tests.support.jobs_redis import holder_pid
@@ -79,6 +77,7 @@ def test_sigkill_a_worker_every_few_seconds_loses_nothing(tmp_path: Path) -> Non
                 kills += 1
         stream.join(60)
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
+        reconcile(stack, out)
     out.notes.append(f"{kills} SIGKILLs, {out.rerun} jobs re-run")
     report(out)
     assert kills >= 2, "the run ended before two workers holding jobs were killed"
@@ -95,24 +94,30 @@ def test_rolling_sigterm_of_every_worker_loses_nothing(tmp_path: Path) -> None:
     """
     out = Outcomes("2 rolling sigterm")
     restarts = 0
+    restarted: set[str] = set()
+    names = [f"worker-{n}" for n in range(1, WORKERS + 1)]
     with running_stack(tmp_path, ENV, workers=WORKERS) as stack:
         stream = _stream(stack, out)
         deadline = time.monotonic() + SCALE.test_timeout / 2
         while busy(stack.gateway_url, out, stream) and time.monotonic() < deadline:
-            for n in range(1, WORKERS + 1):
-                name = f"worker-{n}"
-                with contextlib.suppress(AssertionError):  # idle at the end of the run
-                    wait_until(partial(_holds_a_job, stack, out, name), 5, f"{name} to run a job")
-                code = stack.processes[name].stop()
-                assert code == 0, f"{name} exited {code} on SIGTERM"
-                stack.processes[name].start()
-                wait_grpc_serving(stack.addresses[name], 30, stack.processes[name])
-                restarts += 1
+            # SIGTERM a worker while it runs a job (one not yet restarted first), never an idle one.
+            holding = [name for name in names if _holds_a_job(stack, out, name)]
+            if not holding:
+                time.sleep(0.05)
+                continue
+            name = min(holding, key=lambda held: held in restarted)
+            code = stack.processes[name].stop()
+            assert code == 0, f"{name} exited {code} on SIGTERM"
+            stack.processes[name].start()
+            wait_grpc_serving(stack.addresses[name], 30, stack.processes[name])
+            restarts += 1
+            restarted.add(name)
         stream.join(60)
         settle(stack.gateway_url, out, timeout=SCALE.test_timeout / 2)
+        reconcile(stack, out)
     out.notes.append(f"{restarts} worker restarts, {out.rerun} jobs re-run")
     report(out)
-    assert restarts >= WORKERS, "the stream ended before every worker was restarted"
+    assert restarted == set(names), f"not every worker was restarted: {restarted}"
     assert out.rerun >= 1, "no SIGTERM caught a running job past its grace: nothing handed back"
     shut_down = [f for f in out.final.values() if f.error == "worker_shutdown"]
     assert all(f.attempt == MAX_ATTEMPTS for f in shut_down), shut_down

@@ -87,11 +87,22 @@ def test_ctrl_c_during_analyze_offers_to_cancel(queue_only_stack: Stack) -> None
         text=True,
     )
     assert process.stdin is not None and process.stderr is not None
+    gateway_log = queue_only_stack.config.run_dir / "logs" / "gateway.log"
+    polls_before = gateway_log.read_text().count("/api/job-status")
     process.stdin.write("y\n")
     process.stdin.flush()
-    time.sleep(2.5)  # uploaded and polling by now
+    seen = ""
+    while "queued; waiting" not in seen:  # uploaded
+        line = process.stderr.readline()
+        assert line, f"the CLI ended before uploading: {seen}"
+        seen += line
+    deadline = time.monotonic() + 30
+    while gateway_log.read_text().count("/api/job-status") == polls_before:  # and polling
+        assert time.monotonic() < deadline, "the CLI never polled the job"
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=30)
+    _out, rest = process.communicate(timeout=30)
+    err = seen + rest
     assert process.returncode == 3, err
     assert "Cancel job" in err and "cancelled" in err
     job_id = err.split("job ", 1)[1].split()[0]

@@ -24,12 +24,16 @@ def _columns(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in result["kpis"]["columns"]}
 
 
-def _assert_matches_pandas(result: dict[str, Any], frame: pd.DataFrame) -> None:
+def _assert_matches_pandas(
+    result: dict[str, Any], frame: pd.DataFrame, types: dict[str, str]
+) -> None:
+    """Each column has the type given in `types`, and its facts are what pandas computes."""
     dataset = result["kpis"]["dataset"]
     assert dataset["rows"] == len(frame)
     assert dataset["columns"] == len(frame.columns)
     columns = _columns(result)
     assert list(columns) == [str(c) for c in frame.columns]
+    assert {name: facts["type"] for name, facts in columns.items()} == types
     for name in frame.columns:
         series, facts = frame[name], columns[str(name)]
         assert facts["missing"] == int(series.isna().sum())
@@ -62,11 +66,14 @@ def test_csv_upload_completes_with_kpis_checked_against_pandas(client: httpx.Cli
     result = response.json()
     assert result["jobId"] == job["jobId"]
     frame = pd.read_csv(SALES_CSV)
-    _assert_matches_pandas(result, frame)
-    columns = _columns(result)
-    assert columns["region"]["type"] == "categorical"
-    assert columns["revenue"]["type"] == "numeric"
-    assert columns["date"]["type"] == "datetime"
+    types = {
+        "date": "datetime",
+        "region": "categorical",
+        "product": "categorical",
+        "units": "numeric",
+        "revenue": "numeric",
+    }
+    _assert_matches_pandas(result, frame, types)
     assert result["insightsSource"] == "fallback"
     assert result["insights"] and all(i["source"] == "fallback" for i in result["insights"])
 
@@ -86,7 +93,8 @@ def test_xlsx_upload_completes(client: httpx.Client) -> None:
     assert done["status"] == "completed", done
     result = client.get(done["resultUrl"]).json()
     assert result["kpis"]["dataset"]["format"] == "xlsx"
-    _assert_matches_pandas(result, frame)
+    types = {"city": "categorical", "visitors": "numeric", "rating": "numeric"}
+    _assert_matches_pandas(result, frame, types)
     assert _columns(result)["rating"]["missing"] == 1
 
 

@@ -80,10 +80,15 @@ def test_counters_after_one_job(one_job_stack: Stack) -> None:
     worker = _service_metrics(one_job_stack, "worker-1")
     assert _metric(worker, "datapilot_jobs_finished_total", status="completed") == 1
     assert _metric(worker, "datapilot_job_duration_seconds_count", status="completed") == 1
-    time.sleep(2.5)  # the queue gauges refresh every 2 s
-    worker = _service_metrics(one_job_stack, "worker-1")
-    assert _metric(worker, "datapilot_queue_depth") == 0
-    assert _metric(worker, "datapilot_queue_pending") == 0
+    # The queue gauges refresh every 2 s: wait for the refresh that sees the queue empty.
+    deadline = time.monotonic() + 30
+    while True:
+        worker = _service_metrics(one_job_stack, "worker-1")
+        queue = [_metric(worker, f"datapilot_queue_{gauge}") for gauge in ("depth", "pending")]
+        if queue == [0, 0]:
+            break
+        assert time.monotonic() < deadline, f"queue depth and pending stay at {queue}"
+        time.sleep(0.1)
     llm = _service_metrics(one_job_stack, "llm")
     assert _metric(llm, "datapilot_llm_insights_total", source="fallback") >= 1
     generate = "/datapilot.llm.v1.LlmService/GenerateInsights"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import grpc
@@ -21,9 +20,7 @@ def test_sigterm_stops_every_process_with_exit_code_zero(tmp_path: Path) -> None
         with httpx.Client(base_url=stack.gateway_url, timeout=30) as client:
             job = upload(client, "t.csv", b"a,b\n1,2\n")
             assert wait_terminal(client, job["jobId"])["status"] == "completed"
-        started = time.monotonic()
-        codes = stack.stop()
-        elapsed = time.monotonic() - started
+        codes = stack.stop()  # exit codes of 0, not -9: none needed the SIGKILL after the grace
     finally:
         stack.stop()
     assert {name: code for name, code in codes.items() if name != "redis"} == {
@@ -33,7 +30,6 @@ def test_sigterm_stops_every_process_with_exit_code_zero(tmp_path: Path) -> None
         "llm": 0,
         "ingest": 0,
     }
-    assert elapsed < 20
 
 
 def test_health_reports_not_serving_during_drain(tmp_path: Path) -> None:

@@ -119,11 +119,9 @@ def test_breaker_timeline_in_one_process(fake_llm: FakeLlm, start: Any) -> None:
     assert not state.shared
     assert 0 < state.half_open_at.ToNanoseconds() / 1e9 - time.time() <= COOLDOWN
 
-    # Open: the fallback at once, the network untouched.
-    started = time.perf_counter()
+    # Open: the fallback, the network untouched (how fast is a benchmark's question).
     for _ in range(20):
         assert _ask(stub).source == llm_pb2.INSIGHT_SOURCE_FALLBACK
-    assert (time.perf_counter() - started) / 20 < 0.05
     assert len(fake_llm.requests) == 10
 
     # Half-open: one probe, a single attempt; its failure opens the breaker again.

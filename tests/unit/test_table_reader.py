@@ -66,6 +66,7 @@ def test_semicolon_with_decimal_commas(tmp_path: pathlib.Path) -> None:
     text = "product;price;qty\nfoo;1,5;3\nbar;2,25;4\nbaz;3,75;5\n"
     frame = read_table(_write(tmp_path, "eu.csv", text.encode())).frame
     assert list(frame.columns) == ["product", "price", "qty"]
+    assert frame["price"].tolist() == [1.5, 2.25, 3.75]
     assert frame["qty"].tolist() == [3, 4, 5]
 
 
