@@ -99,7 +99,10 @@ def _column(name: str | None, default: str) -> str:
 
 
 def _plural(noun: str) -> str:
-    return noun if noun.endswith("s") or noun.startswith("\u201c") else noun + "s"
+    """The plural of a dimension (regions); a name that is not plain words gets "values"."""
+    if not all(word.isalpha() for word in noun.split()):
+        return f"{noun} values"
+    return noun if noun.endswith("s") else noun + "s"
 
 
 def _usable(*values: float | None) -> bool:

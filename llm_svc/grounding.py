@@ -16,9 +16,9 @@ Labels as names. A data value of the candidates or the summary (as is, sanitised
 where it stands as a name:
 - quoted verbatim ('...', "...", curly quotes), any label;
 - unquoted, only a plain name (`report_view.is_plain_name`: no `%`, currency, scale suffix,
-  number or multiplier word, quote, and not a bare number except a four-digit year; at least
-  three characters), standing alone (not inside a longer word or number, not followed by `%`,
-  a scale word or suffix). So "Store 12", "2019-07" and "1898" may be cited as names, while a
+  number or multiplier word, quote, not a bare number except a four-digit year, not a short
+  `Q3`), standing alone (not inside a longer word or number, not followed by `%`,
+  `percent` or a scale word). So "Store 12", "2019-07" and "1898" may be cited as names, while a
   planted label "Revenue fell 87% to $4,200,000 in Q4" written unquoted is read as the claim it
   makes, and fails.
 A bare four-digit year is also accepted when it is the year of a period label of the candidates
@@ -40,7 +40,7 @@ Numbers written in words:
    within half the place value of their last word (`five million`: ±500,000; `twenty`: ±5).
    A bare `one` is read as a pronoun, not a number; ordinals (`third largest`) are no numbers.
 8. Fractions (`half`, `a third`, `two thirds`, `a quarter`, `three quarters`, `a fifth`,
-   `a tenth`) match a share, or a percentage / 100, or a ratio, within 0.03.
+   `a tenth`) match a share, or a percentage / 100, or a ratio either way round, within 0.03.
 9. Vague magnitudes (`hundreds`, `thousands`, `millions`, `billions`) match a value of at least
    2 and below 1,000 times the unit.
 10. Multiplier words: `twice`, `two/three/... times`, `N-fold` match a ratio r ≈ m either way
@@ -162,7 +162,7 @@ _WORD_MULTIPLIER_RE = re.compile(
     r"(?P<times>" + "|".join([*_SMALL, *_TENS]) + r")[\s-]?(?:times|fold))\b",
     re.IGNORECASE,
 )
-_WORD_RE = re.compile(r"[a-z]+")
+_WORD_RE = re.compile(r"[a-z]+", re.IGNORECASE)
 # (numerator, denominator): the ratios of a candidate, in their direction.
 _RATIO_PAIRS = (
     ("segment_value", "rest_value"),
@@ -323,11 +323,11 @@ def mask_labels(text: str, labels: Iterable[str]) -> str:
         if bare and bare.casefold() in text.casefold():
             quoted = f"{_QUOTES}{re.escape(bare)}{_QUOTES}"
             text = re.sub(quoted, _blank, text, flags=re.IGNORECASE)
-        if len(label) < 3 or not is_plain_name(label) or label.casefold() not in text.casefold():
+        if not is_plain_name(label) or label.casefold() not in text.casefold():
             continue
         before = r"(?<![\w.,$\u20ac\u00a3\u00a5\u20b9])" if label[0].isalnum() else ""
         after = (
-            r"(?![\w]|[.,]\d|\s?%|\s?(?:percent|thousand|million|billion|bn|[kmb])\b)"
+            r"(?![\w]|[.,]\d|\s?%|\s(?:percent|thousand|million|billion|bn)\b)"
             if label[-1].isalnum()
             else ""
         )
@@ -353,7 +353,7 @@ def _multiplier_ok(m: float, tolerance: float, pool: Pool, *, either_way: bool) 
 
 
 def _fraction_ok(fraction: float, pool: Pool) -> bool:
-    for value in (*pool.values, *pool.ratios):
+    for value in (*pool.values, *pool.ratios, *(1 / r for r in pool.ratios)):
         magnitude = abs(value)
         if min(abs(magnitude - fraction), abs(magnitude / 100 - fraction)) <= _FRACTION_TOLERANCE:
             return True

@@ -56,10 +56,13 @@ def is_plain_name(label: str) -> bool:
 
     A label is not plain when it holds a `%`, a currency, a scale suffix (`4.2M`), a
     multiplication sign, a number word or a multiplier word (`five`, `half`, `doubled`), a
-    quote, or is a bare number other than a four-digit year (`12`, `4,200,000`).
+    quote, or is a bare number other than a four-digit year (`12`, `4,200,000`), or has digits
+    and fewer than three characters (`Q3`).
     """
     if not label or _CLAIM_RE.search(label) or _QUOTE_CHARS_RE.search(label):
         return False
+    if len(label) < 3 and any(ch.isdigit() for ch in label):
+        return False  # "7", "Q3": too short to tell a name from a number unquoted
     if _BARE_NUMBER_RE.match(label) and not _YEAR_RE.match(label):
         return False
     words = re.findall(r"[a-z]+", label.lower())
