@@ -13,7 +13,7 @@ whitespace collapsed, at most 40 characters) and printed as is when they read as
 double quotes (`report_view.display`). Column names are printed as words (`unit_price` ->
 `unit price`). Candidates come ranked; the top `limit` business findings come first, then at most
 MAX_TRAILING_NOTES outlier and data-quality notes. A candidate of an unknown type is skipped; a
-report without candidates (an older schema) gets its dataset quality notes only. Never raises.
+report without candidates (an older schema) gets its size and quality notes only. Never raises.
 """
 
 from __future__ import annotations
@@ -355,11 +355,20 @@ def _number(value: Any) -> float | None:
 
 
 def _dataset_notes(report: dict[str, Any]) -> list[InsightDraft]:
-    """Quality notes of an older report (no candidates): empty cells and duplicate rows."""
+    """An older report (no candidates): its size, empty cells and duplicate rows, nothing more."""
     dataset = report.get("dataset")
     if not isinstance(dataset, dict):
         return []
     drafts: list[InsightDraft] = []
+    rows, columns = _number(dataset.get("rows")), _number(dataset.get("columns"))
+    if rows is not None and columns is not None:
+        drafts.append(
+            InsightDraft(
+                "Dataset size",
+                f"The file has {format_number(rows)} rows and {format_number(columns)} columns.",
+                ["dataset.rows", "dataset.columns"],
+            )
+        )
     missing, pct = _number(dataset.get("missingCells")), _number(dataset.get("missingCellsPct"))
     if missing:
         text = f"{format_number(missing)} cells are empty"

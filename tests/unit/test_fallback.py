@@ -282,8 +282,11 @@ def test_an_old_report_without_candidates_says_less() -> None:
         "columns": [{"name": "year", "type": "numeric", "numeric": {"sum": 690762}}],
     }
     drafts = fallback_insights(old)
-    assert [d.text for d in drafts] == ["30 cells are empty (0.6% of all cells)."]
-    assert not any("690,762" in d.text or "rows" in d.text for d in drafts)
+    assert [d.text for d in drafts] == [
+        "The file has 1,200 rows and 4 columns.",
+        "30 cells are empty (0.6% of all cells).",
+    ]
+    assert not any("690,762" in d.text for d in drafts)
 
 
 def test_labels_are_sanitised_capped_and_quoted_unless_plain_names() -> None:
