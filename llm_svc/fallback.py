@@ -45,6 +45,7 @@ INSIGHTS_MAX = 8
 MAX_TRAILING_NOTES = 3
 _SMALLEST = 1e-9
 _CYCLES = {"year": "yearly", "week": "weekly", "day": "daily"}
+_AVERAGE_WORDS = frozenset({"avg", "average", "mean", "median"})
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ def _usable(*values: float | None) -> bool:
 def _measure_phrase(aggregation: Aggregation, measure: str) -> str:
     """The measure as aggregated: average price, total sales, the number of rows, a level."""
     if aggregation == "mean":
-        return f"average {measure}"
+        # "avg temp", "median income": the name already says how it is aggregated.
+        said = measure.split()[0].lower() in _AVERAGE_WORDS if measure else False
+        return measure if said else f"average {measure}"
     if aggregation == "sum":
         return f"total {measure}"
     if aggregation == "count":
@@ -288,7 +291,8 @@ def _outliers(c: OutliersInsight, p: _Phrase) -> tuple[str, str] | None:
         return None
     measure = _column(c.measure, "a measure")
     text = (
-        f"{_capital(measure)} has {p.number('count')} values outside its usual range of "
+        f"{_capital(measure)} has {p.number('count')} value{'' if c.count == 1 else 's'} "
+        "outside its usual range of "
         f"{p.number('lower_fence')} to {p.number('upper_fence')} "
         f"({p.number('pct', format_pct)} of its values)"
     )

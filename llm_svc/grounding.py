@@ -176,6 +176,7 @@ _RATIO_PAIRS = (
 )
 _PERIOD_FIELDS = frozenset(
     {"period", "previous_period", "first_period", "last_period", "previous_record_period"}
+    | {"last_period_before"}
 )
 _YEAR_OF_PERIOD_RE = re.compile(r"^([12]\d{3})(?:$|[-/ Qq]|\s?[HhWwMm]\d)")
 _MASK = "\u2063"

@@ -375,3 +375,10 @@ def test_any_labels_and_values_give_grounded_insights(
     drafts = fallback_insights(report)
     _kept, dropped = ground(drafts, report)
     assert not dropped, [(d.text, v) for d, v in dropped]
+
+
+def test_a_measure_named_as_an_average_is_not_averaged_twice_and_one_value_is_singular() -> None:
+    temp = PERIOD_CHANGE.model_copy(update={"measure": "avg_temp", "aggregation": "mean"})
+    assert fallback_insights(report_of(temp))[0].text.startswith("Avg temp in 2021-12: 1,850,")
+    one = OUTLIERS.model_copy(update={"count": 1})
+    assert "has 1 value outside" in fallback_insights(report_of(one))[0].text
