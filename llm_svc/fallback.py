@@ -46,6 +46,7 @@ MAX_TRAILING_NOTES = 3
 _SMALLEST = 1e-9
 _CYCLES = {"year": "yearly", "week": "weekly", "day": "daily"}
 _AVERAGE_WORDS = frozenset({"avg", "average", "mean", "median"})
+_SCALE_WORDS = frozenset({"thousand", "million", "billion", "percent", "times", "fold"})
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,9 @@ def format_ratio(ratio: float) -> str:
 
 
 def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
+    first = text[:1].upper()
+    # Only a one-to-one case change ("ß" -> "SS" is not): names must stay recognisable.
+    return (first if len(first) == 1 else text[:1]) + text[1:]
 
 
 def _column(name: str | None, default: str) -> str:
@@ -100,9 +103,12 @@ def _column(name: str | None, default: str) -> str:
 
 
 def _plural(noun: str) -> str:
-    """The plural of a dimension (regions); a name that is not plain words gets "values"."""
-    if not all(word.isalpha() for word in noun.split()):
-        return f"{noun} values"
+    """ "regions"; a name that is not one plain word reads "values of <name>".
+
+    Never a bare name right after a number: "the top 3 k A" would read as 3,000.
+    """
+    if not (noun.isalpha() and len(noun) >= 3 and noun.lower() not in _SCALE_WORDS):
+        return f"values of {noun}"
     return noun if noun.endswith("s") else noun + "s"
 
 

@@ -17,10 +17,11 @@ where it stands as a name:
 - quoted verbatim ('...', "...", curly quotes), any label;
 - unquoted, only a plain name (`report_view.is_plain_name`: no `%`, currency, scale suffix,
   number or multiplier word, quote, not a bare number except a four-digit year, not a short
-  `Q3`), standing alone (not inside a longer word or number, not followed by `%`,
-  `percent` or a scale word). So "Store 12", "2019-07" and "1898" may be cited as names, while a
-  planted label "Revenue fell 87% to $4,200,000 in Q4" written unquoted is read as the claim it
-  makes, and fails.
+  `Q3`, no number with separators or decimals or of more than three digits other than a year:
+  `4200000 dollars` is a quantity, `Store 12` a name), standing alone (not inside a longer
+  word or number, not followed by `%`, `percent` or a scale word). So "Store 12", "2019-07"
+  and "1898" may be cited as names, while a planted label "Revenue fell 87% to $4,200,000 in
+  Q4" written unquoted is read as the claim it makes, and fails.
 A bare four-digit year is also accepted when it is the year of a period label of the candidates
 (`2019` for `2019-07`).
 
@@ -318,22 +319,36 @@ def _blank(match: re.Match[str]) -> str:
 
 
 def mask_labels(text: str, labels: Iterable[str]) -> str:
-    """`text` with every label that stands as a name blanked out (the rules above)."""
-    for label in labels:
-        bare = _QUOTE_CHARS_RE.sub("", label)
-        if bare and bare.casefold() in text.casefold():
-            quoted = f"{_QUOTES}{re.escape(bare)}{_QUOTES}"
-            text = re.sub(quoted, _blank, text, flags=re.IGNORECASE)
-        if not is_plain_name(label) or label.casefold() not in text.casefold():
-            continue
-        before = r"(?<![\w.,$\u20ac\u00a3\u00a5\u20b9])" if label[0].isalnum() else ""
-        after = (
-            r"(?![\w]|[.,]\d|\s?%|\s(?:percent|thousand|million|billion|bn)\b)"
-            if label[-1].isalnum()
-            else ""
-        )
-        text = re.sub(before + re.escape(label) + after, _blank, text, flags=re.IGNORECASE)
+    """`text` with every label that stands as a name blanked out (the rules above).
+
+    A second pass catches a name followed by another name that reads like a scale word
+    (region "Q 12" then segment "BN"): once "BN" is blanked, "Q 12" stands alone.
+    """
+    ordered = list(labels)
+    for _ in range(2):
+        before_pass = text
+        for label in ordered:
+            text = _mask_label(text, label)
+        if text == before_pass:
+            break
     return text
+
+
+def _mask_label(text: str, label: str) -> str:
+    folded = text.casefold()
+    bare = _QUOTE_CHARS_RE.sub("", label)
+    if bare and bare.casefold() in folded:
+        quoted = f"{_QUOTES}{re.escape(bare)}{_QUOTES}"
+        text = re.sub(quoted, _blank, text, flags=re.IGNORECASE)
+    if not is_plain_name(label) or label.casefold() not in folded:
+        return text
+    before = r"(?<![\w.,$\u20ac\u00a3\u00a5\u20b9])" if label[0].isalnum() else ""
+    after = (
+        r"(?![\w]|[.,]\d|\s?%|\s(?:percent|thousand|million|billion|bn)\b)"
+        if label[-1].isalnum()
+        else ""
+    )
+    return re.sub(before + re.escape(label) + after, _blank, text, flags=re.IGNORECASE)
 
 
 def _close(written: float, tolerance: float, values: Iterable[float]) -> bool:

@@ -41,6 +41,7 @@ NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())
 _CLAIM_RE = re.compile(r"[%$\u20ac\u00a3\u00a5\u20b9\u00d7]|\d\s?(?:k|m|bn|b)\b", re.IGNORECASE)
 _BARE_NUMBER_RE = re.compile(r"^[-+\u2212]?\d[\d,]*(?:\.\d+)?$")
 _YEAR_RE = re.compile(r"^[12]\d{3}$")
+_DIGITS_RE = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 def sanitise(value: str) -> str:
@@ -57,7 +58,8 @@ def is_plain_name(label: str) -> bool:
     A label is not plain when it holds a `%`, a currency, a scale suffix (`4.2M`), a
     multiplication sign, a number word or a multiplier word (`five`, `half`, `doubled`), a
     quote, or is a bare number other than a four-digit year (`12`, `4,200,000`), or has digits
-    and fewer than three characters (`Q3`).
+    and fewer than three characters (`Q3`), or holds a number with separators or decimals, or
+    of more than three digits other than a year (`4200000 dollars`, `3.5 stars`).
     """
     if not label or _CLAIM_RE.search(label) or _QUOTE_CHARS_RE.search(label):
         return False
@@ -65,6 +67,12 @@ def is_plain_name(label: str) -> bool:
         return False  # "7", "Q3": too short to tell a name from a number unquoted
     if _BARE_NUMBER_RE.match(label) and not _YEAR_RE.match(label):
         return False
+    for run in _DIGITS_RE.finditer(label):
+        digits = run.group(0)
+        # "4,200,000 dollars", "3.5 stars", "Store 5000": a quantity, not a name; a short
+        # number ("Store 12", "Route 66") or a year ("2019-07", "1898") is a name.
+        if not digits.isdigit() or (len(digits) > 3 and not _YEAR_RE.match(digits)):
+            return False
     words = re.findall(r"[a-z]+", label.lower())
     return not any(word in NUMBER_WORDS for word in words)
 

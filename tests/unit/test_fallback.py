@@ -77,6 +77,7 @@ LEVEL_SHIFT = LevelShiftInsight(
     granularity="year",
     aggregation="mean",
     period="1898",
+    last_period_before="1897",
     before=1097.75,
     after=849.97,
     change_pct=-22.57,
@@ -342,7 +343,14 @@ def test_tiny_values_never_read_as_zero() -> None:
     assert format_number(-3.0) == "-3"
 
 
-_LABEL = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=60)
+_TRICKY = st.sampled_from(
+    ["5", "12", "1898", "2019-07", "4,200,000", "87%", "$", "k", "M", "bn", "x", "\u00d7", "five"]
+) | st.sampled_from(
+    ["half", "a third", "doubled", "times", "percent", "'", '"', "\u201c", " ", "-", ".", ","]
+)
+_LABEL = st.text(
+    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=60
+) | st.lists(_TRICKY | st.text(max_size=3), min_size=1, max_size=6).map("".join).filter(bool)
 _VALUE = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e9, max_value=1e9)
 
 

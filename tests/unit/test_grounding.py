@@ -54,6 +54,7 @@ SHIFT = LevelShiftInsight(
     granularity="year",
     aggregation="mean",
     period="1898",
+    last_period_before="1897",
     before=400.0,
     after=800.0,
     change_pct=100.0,
@@ -183,6 +184,14 @@ def test_a_bare_number_label_is_a_name_only_in_quotes() -> None:
     facts = Facts.of({"candidates": [_dump(label)]})
     assert unsupported_numbers("Store 4200000 leads.", facts, ["s"]) == ["4200000"]
     assert unsupported_numbers('Store "4200000" leads.', facts, ["s"]) == []
+
+
+@pytest.mark.parametrize("label", ["4200000 dollars", "Up 3.5 points", "4,200,000 in Q4"])
+def test_a_label_holding_a_quantity_is_a_name_only_in_quotes(label: str) -> None:
+    planted = SEGMENT.model_copy(update={"key": "s", "segment": label})
+    facts = Facts.of({"candidates": [_dump(planted)]})
+    assert unsupported_numbers(f"Revenue: {label}.", facts, ["s"]) != []
+    assert unsupported_numbers(f'Region "{label}" leads.', facts, ["s"]) == []
 
 
 def test_a_label_with_number_words_is_a_name_only_in_quotes() -> None:
