@@ -305,17 +305,33 @@ def _outliers(c: OutliersInsight, p: _Phrase) -> tuple[str, str] | None:
     return f"Outliers in {measure}", text + "."
 
 
+# What the engine's quality kinds (the report's alert types) say about a column.
+_COLUMN_NOTES = {
+    "empty": "has no values",
+    "highMissing": "is often empty",
+    "constant": "holds a single value",
+    "highCardinality": "has nearly one distinct value per row (an identifier or free text)",
+    "skewed": "is strongly skewed (a few large values weigh on its mean)",
+    "numbersAsText": "holds numbers stored as text",
+    "mixedDateFormats": "mixes date formats",
+}
+
+
 def _quality(c: QualityInsight, p: _Phrase) -> tuple[str, str] | None:
+    share = f" ({p.number('pct', format_pct)})" if c.pct is not None and _usable(c.pct) else ""
+    if c.kind == "duplicates" and c.count is not None:
+        text = f"{p.number('count')} rows are exact duplicates of another row{share}"
+        return "Duplicate rows", text + "."
+    if c.kind == "skippedRows" and c.count is not None:
+        return "Skipped rows", f"{p.number('count')} rows could not be read and were skipped."
     kind = humanise(c.kind).lower() or "issue"
+    if c.column and c.kind in _COLUMN_NOTES:
+        column = _column(c.column, "")
+        text = f"{_capital(column)} {_COLUMN_NOTES[c.kind]}{share}"
+        return f"Data quality: {column}", text + "."
     where = f"{_capital(_column(c.column, ''))}: " if c.column else ""
-    if c.count is not None:
-        text = f"{where}{p.number('count')} {display(kind)}"
-    else:
-        text = f"{where}{display(kind)}"
-    if c.pct is not None and _usable(c.pct):
-        text += f" ({p.number('pct', format_pct)})"
-    text = _capital(text)
-    return f"Data quality: {display(kind)}", text + "."
+    count = f"{p.number('count')} " if c.count is not None else ""
+    return f"Data quality: {display(kind)}", _capital(f"{where}{count}{display(kind)}{share}.")
 
 
 _TEMPLATES: dict[type[Any], Callable[[Any, _Phrase], tuple[str, str] | None]] = {

@@ -390,3 +390,20 @@ def test_a_measure_named_as_an_average_is_not_averaged_twice_and_one_value_is_si
     assert fallback_insights(report_of(temp))[0].text.startswith("Avg temp in 2021-12: 1,850,")
     one = OUTLIERS.model_copy(update={"count": 1})
     assert "has 1 value outside" in fallback_insights(report_of(one))[0].text
+
+
+@pytest.mark.parametrize(
+    ("kind", "column", "count", "pct", "text"),
+    [
+        ("duplicates", None, 4, 0.33, "4 rows are exact duplicates of another row (0.3%)."),
+        ("skippedRows", None, 2, None, "2 rows could not be read and were skipped."),
+        ("constant", "product_name", None, None, "Product name holds a single value."),
+        ("highMissing", "discount", None, 42.5, "Discount is often empty (42.5%)."),
+        ("somethingNew", "x_y", None, None, "X y: something new."),
+    ],
+)
+def test_quality_kinds_are_phrased(
+    kind: str, column: str | None, count: int | None, pct: float | None, text: str
+) -> None:
+    note = QUALITY.model_copy(update={"kind": kind, "column": column, "count": count, "pct": pct})
+    assert fallback_insights(report_of(note))[0].text == text
