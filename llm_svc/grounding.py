@@ -41,7 +41,8 @@ Numbers written in words:
    within half the place value of their last word (`five million`: ±500,000; `twenty`: ±5).
    A bare `one` is read as a pronoun, not a number; ordinals (`third largest`) are no numbers.
 8. Fractions (`half`, `a third`, `two thirds`, `a quarter`, `three quarters`, `a fifth`,
-   `a tenth`) match a share, or a percentage / 100, or a ratio either way round, within 0.03.
+   `a tenth`) match a share (a value within ±1), a percentage field (`changePct`, `pct`) / 100,
+   or a ratio either way round, within 0.03.
 9. Vague magnitudes (`hundreds`, `thousands`, `millions`, `billions`) match a value of at least
    2 and below 1,000 times the unit.
 10. Multiplier words: `twice`, `two/three/... times`, `N-fold` match a ratio r ≈ m either way
@@ -229,6 +230,7 @@ class CandidateFacts:
     score: float
     values: tuple[float, ...]
     ratios: tuple[float, ...]
+    percents: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,7 @@ class Pool:
 
     values: tuple[float, ...]
     ratios: tuple[float, ...]
+    percents: tuple[float, ...] = ()
 
 
 def _ratios(numbers: dict[str, float]) -> list[float]:
@@ -257,6 +260,7 @@ class Facts:
     summary: tuple[float, ...]
     labels: tuple[str, ...]
     years: frozenset[int]
+    summary_percents: tuple[float, ...] = ()
 
     @classmethod
     def of(cls, report: Any) -> Facts:
@@ -272,6 +276,7 @@ class Facts:
                 candidate.score,
                 tuple(sorted(set(numbers.values()))),
                 tuple(_ratios(numbers)),
+                tuple(v for name, v in numbers.items() if name.endswith("pct")),
             )
             labels.update(labels_of(candidate))
             for name in _PERIOD_FIELDS:
@@ -281,7 +286,8 @@ class Facts:
                     years.add(int(match.group(1)))
         forms = {form for label in labels for form in _forms(label)}
         ordered = tuple(sorted(forms, key=lambda s: (-len(s), s)))
-        return cls(facts, tuple(summary.numbers()), ordered, frozenset(years))
+        percents = () if summary.missing_cells_pct is None else (summary.missing_cells_pct,)
+        return cls(facts, tuple(summary.numbers()), ordered, frozenset(years), percents)
 
     def cited(self, evidence: Iterable[str]) -> list[str]:
         """The candidate keys `evidence` cites, in order (the longest key that fits wins)."""
@@ -300,12 +306,14 @@ class Facts:
     def pool(self, cited: Iterable[str]) -> Pool:
         values: set[float] = set(self.summary)
         ratios: list[float] = []
+        percents: list[float] = list(self.summary_percents)
         for key in cited:
             facts = self.candidates.get(key)
             if facts is not None:
                 values.update(facts.values)
                 ratios.extend(facts.ratios)
-        return Pool(tuple(sorted(values)), tuple(ratios))
+                percents.extend(facts.percents)
+        return Pool(tuple(sorted(values)), tuple(ratios), tuple(percents))
 
 
 def _forms(label: str) -> set[str]:
@@ -369,11 +377,9 @@ def _multiplier_ok(m: float, tolerance: float, pool: Pool, *, either_way: bool) 
 
 
 def _fraction_ok(fraction: float, pool: Pool) -> bool:
-    for value in (*pool.values, *pool.ratios, *(1 / r for r in pool.ratios)):
-        magnitude = abs(value)
-        if min(abs(magnitude - fraction), abs(magnitude / 100 - fraction)) <= _FRACTION_TOLERANCE:
-            return True
-    return False
+    shares = [v for v in pool.values if abs(v) <= 1] + [p / 100 for p in pool.percents]
+    shares += [*pool.ratios, *(1 / r for r in pool.ratios)]
+    return any(abs(abs(share) - fraction) <= _FRACTION_TOLERANCE for share in shares)
 
 
 def _word_multipliers(text: str, pool: Pool, bad: list[str]) -> str:

@@ -169,6 +169,8 @@ def test_true_insights_are_grounded(text: str, evidence: list[str]) -> None:
         ("Store 12 prices are 3x the rest.", [SEG], ["3x"]),
         ("Flow quadrupled.", [LVL], ["quadrupled"]),
         ("Thousands of rows are empty.", [SEG], ["Thousands"]),
+        # 30 empty cells is no share and no percentage field: "a third" is not its reading.
+        ("A third of the rest's price.", [SEG], ["A third"]),
         ("Seven regions lead.", [CON], ["Seven"]),
         ("Sales grew 15% in 2023.", [CON], ["15%", "2023"]),
     ],
