@@ -12,7 +12,7 @@ import grpc
 import pytest
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
-from datapilot_runtime.report.insights import ConcentrationInsight, SegmentInsight
+from datapilot_runtime.report.insights import ConcentrationInsight, QualityInsight, SegmentInsight
 from tests.support.fake_llm import (
     FakeLlm,
     LlmProcess,
@@ -342,3 +342,22 @@ def test_without_api_key_insights_come_from_the_fallback(fake_llm: FakeLlm, tmp_
         assert fake_llm.requests == []
     finally:
         assert process.stop() == 0
+
+
+def test_insights_max_bounds_the_findings_quality_notes_follow(tmp_path: Path) -> None:
+    quality = QualityInsight(key="quality.duplicates", score=0.99, kind="duplicates", count=4)
+    report = {
+        **REPORT,
+        "candidates": [*REPORT["candidates"], quality.model_dump(by_alias=True, mode="json")],
+    }
+    process = LlmProcess.start(tmp_path, {"OPENROUTER_API_KEY": "", "INSIGHTS_MAX": "1"})
+    try:
+        with grpc.insecure_channel(process.address) as channel:
+            response = _ask(llm_pb2_grpc.LlmServiceStub(channel), report=report)
+    finally:
+        assert process.stop() == 0
+    assert [(i.type, i.key) for i in response.insights] == [
+        ("segment", SEGMENT.key),
+        ("quality", "quality.duplicates"),
+    ]
+    assert response.insights[1].text == "4 rows are exact duplicates of another row."
