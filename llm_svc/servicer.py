@@ -66,12 +66,11 @@ def compose(
     kept = llm.kept[:limit] if llm else []
     target = min(limit, len(kept) + llm.dropped) if kept and llm else len(fallback)
     covered = {key for draft in kept for key in draft.evidence}
-    phrased = {draft.key for draft in kept if draft.key}
     fill: list[InsightDraft] = []
     for draft in fallback:
         if len(kept) + len(fill) >= target:
             break
-        if not covered.intersection(draft.evidence) and draft.key not in phrased:
+        if not covered.intersection(draft.evidence) and not _cites(covered, draft.key):
             fill.append(draft)
     if kept and fill:
         source = llm_pb2.INSIGHT_SOURCE_MIXED
@@ -86,6 +85,14 @@ def compose(
     return llm_pb2.GenerateInsightsResponse(
         insights=insights, source=source, model=model if kept else FALLBACK_MODEL
     )
+
+
+def _cites(evidence: set[str], key: str) -> bool:
+    """Whether evidence keys cite the candidate `key` (itself or one of its fields)."""
+    if not key:
+        return False
+    prefix = f"candidates.{key}"
+    return any(e == prefix or e.startswith(prefix + ".") for e in evidence)
 
 
 def _to_proto(draft: InsightDraft, source: llm_pb2.InsightSource) -> llm_pb2.Insight:

@@ -361,3 +361,18 @@ def test_insights_max_bounds_the_findings_quality_notes_follow(tmp_path: Path) -
         ("quality", "quality.duplicates"),
     ]
     assert response.insights[1].text == "4 rows are exact duplicates of another row."
+
+
+def test_a_merged_llm_insight_covers_every_candidate_it_cites(
+    fake_llm: FakeLlm, llm_stub: llm_pb2_grpc.LlmServiceStub
+) -> None:
+    merged = {
+        "title": "North and one store lead",
+        "text": "North's average price is 12.40; one store carries 41.2% of revenue.",
+        "evidence": ["candidates.segment.price.region", "candidates.concentration.revenue.store"],
+    }
+    fake_llm.script(insights_reply(merged, INVENTED_INSIGHT))
+    response = _ask(llm_stub)
+    # The invented insight's slot is not filled with a fact the merged one already states.
+    assert [i.text for i in response.insights] == [merged["text"]]
+    assert response.source == llm_pb2.INSIGHT_SOURCE_LLM
