@@ -8,8 +8,9 @@ needs at least one evidence key, and every key must resolve.
 
 Where numbers may come from. Only the numeric fields of the candidates the insight cites (its
 `candidates.<key>...` evidence; the rank `score` excluded) and the numbers of the dataset summary
-the LLM was shown (rows, columns, empty cells, duplicate rows). Data values (segment and period
-labels, column names) are never a source, whatever digits they hold.
+the LLM was shown (rows, columns, empty cells, duplicate rows, periods of the time axis). Data
+values (segment and period labels, column names, the time axis' name and bounds) are never a
+source, whatever digits they hold.
 
 Labels as names. A data value of the candidates or the summary (as is, sanitised, or as words:
 `unit_price` -> `unit price`) is blanked out before numbers are read, so its digits are no claim,
@@ -265,7 +266,7 @@ class Facts:
     @classmethod
     def of(cls, report: Any) -> Facts:
         candidates = candidates_of(report)
-        summary = summary_of(report, candidates)
+        summary = summary_of(report)
         facts: dict[str, CandidateFacts] = {}
         labels: set[str] = set(summary.labels())
         years: set[int] = set()

@@ -65,7 +65,7 @@ def _shown(candidate: Insight) -> dict[str, Any]:
 def prompt_data(report: dict[str, Any]) -> str:
     """The user message: the summary and the top candidates, JSON-encoded, within the budget."""
     candidates = candidates_of(report)
-    summary = summary_of(report, candidates).as_json()
+    summary = summary_of(report).as_json()
     shown = [_shown(c) for c in candidates[:PROMPT_MAX_CANDIDATES]]
     budget = PROMPT_MAX_CHARS - len(SYSTEM_PROMPT) - len(DATA_HEADER)
 

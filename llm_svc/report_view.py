@@ -137,6 +137,17 @@ def alias_of(candidate: BaseModel, field: str) -> str:
 
 
 @dataclass(frozen=True)
+class TimeAxis:
+    """The report's time axis (`timeAxis`): its name, grain, length and first and last period."""
+
+    name: str
+    granularity: str
+    periods: int | None
+    start: str | None
+    end: str | None
+
+
+@dataclass(frozen=True)
 class Summary:
     """The dataset facts the LLM is shown beside the candidates (numbers grounding accepts)."""
 
@@ -147,7 +158,7 @@ class Summary:
     duplicate_rows: int | None
     roles: tuple[tuple[str, str], ...]
     unlisted_columns: int
-    time_axes: tuple[tuple[str, str], ...]
+    time_axis: TimeAxis | None
 
     def numbers(self) -> list[float]:
         values = [
@@ -157,11 +168,14 @@ class Summary:
             self.missing_cells_pct,
             self.duplicate_rows,
             self.unlisted_columns or None,
+            self.time_axis.periods if self.time_axis else None,
         ]
         return [float(v) for v in values if v is not None]
 
     def labels(self) -> list[str]:
-        return [name for name, _ in self.roles] + [name for name, _ in self.time_axes]
+        axis = self.time_axis
+        axis_labels = [axis.name, axis.start, axis.end] if axis else []
+        return [name for name, _ in self.roles] + [a for a in axis_labels if a]
 
     def as_json(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -176,10 +190,11 @@ class Summary:
             document["roles"] = {sanitise(name): role for name, role in self.roles}
         if self.unlisted_columns:
             document["columnsNotListed"] = self.unlisted_columns
-        if self.time_axes:
-            document["timeAxis"] = [
-                {"column": sanitise(name), "granularity": grain} for name, grain in self.time_axes
-            ]
+        axis = self.time_axis
+        if axis is not None:
+            shown = {"name": sanitise(axis.name), "granularity": axis.granularity}
+            extra = {"periods": axis.periods, "start": axis.start, "end": axis.end}
+            document["timeAxis"] = shown | {k: v for k, v in extra.items() if v is not None}
         return document
 
 
@@ -195,8 +210,24 @@ def _share(value: Any) -> float | None:
     return float(value)
 
 
-def summary_of(report: Any, candidates: list[Insight]) -> Summary:
-    """Rows, columns, quality counts, column roles (capped) and the time axes of the candidates."""
+def _time_axis(raw: Any) -> TimeAxis | None:
+    if not isinstance(raw, dict):
+        return None
+    name, grain = raw.get("name"), raw.get("granularity")
+    if not isinstance(name, str) or not isinstance(grain, str):
+        return None
+    start, end = raw.get("start"), raw.get("end")
+    return TimeAxis(
+        sanitise(name),
+        sanitise(grain),
+        _count(raw.get("periods")),
+        sanitise(start) if isinstance(start, str) else None,
+        sanitise(end) if isinstance(end, str) else None,
+    )
+
+
+def summary_of(report: Any) -> Summary:
+    """Rows, columns, quality counts, column roles (capped) and the report's time axis."""
     dataset = report.get("dataset") if isinstance(report, dict) else None
     dataset = dataset if isinstance(dataset, dict) else {}
     raw_roles = report.get("roles") if isinstance(report, dict) else None
@@ -207,11 +238,6 @@ def summary_of(report: Any, candidates: list[Insight]) -> Summary:
                 name, role = item.get("name"), item.get("role")
                 if isinstance(name, str) and isinstance(role, str) and name:
                     roles.append((name, role))
-    axes: list[tuple[str, str]] = []
-    for candidate in candidates:
-        time, grain = getattr(candidate, "time", None), getattr(candidate, "granularity", None)
-        if isinstance(time, str) and isinstance(grain, str) and (time, grain) not in axes:
-            axes.append((time, grain))
     return Summary(
         rows=_count(dataset.get("rows")),
         columns=_count(dataset.get("columns")),
@@ -220,5 +246,5 @@ def summary_of(report: Any, candidates: list[Insight]) -> Summary:
         duplicate_rows=_count(dataset.get("duplicateRows")),
         roles=tuple(roles[:SUMMARY_MAX_ROLES]),
         unlisted_columns=max(0, len(roles) - SUMMARY_MAX_ROLES),
-        time_axes=tuple(axes[:3]),
+        time_axis=_time_axis(report.get("timeAxis") if isinstance(report, dict) else None),
     )

@@ -75,6 +75,7 @@ REPORT: dict[str, Any] = {
         {"name": "region", "role": "dimension", "reason": "few distinct strings"},
         {"name": "q3_sales", "role": "additive", "reason": "an amount"},
     ],
+    "timeAxis": {"name": "year", "granularity": "year", "periods": 91, "start": "1930"},
     "candidates": [_dump(c) for c in (SEGMENT, CONCENTRATION, SHIFT, SHIFT_DOWN)],
     "columns": [{"name": "unit.price", "type": "numeric", "numeric": {"sum": 42.0}}],
 }
@@ -134,6 +135,7 @@ def test_cited_keys_are_the_longest_candidate_key_that_fits() -> None:
         ("Flow fell by half in 1898.", [DOWN]),
         ("Flow 2019 rose by 100% in 1898.", [LVL]),
         ("The file has 1,200 rows and 5 columns; 30 cells are empty.", [SEG]),
+        ("The series covers 91 years from 1930.", [SEG]),
         ("About five million in sales comes from one region.", [CON]),
         ("A third of sales comes from one region; a dozen regions hold half of it.", [CON]),
         ("The top twelve regions hold 50% of sales, the leader 33.4%.", [CON]),

@@ -112,12 +112,27 @@ def test_the_prompt_holds_the_summary_and_candidates_not_the_raw_report() -> Non
         "roles": [{"name": "price_1", "role": "non_additive", "reason": "a price"}],
         "candidates": [_segment(1), {"type": "mystery", "key": "m"}],
     }
+    report["timeAxis"] = {
+        "name": "year+month",
+        "columns": ["year", "month"],
+        "granularity": "month",
+        "periods": 48,
+        "start": "2019-01",
+        "end": "2022-12",
+    }
     data = _data(report)
     assert data["summary"] == {
         "rows": 1200,
         "columns": 3,
         "missingCells": 0,
         "roles": {"price_1": "non_additive"},
+        "timeAxis": {
+            "name": "year+month",
+            "granularity": "month",
+            "periods": 48,
+            "start": "2019-01",
+            "end": "2022-12",
+        },
     }
     (shown,) = data["candidates"]
     assert shown["key"] == "segment.price_1.region" and shown["segmentValue"] == 12.4
