@@ -103,11 +103,13 @@ def _column(name: str | None, default: str) -> str:
 
 
 def _plural(noun: str) -> str:
-    """ "regions"; a name that is not one plain word reads "values of <name>".
+    """The plural of a dimension ("sales regions"), or "values of <name>" for any other name.
 
     Never a bare name right after a number: "the top 3 k A" would read as 3,000.
     """
-    if not (noun.isalpha() and len(noun) >= 3 and noun.lower() not in _SCALE_WORDS):
+    words = noun.split()
+    plain = all(w.isalpha() for w in words) and len(words[0]) >= 3 if words else False
+    if not plain or words[0].lower() in _SCALE_WORDS:
         return f"values of {noun}"
     return noun if noun.endswith("s") else noun + "s"
 
