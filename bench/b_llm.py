@@ -1,41 +1,135 @@
-"""llm_svc latency: GenerateInsights with the breaker open, and what it adds over a direct call."""
+"""llm_svc: prompt size, latency with the breaker open, and what it adds over a direct call."""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 
+from analysis_svc.engine.analyze import analyze_file
 from bench.figures import BenchContext, Figure, percentile
+from datapilot_runtime.report.insights import ConcentrationInsight, SegmentInsight
 from devstack.processes import free_port, redis_process, wait_tcp
-from llm_svc.llm_client import SYSTEM_PROMPT
+from llm_svc.llm_client import prompt_messages
 from tests.support.fake_llm import FakeLlm, LlmProcess, Reply, completion
-from tests.support.sample_report import sample_report
 
 OPEN_CALLS = 2000
 ADDED_CALLS = 600
 WARMUP_CALLS = 100
-REPORT = sample_report()
+SEGMENT = SegmentInsight(
+    key="segment.price.region",
+    score=0.9,
+    measure="price",
+    dimension="region",
+    aggregation="mean",
+    segment="North",
+    direction="high",
+    segment_value=12.4,
+    rest_value=8.1,
+    ratio=1.53,
+    segment_rows=500,
+    rest_rows=700,
+    effect_size=0.9,
+)
+CONCENTRATION = ConcentrationInsight(
+    key="concentration.revenue.region",
+    score=0.8,
+    measure="revenue",
+    dimension="region",
+    top="North",
+    top_value=51440.0,
+    top_share=0.4167,
+    top_k=2,
+    top_k_share=0.6667,
+    segments=4,
+    values_for_80_pct=3,
+)
+REPORT = {
+    "schemaVersion": "3.0",
+    "dataset": {"rows": 1200, "columns": 3, "missingCells": 12, "duplicateRows": 1},
+    "roles": [
+        {"name": "region", "role": "dimension", "reason": "few distinct strings"},
+        {"name": "revenue", "role": "additive", "reason": "an amount"},
+        {"name": "price", "role": "non_additive", "reason": "a price"},
+    ],
+    "candidates": [c.model_dump(by_alias=True, mode="json") for c in (SEGMENT, CONCENTRATION)],
+}
 ANSWER = {
     "insights": [
         {
-            "title": "Revenue",
-            "text": "Revenue totals 123,456.79 with a median of 99.5.",
-            "evidence": ["columns.revenue.numeric.sum", "columns.revenue.numeric.median"],
+            "title": "North is dearest",
+            "text": "Average price in North is 12.40 against 8.10 elsewhere (1.5 times).",
+            "evidence": ["candidates.segment.price.region"],
             "severity": "info",
         },
         {
             "title": "North leads",
-            "text": "North holds 41.7% of rows (500).",
-            "evidence": ["columns.region.topValues.0"],
+            "text": "North carries 41.7% of revenue; the top 2 regions hold 66.7%.",
+            "evidence": ["candidates.concentration.revenue.region"],
             "severity": "info",
         },
     ]
 }
+TOKEN_CHARS = 4
+PROMPT_TARGET_TOKENS = 2000
+SALES_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "sales.csv"
+
+
+def _wide_csv(path: Path, columns: int = 200, rows: int = 500) -> Path:
+    """A wide file: long column names, a dimension with long labels, many measures."""
+    header = ["region"] + [f"measure_with_a_rather_long_name_{n:03d}" for n in range(columns)]
+    lines = [",".join(header)]
+    for row in range(rows):
+        label = f"Region number {row % 7} of the northern sales territory"
+        lines.append(",".join([label] + [str((row * (n + 3)) % 97) for n in range(columns)]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _worst_case() -> dict[str, Any]:
+    """More candidates and columns than the prompt may hold, every label at its longest."""
+    long = "x" * 200
+    return {
+        "dataset": {"rows": 10**7, "columns": 1000},
+        "roles": [{"name": f"{long}{n}", "role": "additive", "reason": ""} for n in range(1000)],
+        "candidates": [
+            SEGMENT.model_copy(update={"key": f"s{n}.{long}", "segment": long}).model_dump(
+                by_alias=True, mode="json"
+            )
+            for n in range(200)
+        ],
+    }
+
+
+def _prompt_tokens(report: dict[str, Any]) -> int:
+    return sum(len(m["content"]) for m in prompt_messages(report)) // TOKEN_CHARS
+
+
+def _prompt_size(ctx: BenchContext) -> Figure:
+    """Prompt size (chars / 4) for engine reports of real files, the synthetic one, the worst."""
+    reports = {
+        "tests/data/sales.csv": analyze_file(SALES_CSV, "sales.csv"),
+        "wide 200-column csv": analyze_file(_wide_csv(ctx.work_dir / "wide.csv"), "wide.csv"),
+        "bench report": REPORT,
+        "worst case (200 candidates, 1000 columns)": _worst_case(),
+    }
+    sizes = {name: _prompt_tokens(report) for name, report in reports.items()}
+    largest = max(sizes.values())
+    return Figure(
+        id="llm.prompt_tokens",
+        what="LLM prompt size in tokens (chars / 4), largest of: "
+        + ", ".join(f"{name} {tokens}" for name, tokens in sizes.items()),
+        value=largest,
+        unit="tokens",
+        target=f"<= {PROMPT_TARGET_TOKENS}",
+        met=largest <= PROMPT_TARGET_TOKENS,
+    )
 
 
 def _timed(call: Callable[[], object], times: int) -> list[float]:
@@ -115,10 +209,7 @@ def _added_latency(ctx: BenchContext, fake: FakeLlm) -> Figure:
     )
     body = {
         "model": "deepseek/deepseek-r1",
-        "messages": [
-            {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": json.dumps(REPORT, separators=(",", ":"), sort_keys=True)},
-        ],
+        "messages": prompt_messages(REPORT),
         "temperature": 0.2,
         "response_format": {"type": "json_object"},
     }
@@ -172,6 +263,7 @@ def run(ctx: BenchContext) -> list[Figure]:
     try:
         wait_tcp("127.0.0.1", port, 30, redis)
         return [
+            _prompt_size(ctx),
             _breaker_open(ctx, fake, f"redis://127.0.0.1:{port}/0"),
             _added_latency(ctx, fake),
         ]

@@ -63,6 +63,9 @@ class InsightCache:
                     str(i["text"]),
                     [str(e) for e in i["evidence"]],
                     str(i["severity"]),
+                    str(i.get("type", "")),
+                    str(i.get("key", "")),
+                    float(i.get("score", 0.0)),
                 )
                 for i in document["insights"]
             ]

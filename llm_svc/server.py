@@ -110,7 +110,12 @@ async def build(settings: LlmSettings, *, wall_clock: Clock = time.time) -> LlmS
         f"on (ttl {settings.llm_cache_ttl_seconds}s)" if cache else "off",
     )
     servicer = LlmServicer(
-        client, settings.llm_model, breaker, cache, cache_prefix=settings.llm_redis_prefix
+        client,
+        settings.llm_model,
+        breaker,
+        cache,
+        cache_prefix=settings.llm_redis_prefix,
+        insights_max=settings.insights_max,
     )
     host = GrpcHost(
         "llm_svc",

@@ -23,7 +23,7 @@ from llm_svc.circuit_breaker import (
     LocalBreaker,
     State,
 )
-from llm_svc.fallback import InsightDraft, fallback_insights
+from llm_svc.fallback import INSIGHTS_MAX, MAX_TRAILING_NOTES, InsightDraft, fallback_insights
 from llm_svc.grounding import ground
 from llm_svc.insight_cache import InsightCache, cache_key
 from llm_svc.llm_client import PROMPT_VERSION, LlmClient, LlmFailure
@@ -32,7 +32,6 @@ _LOGGER = logging.getLogger(__name__)
 DEFAULT_DEADLINE_SECONDS = 120.0
 # Kept back from the caller's deadline to build and send the fallback answer in time.
 DEADLINE_RESERVE_SECONDS = 0.05
-MAX_INSIGHTS = 8
 FALLBACK_MODEL = "fallback"
 _STATES = {
     State.CLOSED: llm_pb2.CIRCUIT_STATE_CLOSED,
@@ -55,22 +54,25 @@ class LlmInsights:
 
 
 def compose(
-    llm: LlmInsights | None, fallback: list[InsightDraft], model: str
+    llm: LlmInsights | None,
+    fallback: list[InsightDraft],
+    model: str,
+    limit: int = INSIGHTS_MAX + MAX_TRAILING_NOTES,
 ) -> llm_pb2.GenerateInsightsResponse:
-    """LLM insights first; fallback insights about other KPIs replace the dropped ones.
+    """LLM insights first; fallback insights about other candidates replace the dropped ones.
 
     Without any kept LLM insight the answer is the whole fallback. Otherwise each LLM
-    insight grounding dropped is replaced by the next fallback insight none of whose
-    evidence keys a kept LLM insight already uses (no fact twice), up to MAX_INSIGHTS.
+    insight grounding dropped is replaced by the next fallback insight about a candidate no
+    kept LLM insight phrases, none of whose evidence keys one uses (no fact twice), up to `limit`.
     """
-    kept = llm.kept[:MAX_INSIGHTS] if llm else []
-    target = min(MAX_INSIGHTS, len(kept) + llm.dropped) if kept and llm else len(fallback)
+    kept = llm.kept[:limit] if llm else []
+    target = min(limit, len(kept) + llm.dropped) if kept and llm else len(fallback)
     covered = {key for draft in kept for key in draft.evidence}
     fill: list[InsightDraft] = []
     for draft in fallback:
         if len(kept) + len(fill) >= target:
             break
-        if not covered.intersection(draft.evidence):
+        if not covered.intersection(draft.evidence) and not _cites(covered, draft.key):
             fill.append(draft)
     if kept and fill:
         source = llm_pb2.INSIGHT_SOURCE_MIXED
@@ -87,6 +89,14 @@ def compose(
     )
 
 
+def _cites(evidence: set[str], key: str) -> bool:
+    """Whether evidence keys cite the candidate `key` (itself or one of its fields)."""
+    if not key:
+        return False
+    prefix = f"candidates.{key}"
+    return any(e == prefix or e.startswith(prefix + ".") for e in evidence)
+
+
 def _to_proto(draft: InsightDraft, source: llm_pb2.InsightSource) -> llm_pb2.Insight:
     return llm_pb2.Insight(
         title=draft.title,
@@ -94,6 +104,9 @@ def _to_proto(draft: InsightDraft, source: llm_pb2.InsightSource) -> llm_pb2.Ins
         evidence=draft.evidence,
         severity=draft.severity,
         source=source,
+        type=draft.type,
+        key=draft.key,
+        score=draft.score,
     )
 
 
@@ -109,7 +122,9 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
         *,
         cache_prefix: str = "datapilot:llm",
         clock: Clock = time.monotonic,
+        insights_max: int = INSIGHTS_MAX,
     ) -> None:
+        self._insights_max = insights_max
         self._client = client
         self._model = model
         self._breaker: CircuitBreaker = breaker or LocalBreaker(BreakerConfig())
@@ -126,27 +141,32 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
                 raise ValueError("not an object")
         except ValueError:
             await abort(context, ErrorCode.INVALID_REPORT, "kpi_report_json is not a JSON object")
-        fallback = fallback_insights(report)
+        fallback = fallback_insights(report, self._insights_max)
         if self._client is None:
             metrics.LLM_CALLS.labels(outcome="unconfigured").inc()
-            return compose(None, fallback, self._model)
+            return self._compose(None, fallback)
         key = cache_key(self._cache_prefix, report, self._model, PROMPT_VERSION)
         if self._cache is not None:
             cached = await self._cache.get(key)
             if cached is not None:
                 metrics.LLM_CALLS.labels(outcome="cached").inc()
                 kept, dropped = cached
-                return compose(LlmInsights(kept, dropped), fallback, self._model)
+                return self._compose(LlmInsights(kept, dropped), fallback)
         admission = await self._breaker.admit()
         if admission is Admission.REJECTED:
             metrics.LLM_CALLS.labels(outcome="rejected").inc()
-            return compose(None, fallback, self._model)
+            return self._compose(None, fallback)
         llm = await self._ask(report, admission, context)
         if llm is None:
-            return compose(None, fallback, self._model)
+            return self._compose(None, fallback)
         if llm.kept and self._cache is not None:
             await self._cache.put(key, llm.kept, llm.dropped)
-        return compose(llm, fallback, self._model)
+        return self._compose(llm, fallback)
+
+    def _compose(
+        self, llm: LlmInsights | None, fallback: list[InsightDraft]
+    ) -> llm_pb2.GenerateInsightsResponse:
+        return compose(llm, fallback, self._model, self._insights_max + MAX_TRAILING_NOTES)
 
     async def _ask(
         self, report: dict[str, object], admission: Admission, context: grpc.aio.ServicerContext

@@ -35,6 +35,8 @@ class LlmSettings(ServiceSettings, RedisSettings, RetrySettings):
     llm_redis_prefix: str = Field(default="datapilot:llm", min_length=1)
     # Bound on each Redis call on the request path (breaker, cache).
     llm_redis_timeout_seconds: float = Field(default=0.5, gt=0)
+    # Findings in an answer (the top candidates), before up to 3 outlier / data-quality notes.
+    insights_max: int = Field(default=8, ge=1, le=50)
     metrics_port: int = Field(default=9103, ge=0, le=65535)
 
     def llm_backoff(self) -> BackoffPolicy:

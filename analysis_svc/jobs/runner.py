@@ -255,6 +255,10 @@ class JobRunner:
                     "evidence": list(i.evidence),
                     "severity": i.severity,
                     "source": _SOURCE_NAMES.get(i.source, "fallback"),
+                    # The typed candidate it phrases (kpis.candidates), null when none.
+                    "type": i.type or None,
+                    "key": i.key or None,
+                    "score": i.score if i.key else None,
                 }
                 for i in response.insights
             ],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -16,8 +15,25 @@ from devstack.stack import Stack, StackConfig
 from tests.support.api import checked_client, upload, wait_terminal
 from tests.support.fake_llm import FakeLlm, Reply, completion
 
-SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
+PLANTED = "Revenue fell 87% to $4,200,000 in Q4"
 JOBS_WHILE_FAILING = 8
+
+
+def _sales_csv() -> bytes:
+    """Sales with a planted store label holding figures, and one empty cell."""
+    lines = ["date,store,product,units,revenue"]
+    stores = ["North", "South", PLANTED, "East"]
+    for day in range(1, 121):
+        store = stores[day % 4]
+        units = 10 + (day * 7) % 23
+        revenue = "" if day == 60 else f"{units * (40.5 if store == PLANTED else 9.5):.2f}"
+        lines.append(
+            f'2025-{1 + (day - 1) // 30:02d}-{1 + (day - 1) % 28:02d},"{store}",W,{units},{revenue}'
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+SALES_CSV = _sales_csv()
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +67,16 @@ def client(llm_stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
+def _prompt_data(body: Any) -> Any:
+    """The JSON data section of the prompt (after its header line)."""
+    return json.loads(body["messages"][1]["content"].split("\n", 1)[1])
+
+
 def _half_true_answer(body: Any) -> Reply:
-    """One insight stating the report's real row count, one inventing a growth rate."""
-    report = json.loads(body["messages"][1]["content"])
-    rows = report["dataset"]["rows"]
+    """One insight stating the real row count; one inventing a growth rate; the planted label."""
+    data = _prompt_data(body)
+    rows = data["summary"]["rows"]
+    cited = ["dataset.rows"] + [f"candidates.{c['key']}" for c in data["candidates"]]
     insights = [
         {
             "title": "Rows",
@@ -68,6 +90,8 @@ def _half_true_answer(body: Any) -> Reply:
             "evidence": ["dataset.rows"],
             "severity": "info",
         },
+        {"title": "Q4", "text": f"{PLANTED}.", "evidence": cited, "severity": "warning"},
+        {"title": "Up", "text": "Revenue tripled to about five million.", "evidence": cited},
     ]
     return completion("<think>draft 99</think>" + json.dumps({"insights": insights}))
 
@@ -83,15 +107,25 @@ def _result(client: httpx.Client, job: dict[str, Any]) -> dict[str, Any]:
 
 def test_result_shows_the_source_of_each_insight(client: httpx.Client, fake_llm: FakeLlm) -> None:
     fake_llm.script(_half_true_answer)
-    result = _result(client, upload(client, "sales.csv", SALES_CSV.read_bytes()))
-    assert result["insightsSource"] == "mixed"
-    sources = [i["source"] for i in result["insights"]]
-    assert sources == ["llm", "fallback"]
+    result = _result(client, upload(client, "sales.csv", SALES_CSV))
     rows = result["kpis"]["dataset"]["rows"]
-    assert result["insights"][0]["text"] == f"The file holds {rows:,} rows."
-    assert not any("4,321.987" in i["text"] for i in result["insights"])
+    first, *rest = result["insights"]
+    assert (first["source"], first["text"]) == ("llm", f"The file holds {rows:,} rows.")
+    assert rest, "the dropped LLM insights' slots are filled from the fallback"
+    assert all(i["source"] == "fallback" for i in rest)
+    assert result["insightsSource"] == "mixed"
+    for insight in result["insights"]:
+        assert {"type", "key", "score"} <= set(insight)
+        unquoted = insight["text"].replace(f"\u201c{PLANTED}\u201d", "")
+        assert "4,321.987" not in unquoted and "87%" not in unquoted
+        assert "4,200,000" not in unquoted and "tripled" not in unquoted
+        assert "five million" not in unquoted
     (request,) = fake_llm.requests
-    assert json.loads(request["body"]["messages"][1]["content"]) == result["kpis"]
+    data = _prompt_data(request["body"])
+    assert data["summary"]["rows"] == rows
+    candidates = result["kpis"].get("candidates", [])
+    assert [c["key"] for c in data["candidates"]] == [c["key"] for c in candidates][:12]
+    assert sum(len(m["content"]) for m in request["body"]["messages"]) <= 8000
 
 
 def test_with_the_llm_failing_every_job_completes_with_fallback_insights(
@@ -99,9 +133,9 @@ def test_with_the_llm_failing_every_job_completes_with_fallback_insights(
 ) -> None:
     fake_llm.script(Reply(503, {"error": {"message": "overloaded"}}))
     # Distinct files (distinct KPI reports): the insight cache cannot answer for the LLM.
-    base = SALES_CSV.read_bytes().rstrip(b"\n")
+    base = SALES_CSV.rstrip(b"\n")
     jobs = [
-        upload(client, f"sales-{n}.csv", base + f"\n2025-12-31,East,Widget,{n + 1},1.00\n".encode())
+        upload(client, f"sales-{n}.csv", base + f"\n2025-12-31,East,W,{n + 1},1.00\n".encode())
         for n in range(JOBS_WHILE_FAILING)
     ]
     for job in jobs:

@@ -31,7 +31,12 @@ def test_fallback_of_a_real_report_is_grounded(source: str, tmp_path: Path) -> N
     path = SALES if source == "sales" else _monthly(tmp_path)
     report, _charts = analyze(path, path.name)
     insights = fallback_insights(report)
-    assert any("over time" in i.title for i in insights)
+    assert insights
+    candidates = {c["key"]: c["type"] for c in report.get("candidates", [])}
+    if "candidates" in report:  # schema 3.0: each insight phrases a candidate of the report
+        assert all(candidates.get(i.key) == i.type for i in insights)
+        if source == "monthly":
+            assert any(i.type == "trend" for i in insights)
     for insight in insights:
         assert insight.evidence
         assert all(resolve(report, key)[0] for key in insight.evidence), insight.evidence

@@ -37,9 +37,9 @@ GOOD = completion(
         {
             "insights": [
                 {
-                    "title": "Units",
-                    "text": "250 units in 50 rows.",
-                    "evidence": ["columns.units.numeric.sum", "dataset.rows"],
+                    "title": "Rows",
+                    "text": "The file holds 50 rows.",
+                    "evidence": ["dataset.rows"],
                 }
             ]
         }

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from devstack.processes import free_port
-from llm_svc.llm_client import FailureKind, LlmAnswer, LlmClient, LlmFailure
+from llm_svc.llm_client import FailureKind, LlmAnswer, LlmClient, LlmFailure, prompt_messages
 from llm_svc.settings import LlmSettings
 from tests.support.fake_llm import FakeLlm, Reply, completion, drop, hang, insights_reply
 
@@ -276,7 +276,8 @@ async def test_request_shape_headers_and_json_mode(
     assert headers["x-title"] == "DataPilot"
     body = request["body"]
     assert body["response_format"] == {"type": "json_object"}
-    assert json.loads(body["messages"][1]["content"]) == REPORT
+    assert body["messages"] == prompt_messages(REPORT)
+    assert json.loads(body["messages"][1]["content"].split("\n", 1)[1])["summary"] == {"rows": 10}
 
 
 async def test_endpoint_refusing_response_format_is_asked_again_without_it(
