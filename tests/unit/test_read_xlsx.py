@@ -263,3 +263,51 @@ def test_first_sheet_is_read_whatever_the_part_names(tmp_path: pathlib.Path) -> 
             archive.writestr(info, data)
     frame = read_table(path).frame
     assert frame.to_dict("list") == {"id": [7, 8], "value": ["x", "y"]}
+
+
+def test_whitespace_cells_are_missing_in_a_workbook(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in (["name", "n"], ["  ", 1], ["\t", 2], ["x", "   "], [" y ", 4]):
+        sheet.append(row)
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert frame["name"].isna().tolist() == [True, True, False, False]
+    assert frame["name"].iloc[3] == " y "
+    assert frame["n"].isna().tolist() == [False, False, True, False]
+    assert pd.api.types.is_float_dtype(frame["n"].dtype)
+
+
+def test_cell_that_breaks_its_columns_type_after_the_sample_keeps_its_type(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_xlsx, "_SCHEMA_SAMPLE_ROWS", 5)
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["amount", "sparse", "label"])
+    for n in range(10):
+        sheet.append([n + 0.5, None, f"t{n}"])
+    sheet.append(["n/a yet", 7, "late"])
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert frame["amount"].iloc[-1] == "n/a yet"
+    assert frame["amount"].iloc[0] == 0.5
+    assert frame["sparse"].iloc[-1] == 7
+    assert frame["sparse"].isna().sum() == 10
+
+
+def test_column_blank_in_the_sample_gets_its_type_from_later_rows(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_xlsx, "_SCHEMA_SAMPLE_ROWS", 5)
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["id", "refund"])
+    for n in range(10):
+        sheet.append([n, None])
+    sheet.append([10, 2.5])
+    sheet.append([11, 4.0])
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert pd.api.types.is_float_dtype(frame["refund"].dtype)
+    assert frame["refund"].iloc[-2:].tolist() == [2.5, 4.0]

@@ -37,6 +37,8 @@ from typing import Any
 import fastexcel
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import python_calamine
 
 from analysis_svc.engine.readers.common import (
@@ -70,10 +72,12 @@ _HEADER_SEARCH_ROWS = 20
 _HEAD_ROWS = 80
 _CHUNK_ROWS = 20_000
 _MAX_EXACT_FLOAT = 2.0**53
+_SCHEMA_SAMPLE_ROWS = 1000  # fastexcel's default
 
 Cell = Any
 Row = list[Cell]
 Merge = tuple[int, int, int, int]  # first row, first column, last row, last column; 0-based
+_ArrowBody = tuple[list[int], Any]  # absolute column indices, a pyarrow RecordBatch
 
 
 def read_xlsx(path: pathlib.Path) -> Table:
@@ -390,24 +394,59 @@ def _label_text(value: Cell) -> str:
 
 
 def _read_body(data: bytes, body_start: int) -> dict[int, pd.Series] | None:
-    """Columns by absolute index, from ``body_start`` on; None if a column mixes cell types."""
-    reader = fastexcel.read_excel(data)
-    try:
-        sheet = reader.load_sheet(
-            0,
-            header_row=None,
-            skip_rows=body_start,
-            schema_sample_rows=None,  # every row decides the type: no late surprise
-            dtype_coercion="strict",
-            whitespace_as_null=True,
-        )
-    except fastexcel.UnsupportedColumnTypeCombinationError:
+    """Columns by absolute index, from ``body_start`` on; None if a column mixes cell types.
+
+    Types are guessed from the first rows (guessing from every row costs a third of the read);
+    a later cell that does not fit its column's type is reported by fastexcel and sends the
+    sheet to the cell-by-cell path. A column blank in those first rows would be guessed as
+    text, so one with values further down is read again with every row deciding its type.
+    """
+    body = _arrow_body(data, body_start, _SCHEMA_SAMPLE_ROWS)
+    if body is not None and any(_late_values(column) for column in body[1].columns):
+        body = _arrow_body(data, body_start, None)
+    if body is None:
         return None
-    positions = [column.absolute_index for column in sheet.selected_columns]
-    frame = sheet.to_arrow().to_pandas()
+    positions, batch = body
+    frame = pa.RecordBatch.from_arrays(
+        [_blank_as_null(column) for column in batch.columns], names=batch.schema.names
+    ).to_pandas()
     frame.columns = pd.RangeIndex(len(positions))
     frame = frame.dropna(how="all").reset_index(drop=True)
     return {position: _tidy(frame[index]) for index, position in enumerate(positions)}
+
+
+def _arrow_body(data: bytes, body_start: int, sample_rows: int | None) -> _ArrowBody | None:
+    """(absolute column indices, record batch), or None when a column mixes cell types."""
+    try:
+        sheet = fastexcel.read_excel(data).load_sheet(
+            0,
+            header_row=None,
+            skip_rows=body_start,
+            schema_sample_rows=sample_rows,
+            dtype_coercion="strict",
+        )
+    except fastexcel.UnsupportedColumnTypeCombinationError:
+        return None
+    batch, errors = sheet.to_arrow_with_errors()
+    if errors is not None and errors.errors:
+        return None
+    return [column.absolute_index for column in sheet.selected_columns], batch
+
+
+def _late_values(column: pa.Array) -> bool:
+    """Text guessed from a blank sample, with values further down: the guess may be wrong."""
+    if not pa.types.is_string(column.type) or len(column) <= _SCHEMA_SAMPLE_ROWS:
+        return False
+    sample = column.slice(0, _SCHEMA_SAMPLE_ROWS)
+    return bool(sample.null_count == len(sample) and column.null_count < len(column))
+
+
+def _blank_as_null(column: pa.Array) -> pa.Array:
+    """Whitespace-only text is a missing value (fastexcel's own option costs a second pass)."""
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        return column
+    blank = pc.equal(pc.utf8_trim_whitespace(column), "")
+    return pc.if_else(blank, None, column) if pc.any(blank).as_py() else column
 
 
 def _assemble(layout: Layout, body: dict[int, pd.Series]) -> pd.DataFrame:
@@ -433,7 +472,12 @@ def _assemble(layout: Layout, body: dict[int, pd.Series]) -> pd.DataFrame:
 
 
 def _tidy(column: pd.Series) -> pd.Series:
-    """Whole-number floats as integers (calamine, like Excel, stores every number as a float)."""
+    """Whole-number floats as integers (calamine, like Excel, stores every number as a float).
+
+    Timestamps get the microsecond unit Python's datetimes (the cell-by-cell path) give.
+    """
+    if column.dtype.kind == "M":
+        return column.astype("datetime64[us]")
     if column.dtype.kind == "f" and len(column) and not column.isna().any():
         values = column.to_numpy()
         if bool(np.all(np.abs(values) < _MAX_EXACT_FLOAT)) and bool(
