@@ -311,3 +311,17 @@ def test_column_blank_in_the_sample_gets_its_type_from_later_rows(
     frame = read_table(_save(workbook, tmp_path)).frame
     assert pd.api.types.is_float_dtype(frame["refund"].dtype)
     assert frame["refund"].iloc[-2:].tolist() == [2.5, 4.0]
+
+
+def test_two_cells_at_opposite_corners_are_refused(tmp_path: pathlib.Path) -> None:
+    # calamine would allocate the 17 billion cells between them (and abort the process).
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["a", "b"])
+    sheet.append([1, 2])
+    sheet["XFD1048576"] = 3
+    path = _save(workbook, tmp_path)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(InvalidInput, match="1048576 rows x 16384 columns"):
+        read_table(path)

@@ -61,6 +61,8 @@ _SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)>")
 _RELATIONSHIP_TAG = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>")
 _ATTRIBUTE = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
 _ROW_END = re.compile(rb"</(?:\w+:)?row>|<(?:\w+:)?row\b[^>]*/>")
+_CELL_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\sr="([A-Z]{1,3})(\d{1,7})"')
+_ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d{1,7})"')
 _SHEET_DATA_OPEN = re.compile(rb"<(\w+:)?sheetData\b")
 _WORKSHEET_OPEN = re.compile(rb"<(\w+:)?worksheet\b")
 # Parts the head workbook needs besides its sheet: what calamine reads to open a workbook.
@@ -68,6 +70,7 @@ _HEAD_PARTS_SKIPPED = ("xl/worksheets/", "xl/chartsheets/", "xl/pivotCache/", "x
 _CHUNK = 1024 * 1024
 _HEAD_XML_ROWS = 200  # sheet XML rows given to the header logic
 _HEAD_XML_BYTES = 4 * 1024 * 1024  # ... or fewer, when the rows are long
+_MAX_HEAD_CELLS = 4_000_000  # bounding box of the head's cells (200 rows x 2000 columns is 0.4M)
 _HEADER_SEARCH_ROWS = 20
 _HEAD_ROWS = 80
 _CHUNK_ROWS = 20_000
@@ -162,6 +165,7 @@ def _first_sheet_member(archive: zipfile.ZipFile) -> str | None:
 def _head_rows(archive: zipfile.ZipFile, member: str) -> list[Row]:
     """Typed cells of the sheet's first rows, from column A and row 1 (blank cells are "")."""
     xml = _head_xml(archive, member)
+    _check_spread(xml)
     head = io.BytesIO()
     with zipfile.ZipFile(head, "w", zipfile.ZIP_STORED) as small:
         for info in archive.infolist():
@@ -196,6 +200,29 @@ def _head_xml(archive: zipfile.ZipFile, member: str) -> bytes:
     data_prefix = (data_tag.group(1) or b"") if data_tag else b""
     root_prefix = (root_tag.group(1) or b"") if root_tag else b""
     return bytes(buffer[:last_end]) + b"</%ssheetData></%sworksheet>" % (data_prefix, root_prefix)
+
+
+def _check_spread(xml: bytes) -> None:
+    """Refuse cells spread far apart: calamine allocates every cell of their bounding box.
+
+    Two cells at A1 and XFD1048576 (a 5 KB file) would make it allocate 17 billion cells and
+    abort the process. The references of the head XML (small by construction) are checked
+    exactly; a far cell placed below the head is not seen here.
+    """
+    rows = [int(number) for number in _ROW_REF.findall(xml)]
+    columns: list[int] = []
+    for letters, number in _CELL_REF.findall(xml):
+        columns.append(_column_index(letters))
+        rows.append(int(number))
+    if not rows:
+        return
+    height = max(rows) - min(rows) + 1
+    width = max(columns) - min(columns) + 1 if columns else 1
+    if height * width > _MAX_HEAD_CELLS:
+        raise InvalidInput(
+            f"The sheet's first cells are spread over {height} rows x {width} columns; "
+            "a sheet this sparse cannot be read safely."
+        )
 
 
 def _merged_ranges(archive: zipfile.ZipFile, member: str) -> list[Merge]:
