@@ -325,3 +325,21 @@ def test_two_cells_at_opposite_corners_are_refused(tmp_path: pathlib.Path) -> No
     assert path.stat().st_size < 10_000
     with pytest.raises(InvalidInput, match="1048576 rows x 16384 columns"):
         read_table(path)
+
+
+@pytest.mark.parametrize("error", [b"#DIV/0!", b"#NAME?"])
+def test_error_cells_are_missing_values(tmp_path: pathlib.Path, error: bytes) -> None:
+    def error_in_c3(xml: bytes) -> bytes:
+        cell = b'<c r="C3" t="n"><v>4</v></c>'
+        assert cell in xml
+        return xml.replace(cell, b'<c r="C3" t="e"><v>' + error + b"</v></c>")
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in (["a", "b", "c"], [1, "x", 3], [2, "y", 4]):
+        sheet.append(row)
+    frame = read_table(_rewrite_sheet(_save(workbook, tmp_path), error_in_c3)).frame
+    assert frame["a"].tolist() == [1, 2]
+    assert frame["c"].iloc[0] == 3
+    assert pd.isna(frame["c"].iloc[1])

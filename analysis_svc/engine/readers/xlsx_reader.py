@@ -2,22 +2,25 @@
 
 The zip-bomb guard runs first, on the archive directory alone. Then:
 
-* **Head**: the first rows of the first sheet's XML (a few hundred, a few MB at most) are cut out
-  into a small in-memory workbook that python-calamine reads into typed Python cells. The header
-  logic (empty leading rows, title rows, merged and two-row headers, header or not) runs on them.
-  Merged ranges are read from the sheet XML only when they could change a label, and only those
-  that touch the head are kept.
+* **Head**: the first rows of the first sheet's XML (200 rows or 4 MB at most) are cut out into
+  a small in-memory workbook that python-calamine reads into typed Python cells. The header logic
+  (empty leading rows, title rows, merged and two-row headers, header or not) runs on them.
+  Merged ranges are read from the sheet XML only when they could change a label.
 * **Body**: fastexcel (calamine to Arrow) reads the whole sheet once, from the first data row,
-  with strict typing; whole-number float columns become integers (calamine reads every number as
-  a float, as Excel stores it).
-* **Slow path**, only where calamine's Arrow output cannot express the sheet: a column that mixes
-  types (numbers and text, dates and numbers, ...) would be coerced to text there, so such a sheet
-  is read cell by cell with python-calamine and built column by column in Python, keeping each
-  cell's own type for the profiler. openpyxl is no longer used for reading.
+  with strict typing guessed from the first 1000 rows; a later cell that does not fit is reported
+  by fastexcel, and a column blank in those rows is guessed again from every row. Whole-number
+  float columns become integers (calamine, like Excel, stores every number as a float); error
+  cells (#N/A, #DIV/0!, #NAME?, ...) and whitespace-only text are missing values.
+* **Slow path**, only where calamine's Arrow output cannot express the sheet: a column that
+  mixes cell types (numbers and text, dates and numbers, ...) would be coerced to text there, and
+  fastexcel has no null for some error cells; such a sheet is read cell by cell with
+  python-calamine and built column by column in Python, each cell keeping its own type for the
+  profiler. openpyxl is no longer used for reading.
 
 A declared range is never a loop bound: the sheet's ``<dimension>`` is ignored (calamine sizes
 the range from the cells present) and merged ranges are clipped to the header rows and columns
-actually present.
+actually present. calamine does allocate the bounding box of the cells present, so a head whose
+cells are spread over a huge box is refused before calamine sees it.
 """
 
 from __future__ import annotations
@@ -452,8 +455,8 @@ def _arrow_body(data: bytes, body_start: int, sample_rows: int | None) -> _Arrow
             schema_sample_rows=sample_rows,
             dtype_coercion="strict",
         )
-    except fastexcel.UnsupportedColumnTypeCombinationError:
-        return None
+    except (fastexcel.UnsupportedColumnTypeCombinationError, fastexcel.CalamineCellError):
+        return None  # mixed types, or an error cell fastexcel has no null for (#NAME?, ...)
     batch, errors = sheet.to_arrow_with_errors()
     if errors is not None and errors.errors:
         return None
