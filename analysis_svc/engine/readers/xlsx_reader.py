@@ -93,18 +93,17 @@ def read_xlsx(path: pathlib.Path) -> Table:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             member = _first_sheet_member(archive)
-            if member is None:  # an unusual package layout: let calamine find the sheet
-                frame, header = _read_cell_by_cell(data, [])
+            if member is None:  # calamine is never given a sheet the spread check has not seen
+                raise InvalidInput(_DAMAGED_MESSAGE)
+            layout = find_layout(
+                _head_rows(archive, member), lambda: _merged_ranges(archive, member)
+            )
+            body = _read_body(data, layout.body_start)
+            if body is None:
+                frame, header = _read_cell_by_cell(data, _merged_ranges(archive, member))
             else:
-                layout = find_layout(
-                    _head_rows(archive, member), lambda: _merged_ranges(archive, member)
-                )
-                body = _read_body(data, layout.body_start)
-                if body is None:
-                    frame, header = _read_cell_by_cell(data, _merged_ranges(archive, member))
-                else:
-                    frame, header = _assemble(layout, body), layout.has_header
-    except InvalidInput:
+                frame, header = _assemble(layout, body), layout.has_header
+    except (InvalidInput, MemoryError):  # the sandbox reports a memory refusal as such
         raise
     except Exception as exc:  # calamine and zipfile raise many unrelated types on damaged files
         _LOGGER.warning("xlsx could not be read (%s)", type(exc).__name__)
