@@ -343,3 +343,29 @@ def test_error_cells_are_missing_values(tmp_path: pathlib.Path, error: bytes) ->
     assert frame["a"].tolist() == [1, 2]
     assert frame["c"].iloc[0] == 3
     assert pd.isna(frame["c"].iloc[1])
+
+
+def test_styled_empty_rows_above_the_table_do_not_hide_it(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    empty_rows = 40_000  # more than the first chunk of inflated XML holds
+    for row in range(1, empty_rows + 1):  # formatted but empty: a <row> with a styled <c/>
+        sheet.cell(row=row, column=1).font = openpyxl.styles.Font(bold=True)
+    sheet.append(["region", "units", None])
+    sheet.merge_cells(
+        start_row=empty_rows + 1, start_column=2, end_row=empty_rows + 1, end_column=3
+    )
+    count = 2 * read_xlsx._HEAD_XML_ROWS  # longer than the head: the head is cut
+    for n in range(count):
+        sheet.append(["North", n, -n])
+    path = _save(workbook, tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        xml = archive.read("xl/worksheets/sheet1.xml")
+    assert xml.count(b"<row ") > empty_rows
+    assert xml.index(b"<v>") > read_xlsx._CHUNK
+    frame = read_table(path).frame
+    # The merge over the header row (found below the empty rows) copies "units" over C.
+    assert list(frame.columns) == ["region", "units", "units.1"]
+    assert frame["units"].tolist() == list(range(count))
+    assert frame["units.1"].iloc[-1] == 1 - count

@@ -66,13 +66,15 @@ _ATTRIBUTE = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
 _ROW_END = re.compile(rb"</(?:\w+:)?row>|<(?:\w+:)?row\b[^>]*/>")
 _CELL_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\sr="([A-Z]{1,3})(\d{1,7})"')
 _ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d{1,7})"')
+_VALUE_TAG = re.compile(rb"<(?:\w+:)?(?:v|is)\b")
 _SHEET_DATA_OPEN = re.compile(rb"<(\w+:)?sheetData\b")
 _WORKSHEET_OPEN = re.compile(rb"<(\w+:)?worksheet\b")
 # Parts the head workbook needs besides its sheet: what calamine reads to open a workbook.
 _HEAD_PARTS_SKIPPED = ("xl/worksheets/", "xl/chartsheets/", "xl/pivotCache/", "xl/drawings/")
 _CHUNK = 1024 * 1024
-_HEAD_XML_ROWS = 200  # sheet XML rows given to the header logic
+_HEAD_XML_ROWS = 200  # sheet XML rows holding values given to the header logic
 _HEAD_XML_BYTES = 4 * 1024 * 1024  # ... or fewer, when the rows are long
+_HEAD_XML_MAX_BYTES = 32 * 1024 * 1024  # ... or none yet: empty rows above the table
 _MAX_HEAD_CELLS = 4_000_000  # bounding box of the head's cells (200 rows x 2000 columns is 0.4M)
 _HEADER_SEARCH_ROWS = 20
 _HEAD_ROWS = 80
@@ -95,12 +97,12 @@ def read_xlsx(path: pathlib.Path) -> Table:
             member = _first_sheet_member(archive)
             if member is None:  # calamine is never given a sheet the spread check has not seen
                 raise InvalidInput(_DAMAGED_MESSAGE)
-            layout = find_layout(
-                _head_rows(archive, member), lambda: _merged_ranges(archive, member)
-            )
+            head = _head_rows(archive, member)
+            layout = find_layout(head, lambda: _merged_ranges(archive, member, len(head)))
             body = _read_body(data, layout.body_start)
             if body is None:
-                frame, header = _read_cell_by_cell(data, _merged_ranges(archive, member))
+                merges = _merged_ranges(archive, member, len(head))
+                frame, header = _read_cell_by_cell(data, merges)
             else:
                 frame, header = _assemble(layout, body), layout.has_header
     except (InvalidInput, MemoryError):  # the sandbox reports a memory refusal as such
@@ -184,16 +186,17 @@ def _head_rows(archive: zipfile.ZipFile, member: str) -> list[Row]:
 def _head_xml(archive: zipfile.ZipFile, member: str) -> bytes:
     """The sheet XML cut after its first rows and closed again, without inflating the rest."""
     buffer = bytearray()
-    rows = 0
+    filled = 0  # rows holding a value: styled empty rows above a table do not count
     last_end = 0
     with archive.open(member) as stream:
         while chunk := stream.read(_CHUNK):
             scan_from = max(0, len(buffer) - 64, last_end)  # a tag may straddle two chunks
             buffer += chunk
             for match in _ROW_END.finditer(buffer, scan_from):
-                rows += 1
+                filled += _VALUE_TAG.search(buffer, last_end, match.end()) is not None
                 last_end = match.end()
-            if rows >= _HEAD_XML_ROWS or (len(buffer) >= _HEAD_XML_BYTES and last_end):
+            limit = _HEAD_XML_BYTES if filled else _HEAD_XML_MAX_BYTES
+            if filled >= _HEAD_XML_ROWS or (last_end and len(buffer) >= limit):
                 break
         else:
             return bytes(buffer)  # the whole sheet is small: the head is the sheet
@@ -227,8 +230,8 @@ def _check_spread(xml: bytes) -> None:
         )
 
 
-def _merged_ranges(archive: zipfile.ZipFile, member: str) -> list[Merge]:
-    """Merged ranges of the sheet that start within the header search window.
+def _merged_ranges(archive: zipfile.ZipFile, member: str, head_rows: int) -> list[Merge]:
+    """Merged ranges of the sheet that start within its first ``head_rows`` rows.
 
     The sheet XML is streamed and scanned for ``<mergeCell ref=...>`` without building a tree;
     a range is kept as declared here and clipped to the cells present where it is used.
@@ -243,7 +246,7 @@ def _merged_ranges(archive: zipfile.ZipFile, member: str) -> list[Merge]:
                     for match in _MERGE_REF.finditer(window):
                         c1, r1, c2, r2 = match.groups()
                         first_row = int(r1) - 1
-                        if first_row <= _HEAD_XML_ROWS:  # only the head has header labels
+                        if first_row < head_rows:  # only the head has header labels
                             found.add(
                                 (first_row, _column_index(c1), int(r2) - 1, _column_index(c2))
                             )
