@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import logging
 import math
 import pathlib
@@ -555,7 +556,13 @@ def frame_from_rows(
         if index >= layout.body_start:
             builder.add(layout.grid[index])
     for row in iterator:
-        builder.add([_cell(row, col) for col in range(len(row))])
+        # Inline rather than _cell per cell: this loop sees every cell of the sheet.
+        builder.add(
+            [
+                None if value is None or (isinstance(value, str) and not value.strip()) else value
+                for value in row
+            ]
+        )
     body = dict(enumerate(builder.finish(layout.width)))
     return _assemble(layout, body), layout.has_header
 
@@ -569,7 +576,7 @@ class _ColumnBuilder:
         self.rows = 0
 
     def add(self, row: Row) -> None:
-        if any(value is not None for value in row):
+        if row.count(None) != len(row):
             self.pending.append(row)
             if len(self.pending) >= _CHUNK_ROWS:
                 self._flush()
@@ -577,10 +584,8 @@ class _ColumnBuilder:
     def _flush(self) -> None:
         if not self.pending:
             return
-        width = max(len(row) for row in self.pending)
         count = len(self.pending)
-        for col in range(width):
-            values = [row[col] if col < len(row) else None for row in self.pending]
+        for col, values in enumerate(itertools.zip_longest(*self.pending)):  # short rows: None
             series = pd.Series(values, dtype=object).infer_objects()
             if col >= len(self.chunks):
                 self.chunks.append([])
