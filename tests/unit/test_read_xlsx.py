@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import pathlib
+import re
 import zipfile
 from typing import Any
 
+import fastexcel
 import openpyxl
+import pandas as pd
 import pytest
+import python_calamine
 
 from analysis_svc.engine.readers import xlsx_reader as read_xlsx
 from analysis_svc.engine.readers.dispatch import InvalidInput, read_table
@@ -114,6 +119,8 @@ def test_zip_bomb_is_refused_without_opening_the_workbook(
         raise AssertionError("the workbook must not be opened")
 
     monkeypatch.setattr(openpyxl, "load_workbook", refuse)
+    monkeypatch.setattr(fastexcel, "read_excel", refuse)
+    monkeypatch.setattr(python_calamine, "CalamineWorkbook", refuse)
     path = tmp_path / "bomb.xlsx"
     path.write_bytes(_zip_bomb())
     assert path.stat().st_size < 1024 * 1024
@@ -130,3 +137,235 @@ def test_2001_columns_are_refused_before_reading_the_body(tmp_path: pathlib.Path
     workbook.save(path)
     with pytest.raises(InvalidInput, match="2001 columns"):
         read_table(path)
+
+
+# --------------------------------------------------------------------------- calamine paths
+
+
+def _rewrite_sheet(path: pathlib.Path, edit: Any) -> pathlib.Path:
+    """Rewrite the first sheet's XML of a saved workbook with ``edit(xml) -> xml``."""
+    with zipfile.ZipFile(path) as source:
+        members = [(info, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in members:
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = edit(data)
+            archive.writestr(info, data)
+    return path
+
+
+def _small_table(tmp_path: pathlib.Path) -> pathlib.Path:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["Region", None, "Units"])
+    sheet.append(["North", "a", 3])
+    sheet.append(["South", "b", 5])
+    return _save(workbook, tmp_path)
+
+
+def test_merge_over_the_whole_sheet_is_clipped_to_the_header(tmp_path: pathlib.Path) -> None:
+    # 17 billion cells declared; a reader that loops over the declared range never returns.
+    def merge_everything(xml: bytes) -> bytes:
+        merges = b'<mergeCells count="1"><mergeCell ref="A1:XFD1048576"/></mergeCells>'
+        return xml.replace(b"</sheetData>", b"</sheetData>" + merges)
+
+    path = _rewrite_sheet(_small_table(tmp_path), merge_everything)
+    assert path.stat().st_size < 10_000
+    table = read_table(path)
+    # The merged A1 label is copied over the blank B1, and nowhere else: C1 keeps its own.
+    assert list(table.frame.columns) == ["Region", "Region.1", "Units"]
+    assert table.frame.to_dict("list") == {
+        "Region": ["North", "South"],
+        "Region.1": ["a", "b"],
+        "Units": [3, 5],
+    }
+
+
+def test_declared_dimension_of_the_whole_sheet_is_not_trusted(tmp_path: pathlib.Path) -> None:
+    def declare_everything(xml: bytes) -> bytes:
+        declared = re.sub(rb'<dimension ref="[^"]*"\s*/>', b'<dimension ref="A1:XFD1048576"/>', xml)
+        assert declared != xml
+        return declared
+
+    path = _rewrite_sheet(_small_table(tmp_path), declare_everything)
+    assert path.stat().st_size < 10_000
+    frame = read_table(path).frame
+    assert frame.shape == (2, 3)
+    assert frame["Units"].tolist() == [3, 5]
+
+
+def test_mixed_column_in_a_workbook_keeps_each_cells_type(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in (["x", "n"], [1, 10], ["two", 20], [3.5, 30]):
+        sheet.append(row)
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert frame["x"].tolist() == [1, "two", 3.5]
+    assert frame["n"].tolist() == [10, 20, 30]
+    assert pd.api.types.is_integer_dtype(frame["n"].dtype)
+
+
+def test_long_sheet_beyond_the_head_keeps_types_late_columns_and_dates(
+    tmp_path: pathlib.Path,
+) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append([])
+    sheet.append(["Daily visitors"])
+    sheet.append(["day", "visitors", "share"])
+    start = dt.date(2024, 1, 1)
+    count = 3 * read_xlsx._HEAD_XML_ROWS
+    for n in range(count):
+        sheet.append([start + dt.timedelta(days=n), n, n / count])
+    sheet.append([None, None, None, "late note"])
+    sheet.append([])
+    sheet.append([start, 0, 0.5])
+    table = read_table(_save(workbook, tmp_path))
+    frame = table.frame
+    assert table.header is True
+    assert list(frame.columns) == ["day", "visitors", "share", "Unnamed: 3"]
+    assert frame.shape == (count + 2, 4)
+    assert pd.api.types.is_datetime64_any_dtype(frame["day"].dtype)
+    assert frame["day"].iloc[count - 1] == pd.Timestamp(start + dt.timedelta(days=count - 1))
+    assert pd.api.types.is_float_dtype(frame["visitors"].dtype)  # the late row left a gap
+    assert frame["visitors"].iloc[:count].tolist() == list(range(count))
+    assert frame["Unnamed: 3"].iloc[count] == "late note"
+    assert frame["Unnamed: 3"].notna().sum() == 1
+
+
+def test_first_sheet_is_read_whatever_the_part_names(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    first = workbook.active
+    assert first is not None
+    first.title = "Summary"
+    first.append(["kind", "total"])
+    first.append(["a", 1])
+    other = workbook.create_sheet("Raw", 0)
+    other.append(["id", "value"])
+    other.append([7, "x"])
+    other.append([8, "y"])
+    path = _save(workbook, tmp_path)
+    # Swap the parts so that the first sheet ("Raw") lives in sheet2.xml: the reader must follow
+    # the workbook's relationships, not the part names.
+    sheets = {f"xl/worksheets/sheet{n}.xml" for n in (1, 2)}
+    with zipfile.ZipFile(path) as source:
+        members = [(info, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info, data in members:
+            if info.filename in sheets:
+                info.filename = (sheets - {info.filename}).pop()
+            if info.filename == "xl/_rels/workbook.xml.rels":
+                swapped = data.replace(b"sheet1.xml", b"sheetX.xml")
+                data = swapped.replace(b"sheet2.xml", b"sheet1.xml").replace(b"sheetX", b"sheet2")
+            archive.writestr(info, data)
+    frame = read_table(path).frame
+    assert frame.to_dict("list") == {"id": [7, 8], "value": ["x", "y"]}
+
+
+def test_whitespace_cells_are_missing_in_a_workbook(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in (["name", "n"], ["  ", 1], ["\t", 2], ["x", "   "], [" y ", 4]):
+        sheet.append(row)
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert frame["name"].isna().tolist() == [True, True, False, False]
+    assert frame["name"].iloc[3] == " y "
+    assert frame["n"].isna().tolist() == [False, False, True, False]
+    assert pd.api.types.is_float_dtype(frame["n"].dtype)
+
+
+def test_cell_that_breaks_its_columns_type_after_the_sample_keeps_its_type(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_xlsx, "_SCHEMA_SAMPLE_ROWS", 5)
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["amount", "sparse", "label"])
+    for n in range(10):
+        sheet.append([n + 0.5, None, f"t{n}"])
+    sheet.append(["n/a yet", 7, "late"])
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert frame["amount"].iloc[-1] == "n/a yet"
+    assert frame["amount"].iloc[0] == 0.5
+    assert frame["sparse"].iloc[-1] == 7
+    assert frame["sparse"].isna().sum() == 10
+
+
+def test_column_blank_in_the_sample_gets_its_type_from_later_rows(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(read_xlsx, "_SCHEMA_SAMPLE_ROWS", 5)
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["id", "refund"])
+    for n in range(10):
+        sheet.append([n, None])
+    sheet.append([10, 2.5])
+    sheet.append([11, 4.0])
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert pd.api.types.is_float_dtype(frame["refund"].dtype)
+    assert frame["refund"].iloc[-2:].tolist() == [2.5, 4.0]
+
+
+def test_two_cells_at_opposite_corners_are_refused(tmp_path: pathlib.Path) -> None:
+    # calamine would allocate the 17 billion cells between them (and abort the process).
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["a", "b"])
+    sheet.append([1, 2])
+    sheet["XFD1048576"] = 3
+    path = _save(workbook, tmp_path)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(InvalidInput, match="1048576 rows x 16384 columns"):
+        read_table(path)
+
+
+@pytest.mark.parametrize("error", [b"#DIV/0!", b"#NAME?"])
+def test_error_cells_are_missing_values(tmp_path: pathlib.Path, error: bytes) -> None:
+    def error_in_c3(xml: bytes) -> bytes:
+        cell = b'<c r="C3" t="n"><v>4</v></c>'
+        assert cell in xml
+        return xml.replace(cell, b'<c r="C3" t="e"><v>' + error + b"</v></c>")
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    for row in (["a", "b", "c"], [1, "x", 3], [2, "y", 4]):
+        sheet.append(row)
+    frame = read_table(_rewrite_sheet(_save(workbook, tmp_path), error_in_c3)).frame
+    assert frame["a"].tolist() == [1, 2]
+    assert frame["c"].iloc[0] == 3
+    assert pd.isna(frame["c"].iloc[1])
+
+
+def test_styled_empty_rows_above_the_table_do_not_hide_it(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    empty_rows = 40_000  # more than the first chunk of inflated XML holds
+    for row in range(1, empty_rows + 1):  # formatted but empty: a <row> with a styled <c/>
+        sheet.cell(row=row, column=1).font = openpyxl.styles.Font(bold=True)
+    sheet.append(["region", "units", None])
+    sheet.merge_cells(
+        start_row=empty_rows + 1, start_column=2, end_row=empty_rows + 1, end_column=3
+    )
+    count = 2 * read_xlsx._HEAD_XML_ROWS  # longer than the head: the head is cut
+    for n in range(count):
+        sheet.append(["North", n, -n])
+    path = _save(workbook, tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        xml = archive.read("xl/worksheets/sheet1.xml")
+    assert xml.count(b"<row ") > empty_rows
+    assert xml.index(b"<v>") > read_xlsx._CHUNK
+    frame = read_table(path).frame
+    # The merge over the header row (found below the empty rows) copies "units" over C.
+    assert list(frame.columns) == ["region", "units", "units.1"]
+    assert frame["units"].tolist() == list(range(count))
+    assert frame["units.1"].iloc[-1] == 1 - count

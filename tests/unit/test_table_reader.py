@@ -9,9 +9,11 @@ import random
 import zipfile
 from typing import Any
 
+import fastexcel
 import openpyxl
 import pandas as pd
 import pytest
+import python_calamine
 
 from analysis_svc.engine.readers import dispatch as table_reader
 from analysis_svc.engine.readers import xlsx_reader as read_xlsx
@@ -327,6 +329,8 @@ def _forbid_excel_loading(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(openpyxl, "load_workbook", refuse)
     monkeypatch.setattr(pd, "read_excel", refuse)
+    monkeypatch.setattr(fastexcel, "read_excel", refuse)
+    monkeypatch.setattr(python_calamine, "CalamineWorkbook", refuse)
 
 
 def test_zip_bomb_ratio_is_refused_before_loading(

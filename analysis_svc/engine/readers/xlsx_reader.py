@@ -1,20 +1,49 @@
-"""Read the first sheet of an XLSX workbook (read-only, zip-bomb guarded), finding its header."""
+"""Read the first sheet of an XLSX workbook through calamine (zip-bomb guarded), finding its header.
+
+The zip-bomb guard runs first, on the archive directory alone. Then:
+
+* **Head**: the first rows of the first sheet's XML (200 rows or 4 MB at most) are cut out into
+  a small in-memory workbook that python-calamine reads into typed Python cells. The header logic
+  (empty leading rows, title rows, merged and two-row headers, header or not) runs on them.
+  Merged ranges are read from the sheet XML only when they could change a label.
+* **Body**: fastexcel (calamine to Arrow) reads the whole sheet once, from the first data row,
+  with strict typing guessed from the first 1000 rows; a later cell that does not fit is reported
+  by fastexcel, and a column blank in those rows is guessed again from every row. Whole-number
+  float columns become integers (calamine, like Excel, stores every number as a float); error
+  cells (#N/A, #DIV/0!, #NAME?, ...) and whitespace-only text are missing values.
+* **Slow path**, only where calamine's Arrow output cannot express the sheet: a column that
+  mixes cell types (numbers and text, dates and numbers, ...) would be coerced to text there, and
+  fastexcel has no null for some error cells; such a sheet is read cell by cell with
+  python-calamine and built column by column in Python, each cell keeping its own type for the
+  profiler. openpyxl is no longer used for reading.
+
+A declared range is never a loop bound: the sheet's ``<dimension>`` is ignored (calamine sizes
+the range from the cells present) and merged ranges are clipped to the header rows and columns
+actually present. calamine does allocate the bounding box of the cells present, so a head whose
+cells are spread over a huge box is refused before calamine sees it.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import logging
 import math
 import pathlib
+import posixpath
 import re
 import zipfile
-import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-import openpyxl
+import fastexcel
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import python_calamine
 
 from analysis_svc.engine.readers.common import (
     NO_COLUMNS_MESSAGE,
@@ -29,40 +58,64 @@ _LOGGER = logging.getLogger(__name__)
 MAX_XLSX_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 MAX_XLSX_COMPRESSION_RATIO = 100
 _XLSX_MARKER = "xl/workbook.xml"
+_WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
+_DAMAGED_MESSAGE = "The XLSX file could not be read; it may be damaged."
 _MERGE_REF = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
+_SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)>")
+_RELATIONSHIP_TAG = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>")
+_ATTRIBUTE = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
+_ROW_END = re.compile(rb"</(?:\w+:)?row>|<(?:\w+:)?row\b[^>]*/>")
+_CELL_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\sr="([A-Z]{1,3})(\d{1,7})"')
+_ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d{1,7})"')
+_VALUE_TAG = re.compile(rb"<(?:\w+:)?(?:v|is)\b")
+_SHEET_DATA_OPEN = re.compile(rb"<(\w+:)?sheetData\b")
+_WORKSHEET_OPEN = re.compile(rb"<(\w+:)?worksheet\b")
+# Parts the head workbook needs besides its sheet: what calamine reads to open a workbook.
+_HEAD_PARTS_SKIPPED = ("xl/worksheets/", "xl/chartsheets/", "xl/pivotCache/", "xl/drawings/")
 _CHUNK = 1024 * 1024
+_HEAD_XML_ROWS = 200  # sheet XML rows holding values given to the header logic
+_HEAD_XML_BYTES = 4 * 1024 * 1024  # ... or fewer, when the rows are long
+_HEAD_XML_MAX_BYTES = 32 * 1024 * 1024  # ... or none yet: empty rows above the table
+_MAX_HEAD_CELLS = 4_000_000  # bounding box of the head's cells (200 rows x 2000 columns is 0.4M)
 _HEADER_SEARCH_ROWS = 20
 _HEAD_ROWS = 80
 _CHUNK_ROWS = 20_000
+_MAX_EXACT_FLOAT = 2.0**53
+_SCHEMA_SAMPLE_ROWS = 1000  # fastexcel's default
 
 Cell = Any
 Row = list[Cell]
+Merge = tuple[int, int, int, int]  # first row, first column, last row, last column; 0-based
+_ArrowBody = tuple[list[int], Any]  # absolute column indices, a pyarrow RecordBatch
 
 
 def read_xlsx(path: pathlib.Path) -> Table:
     """Read the first worksheet; raise InvalidInput for unsafe, damaged or empty workbooks."""
     check_zip_is_safe_xlsx(path)
+    data = path.read_bytes()
     try:
-        # A file object: openpyxl would otherwise insist on an .xlsx file name.
-        workbook = openpyxl.load_workbook(
-            io.BytesIO(path.read_bytes()), read_only=True, data_only=True
-        )
-    except Exception as exc:  # openpyxl raises many unrelated types on damaged files
-        _LOGGER.warning("xlsx could not be opened (%s)", type(exc).__name__)
-        raise InvalidInput("The XLSX file could not be read; it may be damaged.") from exc
-    try:
-        if not workbook.worksheets:
-            raise InvalidInput(NO_COLUMNS_MESSAGE)
-        sheet = workbook.worksheets[0]
-        merges = _merged_ranges(path, str(getattr(sheet, "_worksheet_path", "")))
-        frame, header = frame_from_rows(sheet.iter_rows(values_only=True), merges)
-    except InvalidInput:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            member = _first_sheet_member(archive)
+            if member is None:  # calamine is never given a sheet the spread check has not seen
+                raise InvalidInput(_DAMAGED_MESSAGE)
+            head = _head_rows(archive, member)
+            layout = find_layout(head, lambda: _merged_ranges(archive, member, len(head)))
+            body = _read_body(data, layout.body_start)
+            if body is None:
+                merges = _merged_ranges(archive, member, len(head))
+                frame, header = _read_cell_by_cell(data, merges)
+            else:
+                frame, header = _assemble(layout, body), layout.has_header
+    except (InvalidInput, MemoryError):  # the sandbox reports a memory refusal as such
         raise
-    except Exception as exc:
-        _LOGGER.warning("xlsx could not be parsed (%s)", type(exc).__name__)
-        raise InvalidInput("The XLSX file could not be read; it may be damaged.") from exc
-    finally:
-        workbook.close()
+    except Exception as exc:  # calamine and zipfile raise many unrelated types on damaged files
+        _LOGGER.warning("xlsx could not be read (%s)", type(exc).__name__)
+        raise InvalidInput(_DAMAGED_MESSAGE) from exc
+    except BaseException as exc:  # a Rust panic surfaces as pyo3's PanicException
+        if type(exc).__name__ != "PanicException":
+            raise
+        _LOGGER.warning("xlsx reader panicked")
+        raise InvalidInput(_DAMAGED_MESSAGE) from exc
     return Table(frame=frame, source_format="xlsx", header=header)
 
 
@@ -88,29 +141,120 @@ def check_zip_is_safe_xlsx(path: pathlib.Path) -> None:
         )
 
 
-# --------------------------------------------------------------------------- merged cells
+# --------------------------------------------------------------------------- the package
 
 
-def _merged_ranges(path: pathlib.Path, sheet_path: str) -> list[tuple[int, int, int, int]]:
-    """(first row, first col, last row, last col), 0-based, of merged ranges in the sheet.
+def _attributes(tag: bytes) -> dict[bytes, bytes]:
+    return dict(_ATTRIBUTE.findall(tag))
 
-    Read-only openpyxl does not expose merged cells, so the sheet XML is streamed and
-    scanned for ``<mergeCell ref=...>`` without building a tree.
+
+def _first_sheet_member(archive: zipfile.ZipFile) -> str | None:
+    """The zip path of the workbook's first sheet (calamine's sheet 0), from the workbook rels."""
+    names = set(archive.namelist())
+    if _WORKBOOK_RELS not in names:
+        return None
+    first = _SHEET_TAG.search(archive.read(_XLSX_MARKER))
+    if first is None:
+        return None
+    ids = [v for k, v in _attributes(first.group(1)).items() if k.endswith(b":id")]
+    for relationship in _RELATIONSHIP_TAG.finditer(archive.read(_WORKBOOK_RELS)):
+        attributes = _attributes(relationship.group(1))
+        if ids and attributes.get(b"Id") == ids[0] and b"Target" in attributes:
+            target = attributes[b"Target"].decode("utf-8", "replace")
+            path = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+            member = posixpath.normpath(path)
+            return member if member in names else None
+    return None
+
+
+def _head_rows(archive: zipfile.ZipFile, member: str) -> list[Row]:
+    """Typed cells of the sheet's first rows, from column A and row 1 (blank cells are "")."""
+    xml = _head_xml(archive, member)
+    _check_spread(xml)
+    head = io.BytesIO()
+    with zipfile.ZipFile(head, "w", zipfile.ZIP_STORED) as small:
+        for info in archive.infolist():
+            name = info.filename
+            if name == member:
+                small.writestr(name, xml)
+            elif name.endswith((".xml", ".rels")) and not name.startswith(_HEAD_PARTS_SKIPPED):
+                small.writestr(name, archive.read(name))
+    head.seek(0)
+    sheet = python_calamine.CalamineWorkbook.from_filelike(head).get_sheet_by_index(0)
+    return [list(row) for row in sheet.to_python(skip_empty_area=False)]
+
+
+def _head_xml(archive: zipfile.ZipFile, member: str) -> bytes:
+    """The sheet XML cut after its first rows and closed again, without inflating the rest."""
+    buffer = bytearray()
+    filled = 0  # rows holding a value: styled empty rows above a table do not count
+    last_end = 0
+    with archive.open(member) as stream:
+        while chunk := stream.read(_CHUNK):
+            scan_from = max(0, len(buffer) - 64, last_end)  # a tag may straddle two chunks
+            buffer += chunk
+            for match in _ROW_END.finditer(buffer, scan_from):
+                filled += _VALUE_TAG.search(buffer, last_end, match.end()) is not None
+                last_end = match.end()
+            limit = _HEAD_XML_BYTES if filled else _HEAD_XML_MAX_BYTES
+            if filled >= _HEAD_XML_ROWS or (last_end and len(buffer) >= limit):
+                break
+        else:
+            return bytes(buffer)  # the whole sheet is small: the head is the sheet
+    data_tag = _SHEET_DATA_OPEN.search(buffer)
+    root_tag = _WORKSHEET_OPEN.search(buffer)
+    data_prefix = (data_tag.group(1) or b"") if data_tag else b""
+    root_prefix = (root_tag.group(1) or b"") if root_tag else b""
+    return bytes(buffer[:last_end]) + b"</%ssheetData></%sworksheet>" % (data_prefix, root_prefix)
+
+
+def _check_spread(xml: bytes) -> None:
+    """Refuse cells spread far apart: calamine allocates every cell of their bounding box.
+
+    Two cells at A1 and XFD1048576 (a 5 KB file) would make it allocate 17 billion cells and
+    abort the process. The references of the head XML (small by construction) are checked
+    exactly; a far cell placed below the head is not seen here.
     """
-    found: list[tuple[int, int, int, int]] = []
-    member = sheet_path.lstrip("/")
+    rows = [int(number) for number in _ROW_REF.findall(xml)]
+    columns: list[int] = []
+    for letters, number in _CELL_REF.findall(xml):
+        columns.append(_column_index(letters))
+        rows.append(int(number))
+    if not rows:
+        return
+    height = max(rows) - min(rows) + 1
+    width = max(columns) - min(columns) + 1 if columns else 1
+    if height * width > _MAX_HEAD_CELLS:
+        raise InvalidInput(
+            f"The sheet's first cells are spread over {height} rows x {width} columns; "
+            "a sheet this sparse cannot be read safely."
+        )
+
+
+def _merged_ranges(archive: zipfile.ZipFile, member: str, head_rows: int) -> list[Merge]:
+    """Merged ranges of the sheet that start within its first ``head_rows`` rows.
+
+    The sheet XML is streamed and scanned for ``<mergeCell ref=...>`` without building a tree;
+    a range is kept as declared here and clipped to the cells present where it is used.
+    """
+    found: set[Merge] = set()
     try:
-        with zipfile.ZipFile(path) as archive, archive.open(member) as stream:
+        with archive.open(member) as stream:
             tail = b""
             while chunk := stream.read(_CHUNK):
                 window = tail + chunk
-                for match in _MERGE_REF.finditer(window):
-                    c1, r1, c2, r2 = match.groups()
-                    found.append((int(r1) - 1, _column_index(c1), int(r2) - 1, _column_index(c2)))
-                tail = window[-256:]  # overlaps are deduplicated below
-    except (KeyError, zipfile.BadZipFile, OSError, zlib.error):
+                if b"mergeCell" in window:
+                    for match in _MERGE_REF.finditer(window):
+                        c1, r1, c2, r2 = match.groups()
+                        first_row = int(r1) - 1
+                        if first_row < head_rows:  # only the head has header labels
+                            found.add(
+                                (first_row, _column_index(c1), int(r2) - 1, _column_index(c2))
+                            )
+                tail = window[-256:]  # overlaps are deduplicated by the set
+    except (KeyError, zipfile.BadZipFile, OSError, EOFError):
         return []
-    return sorted(set(found))
+    return sorted(found)
 
 
 def _column_index(letters: bytes) -> int:
@@ -132,16 +276,33 @@ def _blank(value: Cell) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def frame_from_rows(
-    rows: Iterable[Sequence[Cell]], merges: list[tuple[int, int, int, int]] | None = None
-) -> tuple[pd.DataFrame, bool]:
-    """Find the header (skipping empty and title rows, joining merged header cells).
+@dataclass(frozen=True)
+class Layout:
+    """Where the table sits in a sheet: its labels and the absolute row its data starts at.
 
-    Only the first rows are kept as Python lists (to find the header); the body is
-    streamed into typed column chunks so that memory stays near the size of the data.
-    Returns the frame and whether a header row was found.
+    ``grid`` holds the head rows read (cleaned, ``width`` columns from column A) and ``filled``
+    the indices of the non-empty ones; ``labels`` is empty when the sheet has no header row.
     """
-    iterator = iter(rows)
+
+    grid: list[Row]
+    filled: list[int]
+    width: int
+    has_header: bool
+    body_start: int
+    labels: list[str]
+
+
+def find_layout(head: Iterable[Sequence[Cell]], merges: Callable[[], list[Merge]] = list) -> Layout:
+    """Find the header in the head rows (skipping empty and title rows, joining merged cells).
+
+    ``merges`` is called only when a merged range could change the labels (a blank header cell
+    or a possible second header row): reading them means inflating the whole sheet XML.
+    """
+    grid, filled = _scan_head(iter(head))
+    return _layout(grid, filled, merges)
+
+
+def _scan_head(iterator: Iterable[Sequence[Cell]]) -> tuple[list[Row], list[int]]:
     head: list[Row] = []
     filled: list[int] = []
     for row in iterator:
@@ -151,100 +312,32 @@ def frame_from_rows(
             filled.append(len(head) - 1)
             if len(filled) >= _HEAD_ROWS:
                 break
+    return head, filled
+
+
+def _layout(raw: list[Row], filled: list[int], merges: Callable[[], list[Merge]]) -> Layout:
     if not filled:
         raise InvalidInput(NO_COLUMNS_MESSAGE)
-    width = max(len(head[index]) for index in filled)
+    width = max(len(raw[index]) for index in filled)
     check_column_count(
-        sum(1 for col in range(width) if any(_cell(head[i], col) is not None for i in filled))
+        sum(1 for col in range(width) if any(_cell(raw[i], col) is not None for i in filled))
     )
-    grid = [[_cell(row, col) for col in range(width)] for row in head]
+    grid = [[_cell(row, col) for col in range(width)] for row in raw]
     start = _header_row(grid, filled)
-    header_rows = [start]
-    for r1, c1, r2, c2 in merges or []:
-        if r1 <= start <= r2 and c2 > c1 and _second_header_row(grid, filled, start):
-            header_rows = [start, start + 1]
-            break
     has_header = _is_header(grid[start], [grid[i] for i in filled if i > start][:50])
-    body_start = header_rows[-1] + 1 if has_header else start
-    builder = _ColumnBuilder()
-    for index in filled:
-        if index >= body_start:
-            builder.add(grid[index])
-    for row in iterator:
-        builder.add([_cell(row, col) for col in range(len(row))])
-    columns = builder.finish(width)
-    labels = (
-        _labels(grid, header_rows, merges or [], {col: col for col in range(width)})
-        if has_header
-        else [""] * len(columns)
-    )
-    labels += [""] * (len(columns) - len(labels))
-    kept = [
-        position
-        for position, column in enumerate(columns)
-        if (labels[position] and not labels[position].startswith("Unnamed: "))
-        or bool(column.notna().any())
-    ]
-    check_column_count(len(kept))
-    names = [labels[position] for position in kept] if has_header else generated_names(len(kept))
-    frame = pd.concat([columns[position] for position in kept], axis=1, ignore_index=True)
-    frame.columns = names
-    return frame, has_header
-
-
-class _ColumnBuilder:
-    """Collects rows into per-column chunks of typed Series (numbers as float64 arrays)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[list[pd.Series]] = []
-        self.pending: list[Row] = []
-        self.rows = 0
-
-    def add(self, row: Row) -> None:
-        if any(value is not None for value in row):
-            self.pending.append(row)
-            if len(self.pending) >= _CHUNK_ROWS:
-                self._flush()
-
-    def _flush(self) -> None:
-        if not self.pending:
-            return
-        width = max(len(row) for row in self.pending)
-        count = len(self.pending)
-        for col in range(width):
-            values = [row[col] if col < len(row) else None for row in self.pending]
-            series = pd.Series(values, dtype=object).infer_objects()
-            if col >= len(self.chunks):
-                self.chunks.append([])
-            known = sum(len(chunk) for chunk in self.chunks[col])
-            if known < self.rows:  # a column that first appears in this chunk
-                self.chunks[col].append(pd.Series([None] * (self.rows - known), dtype=object))
-            self.chunks[col].append(series)
-        self.rows += count
-        self.pending = []
-
-    def finish(self, width: int) -> list[pd.Series]:
-        self._flush()
-        while len(self.chunks) < width:
-            self.chunks.append([])
-        columns: list[pd.Series] = []
-        for chunks in self.chunks:
-            filled = sum(len(chunk) for chunk in chunks)
-            if filled < self.rows:
-                chunks.append(pd.Series([None] * (self.rows - filled), dtype=object))
-            typed = [chunk for chunk in chunks if len(chunk)]
-            if not typed:
-                columns.append(pd.Series([], dtype=object))
-                continue
-            column = pd.concat(typed, ignore_index=True) if len(typed) > 1 else typed[0]
-            if column.dtype == object:
-                column = column.infer_objects()
-            columns.append(column.reset_index(drop=True))
-        return columns
+    if not has_header:
+        return Layout(grid, filled, width, False, start, [])
+    header_rows = [start]
+    second = _second_header_row(grid, filled, start)
+    known: list[Merge] = merges() if second or any(v is None for v in grid[start]) else []
+    if second and any(r1 <= start <= r2 and c2 > c1 for r1, c1, r2, c2 in known):
+        header_rows = [start, start + 1]
+    labels = _labels(grid, header_rows, known, width)
+    return Layout(grid, filled, width, True, header_rows[-1] + 1, labels)
 
 
 def _second_header_row(grid: list[Row], filled: list[int], start: int) -> bool:
-    """Below a merged header cell: is the next row labels (text over typed data) too?"""
+    """Below a header row: is the next row labels (text over typed data) too?"""
     if start + 1 not in filled:
         return False
     row = grid[start + 1]
@@ -292,25 +385,25 @@ def _cell_kind(value: Cell) -> str:
     return "text"
 
 
-def _labels(
-    grid: list[Row],
-    header_rows: list[int],
-    merges: list[tuple[int, int, int, int]],
-    position: dict[int, int],
-) -> list[str]:
-    """Header labels, copying a merged cell's value over its range and joining two rows."""
-    cells = {(r, c): grid[r][c] for r in header_rows for c in range(len(grid[r]))}
+def _labels(grid: list[Row], header_rows: list[int], merges: list[Merge], width: int) -> list[str]:
+    """Header labels, copying a merged cell's value over its range and joining two rows.
+
+    A merged range is clipped to the header rows and the ``width`` columns present, so a
+    declared ``A1:XFD1048576`` costs no more than a two-cell one.
+    """
+    cells = {(r, c): grid[r][c] for r in header_rows for c in range(width)}
     for r1, c1, r2, c2 in merges:
-        source = (r1, position.get(c1, -1))
-        if source not in cells:
+        if (r1, c1) not in cells:
             continue
-        for r in range(r1, r2 + 1):
-            for col in range(c1, c2 + 1):
-                target = (r, position.get(col, -1))
-                if target in cells and _blank(cells[target]):
-                    cells[target] = cells[source]
+        source = cells[(r1, c1)]
+        for r in header_rows:
+            if not r1 <= r <= r2:
+                continue
+            for col in range(max(c1, 0), min(c2, width - 1) + 1):
+                if cells[(r, col)] is None:
+                    cells[(r, col)] = source
     labels: list[str] = []
-    for col in range(len(grid[header_rows[0]])):
+    for col in range(width):
         parts: list[str] = []
         for r in header_rows:
             text = _label_text(cells[(r, col)])
@@ -328,3 +421,208 @@ def _label_text(value: Cell) -> str:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     return str(value).strip()
+
+
+# --------------------------------------------------------------------------- the body (Arrow)
+
+
+def _read_body(data: bytes, body_start: int) -> dict[int, pd.Series] | None:
+    """Columns by absolute index, from ``body_start`` on; None if a column mixes cell types.
+
+    Types are guessed from the first rows (guessing from every row costs a third of the read);
+    a later cell that does not fit its column's type is reported by fastexcel and sends the
+    sheet to the cell-by-cell path. A column blank in those first rows would be guessed as
+    text, so one with values further down is read again with every row deciding its type.
+    """
+    body = _arrow_body(data, body_start, _SCHEMA_SAMPLE_ROWS)
+    if body is not None and any(_late_values(column) for column in body[1].columns):
+        body = _arrow_body(data, body_start, None)
+    if body is None:
+        return None
+    positions, batch = body
+    frame = pa.RecordBatch.from_arrays(
+        [_blank_as_null(column) for column in batch.columns], names=batch.schema.names
+    ).to_pandas()
+    frame.columns = pd.RangeIndex(len(positions))
+    frame = frame.dropna(how="all").reset_index(drop=True)
+    return {position: _tidy(frame[index]) for index, position in enumerate(positions)}
+
+
+def _arrow_body(data: bytes, body_start: int, sample_rows: int | None) -> _ArrowBody | None:
+    """(absolute column indices, record batch), or None when a column mixes cell types."""
+    try:
+        sheet = fastexcel.read_excel(data).load_sheet(
+            0,
+            header_row=None,
+            skip_rows=body_start,
+            schema_sample_rows=sample_rows,
+            dtype_coercion="strict",
+        )
+    except (fastexcel.UnsupportedColumnTypeCombinationError, fastexcel.CalamineCellError):
+        return None  # mixed types, or an error cell fastexcel has no null for (#NAME?, ...)
+    batch, errors = sheet.to_arrow_with_errors()
+    if errors is not None and errors.errors:
+        return None
+    return [column.absolute_index for column in sheet.selected_columns], batch
+
+
+def _late_values(column: pa.Array) -> bool:
+    """Text guessed from a blank sample, with values further down: the guess may be wrong."""
+    if not pa.types.is_string(column.type) or len(column) <= _SCHEMA_SAMPLE_ROWS:
+        return False
+    sample = column.slice(0, _SCHEMA_SAMPLE_ROWS)
+    return bool(sample.null_count == len(sample) and column.null_count < len(column))
+
+
+def _blank_as_null(column: pa.Array) -> pa.Array:
+    """Whitespace-only text is a missing value (fastexcel's own option costs a second pass)."""
+    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+        return column
+    blank = pc.equal(pc.utf8_trim_whitespace(column), "")
+    return pc.if_else(blank, None, column) if pc.any(blank).as_py() else column
+
+
+def _assemble(layout: Layout, body: dict[int, pd.Series]) -> pd.DataFrame:
+    rows = len(next(iter(body.values()))) if body else 0
+    width = max(layout.width, max(body, default=-1) + 1)
+    labels = layout.labels + [""] * (width - len(layout.labels))
+    columns: list[pd.Series] = []
+    names: list[str] = []
+    for position in range(width):
+        column = body.get(position)
+        label = labels[position]
+        has_data = column is not None and bool(column.notna().any())
+        if not has_data and (not label or label.startswith("Unnamed: ")):
+            continue  # an empty, unlabelled column is not a column
+        if column is None:
+            column = pd.Series([None] * rows, dtype=object)
+        columns.append(column)
+        names.append(label)
+    check_column_count(len(columns))
+    frame = pd.concat(columns, axis=1, ignore_index=True)
+    frame.columns = names if layout.has_header else generated_names(len(columns))
+    return frame
+
+
+def _tidy(column: pd.Series) -> pd.Series:
+    """Whole-number floats as integers (calamine, like Excel, stores every number as a float).
+
+    Timestamps get the microsecond unit Python's datetimes (the cell-by-cell path) give.
+    """
+    if column.dtype.kind == "M":
+        return column.astype("datetime64[us]")
+    if column.dtype.kind == "f" and len(column) and not column.isna().any():
+        values = column.to_numpy()
+        if bool(np.all(np.abs(values) < _MAX_EXACT_FLOAT)) and bool(
+            np.all(values == np.floor(values))
+        ):
+            return column.astype(np.int64)
+    return column
+
+
+# --------------------------------------------------------------------------- the slow path
+
+
+def _read_cell_by_cell(data: bytes, merges: list[Merge]) -> tuple[pd.DataFrame, bool]:
+    sheet = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0)
+    _LOGGER.info("xlsx sheet mixes cell types in a column: reading it cell by cell")
+    return frame_from_rows(_from_a1(sheet), merges)
+
+
+def _from_a1(sheet: python_calamine.CalamineSheet) -> Iterator[Row]:
+    """The sheet's rows as from cell A1 (calamine starts at the first cell present), lazily."""
+    first_row, first_col = sheet.start or (0, 0)
+    for _ in range(first_row):
+        yield []
+    padding: Row = [None] * first_col
+    for row in sheet.iter_rows():
+        yield padding + list(row)
+
+
+def frame_from_rows(
+    rows: Iterable[Sequence[Cell]], merges: list[Merge] | None = None
+) -> tuple[pd.DataFrame, bool]:
+    """Build the frame from rows of typed cells (the slow path: each cell keeps its own type).
+
+    Only the first rows are kept as Python lists (to find the header); the body is
+    streamed into typed column chunks so that memory stays near the size of the data.
+    Returns the frame and whether a header row was found.
+    """
+    iterator = iter(rows)
+    raw, filled = _scan_head(iterator)
+    layout = _layout(raw, filled, lambda: merges or [])
+    builder = _ColumnBuilder()
+    for index in filled:
+        if index >= layout.body_start:
+            builder.add(layout.grid[index])
+    for row in iterator:
+        # Inline rather than _cell per cell: this loop sees every cell of the sheet.
+        builder.add(
+            [
+                None if value is None or (isinstance(value, str) and not value.strip()) else value
+                for value in row
+            ]
+        )
+    body = dict(enumerate(builder.finish(layout.width)))
+    return _assemble(layout, body), layout.has_header
+
+
+class _ColumnBuilder:
+    """Collects rows into per-column chunks of typed Series (numbers as float64 arrays)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[list[pd.Series]] = []
+        self.pending: list[Row] = []
+        self.rows = 0
+
+    def add(self, row: Row) -> None:
+        if row.count(None) != len(row):
+            self.pending.append(row)
+            if len(self.pending) >= _CHUNK_ROWS:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        count = len(self.pending)
+        for col, values in enumerate(itertools.zip_longest(*self.pending)):  # short rows: None
+            series = pd.Series(values, dtype=object).infer_objects()
+            if col >= len(self.chunks):
+                self.chunks.append([])
+            known = sum(len(chunk) for chunk in self.chunks[col])
+            if known < self.rows:  # a column that first appears in this chunk
+                self.chunks[col].append(pd.Series([None] * (self.rows - known), dtype=object))
+            self.chunks[col].append(series)
+        self.rows += count
+        self.pending = []
+
+    def finish(self, width: int) -> list[pd.Series]:
+        self._flush()
+        while len(self.chunks) < width:
+            self.chunks.append([])
+        columns: list[pd.Series] = []
+        for chunks in self.chunks:
+            filled = sum(len(chunk) for chunk in chunks)
+            if filled < self.rows:
+                chunks.append(pd.Series([None] * (self.rows - filled), dtype=object))
+            typed = [chunk for chunk in chunks if len(chunk)]
+            if not typed:
+                columns.append(pd.Series([None] * self.rows, dtype=object))
+                continue
+            column = pd.concat(typed, ignore_index=True) if len(typed) > 1 else typed[0]
+            if column.dtype == object:
+                column = _dates_as_datetimes(column.infer_objects())
+            columns.append(_tidy(column.reset_index(drop=True)))
+        return columns
+
+
+def _dates_as_datetimes(column: pd.Series) -> pd.Series:
+    """calamine gives a midnight date cell as a ``date``: a column of them is a datetime column."""
+    present = column.dropna()
+    if (
+        column.dtype == object
+        and len(present)
+        and all(isinstance(value, dt.date) for value in present)
+    ):
+        return pd.to_datetime(column)
+    return column
