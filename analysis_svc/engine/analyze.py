@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +12,26 @@ from analysis_svc.engine.readers.dispatch import read_table
 
 
 def analyze(
-    path: Path, filename_hint: str = "", on_phase: Callable[[str], None] | None = None
+    path: Path,
+    filename_hint: str = "",
+    on_phase: Callable[[str], None] | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Parse the file, compute its KPI report and charts; raises readers.common.InvalidInput."""
+    """Parse the file, compute its KPI report and charts; raises readers.common.InvalidInput.
+
+    ``roles`` overrides column roles (column -> a string of ``OVERRIDE_ROLES``).
+    """
     notify = on_phase or (lambda _phase: None)
     notify("parse")
     table = read_table(path, filename_hint)
     notify("profile")
-    report = compute_report(table)
+    report = compute_report(table, roles)
     notify("charts")
     return report, build_charts(table, report)
 
 
-def analyze_file(path: Path, filename_hint: str = "") -> dict[str, Any]:
+def analyze_file(
+    path: Path, filename_hint: str = "", roles: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The KPI report alone."""
-    return compute_report(read_table(path, filename_hint))
+    return compute_report(read_table(path, filename_hint), roles)

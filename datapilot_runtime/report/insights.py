@@ -156,7 +156,8 @@ class LevelShiftInsight(_InsightBase):
     time: str
     granularity: str
     aggregation: Aggregation
-    period: str
+    period: str = Field(description="The first period at the new level")
+    last_period_before: str = Field(description="The last period at the old level")
     before: float
     after: float
     change_pct: float | None
@@ -254,6 +255,7 @@ Insight = Annotated[
 LABEL_FIELDS = frozenset(
     {"key", "measure", "dimension", "segment", "top", "time", "first_period", "last_period"}
     | {"peak", "trough", "period", "previous_period", "previous_record_period", "other"}
+    | {"last_period_before"}
     | {"column", "evidence"}
 )
 

@@ -1,0 +1,184 @@
+"""Segment comparison (a measure by a dimension) and concentration of an additive measure.
+
+segment: for each (measure, dimension with 2-50 values), the segment (>= MIN_SEGMENT_ROWS rows,
+and >= 1 % of rows up to 100) whose mean differs most from the rest of the rows, by effect size
+d = (segment mean - rest mean) / pooled std. significance = 1 - p of Welch's z, Bonferroni
+over the dimension's segments. score = min(1, |d| / 1.5) x significance x min(1, rows / 30).
+
+concentration: for each (additive non-negative measure, dimension with 3-1000 values), the
+share of the total held by the top value and the top 3. score = excess^0.75, where excess =
+(top share - 1/k) / (1 - 1/k) over k values: 0 for an even split, 1 when one value holds all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from analysis_svc.engine.column_profile import ColumnProfile
+from analysis_svc.engine.insights.common import normal_p_two_sided, polarity, score, share, sig
+from analysis_svc.engine.kpis.columns import labels_of
+from datapilot_runtime.report.insights import ConcentrationInsight, SegmentInsight
+
+SEGMENT_MAX_DISTINCT = 50
+CONCENTRATION_MIN_DISTINCT = 3
+CONCENTRATION_MAX_DISTINCT = 1000
+MIN_SEGMENT_ROWS = 10
+MIN_SEGMENT_SHARE = 0.01
+MIN_SEGMENT_ROWS_CAP = 100
+MIN_EFFECT = 0.2
+FULL_EFFECT = 1.5
+FULL_ROWS = 30
+MIN_CONCENTRATION_SCORE = 0.05
+TOP_K = 3
+
+
+def segment_insights(
+    measures: list[tuple[ColumnProfile, np.ndarray]], dimensions: list[ColumnProfile]
+) -> list[SegmentInsight]:
+    """One candidate per (measure, dimension) pair whose most distinct segment stands out.
+
+    ``measures`` pair a profile with its per-row values (float, NaN = missing): binary
+    dimensions (survived yes/no) enter as 0/1 values, their mean being a rate.
+    """
+    found: list[SegmentInsight] = []
+    for dimension in dimensions:
+        if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
+            continue
+        codes = dimension.codes
+        labels = labels_of(dimension)
+        for measure, values in measures:
+            if measure.name == dimension.name:
+                continue
+            item = _segment(measure.name, values, dimension.name, codes, labels)
+            if item is not None:
+                found.append(item)
+    return found
+
+
+def _segment(
+    measure: str, values: np.ndarray, dimension: str, codes: np.ndarray, labels: np.ndarray
+) -> SegmentInsight | None:
+    size = labels.shape[0]
+    usable = np.isfinite(values) & (codes >= 0)
+    index = np.where(usable, codes, size)
+    weights = np.where(usable, values, 0.0)
+    rows = np.bincount(index, minlength=size + 1)[:size].astype("float64")
+    sums = np.bincount(index, weights=weights, minlength=size + 1)[:size]
+    squares = np.bincount(index, weights=weights * weights, minlength=size + 1)[:size]
+    total_rows = float(rows.sum())
+    minimum = max(MIN_SEGMENT_ROWS, min(MIN_SEGMENT_ROWS_CAP, MIN_SEGMENT_SHARE * total_rows))
+    eligible = (rows >= minimum) & (total_rows - rows >= minimum)
+    if (int(eligible.sum()) < 2 and size > 2) or not eligible.any():
+        return None
+    with np.errstate(all="ignore"):
+        mean = sums / rows
+        var = (squares - rows * mean * mean) / (rows - 1)
+        rest_rows = total_rows - rows
+        rest_mean = (sums.sum() - sums) / rest_rows
+        rest_var = (squares.sum() - squares - rest_rows * rest_mean * rest_mean) / (rest_rows - 1)
+        var, rest_var = np.maximum(var, 0.0), np.maximum(rest_var, 0.0)
+        pooled = np.sqrt(((rows - 1) * var + (rest_rows - 1) * rest_var) / (total_rows - 2))
+        effect = (mean - rest_mean) / pooled
+        z = (mean - rest_mean) / np.sqrt(var / rows + rest_var / rest_rows)
+    effect = np.where(eligible & np.isfinite(effect), effect, 0.0)
+    if not np.any(effect):
+        return None
+    # The most distinct segment; ties by label so the choice never depends on row order.
+    order = np.lexsort((labels.astype(str), -np.abs(np.round(effect, 9))))
+    best = int(order[0])
+    d = float(effect[best])
+    if abs(d) < MIN_EFFECT:
+        return None
+    # A 2-value dimension compares its two values: report the high one.
+    if size == 2 or (int(eligible.sum()) == 2 and d < 0):
+        pair = np.flatnonzero(eligible)
+        if d < 0 and pair.shape[0] == 2:
+            best = int(pair[0] if pair[1] == best else pair[1])
+            d = float(effect[best])
+    significance = 1.0 - min(1.0, normal_p_two_sided(float(z[best])) * int(eligible.sum()))
+    value, rest = float(mean[best]), float(rest_mean[best])
+    ratio = value / rest if rest != 0 and value / rest > 0 else None
+    key = f"segment.{measure}.{dimension}"
+    return SegmentInsight(
+        key=key,
+        score=score(
+            min(1.0, abs(d) / FULL_EFFECT) * significance * min(1.0, rows[best] / FULL_ROWS)
+        ),
+        measure=measure,
+        dimension=dimension,
+        polarity=polarity(measure, d > 0),
+        evidence=[f"candidates.{key}", f"columns.{dimension}.topValues"],
+        aggregation="mean",
+        segment=str(labels[best]),
+        direction="high" if d > 0 else "low",
+        segment_value=sig(value),
+        rest_value=sig(rest),
+        ratio=None if ratio is None or not math.isfinite(ratio) else sig(ratio, 4),
+        segment_rows=int(rows[best]),
+        rest_rows=int(total_rows - rows[best]),
+        effect_size=sig(d, 4),
+    )
+
+
+def concentration_insights(
+    measures: list[ColumnProfile], dimensions: list[ColumnProfile]
+) -> list[ConcentrationInsight]:
+    """Top-1 / top-3 shares of each additive, non-negative measure by each dimension."""
+    found: list[ConcentrationInsight] = []
+    for dimension in dimensions:
+        if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
+            continue
+        codes = dimension.codes
+        for measure in measures:
+            values = measure.numbers
+            if values is None or measure.name == dimension.name:
+                continue
+            usable = np.isfinite(values) & (codes >= 0)
+            if bool((values[usable] < 0).any()):
+                continue  # shares of a total with negative parts mislead
+            item = _concentration(measure.name, values, usable, dimension)
+            if item is not None:
+                found.append(item)
+    return found
+
+
+def _concentration(
+    measure: str, values: np.ndarray, usable: np.ndarray, dimension: ColumnProfile
+) -> ConcentrationInsight | None:
+    size = dimension.distinct
+    index = np.where(usable, dimension.codes, size)
+    totals = np.bincount(index, weights=np.where(usable, values, 0.0), minlength=size + 1)[:size]
+    grand = float(totals.sum())
+    if grand <= 0:
+        return None
+    labels = labels_of(dimension)
+    rounded = np.round(totals / grand, 9)
+    order = np.lexsort((labels.astype(str), -rounded))
+    ranked = totals[order] / grand
+    segments = int((totals > 0).sum())
+    if segments < CONCENTRATION_MIN_DISTINCT:
+        return None
+    top_share = float(ranked[0])
+    k = min(TOP_K, segments - 1)
+    excess = (top_share - 1.0 / segments) / (1.0 - 1.0 / segments)
+    value = score(max(0.0, excess) ** 0.75)
+    if value < MIN_CONCENTRATION_SCORE:
+        return None
+    reach = int(np.searchsorted(np.cumsum(ranked), 0.8 - 1e-12, "left")) + 1
+    key = f"concentration.{measure}.{dimension.name}"
+    return ConcentrationInsight(
+        key=key,
+        score=value,
+        measure=measure,
+        dimension=dimension.name,
+        evidence=[f"candidates.{key}", f"columns.{measure}.numeric.sum"],
+        top=str(labels[order[0]]),
+        top_value=sig(float(totals[order[0]])),
+        top_share=share(top_share),
+        top_k=k,
+        top_k_share=share(float(ranked[:k].sum())),
+        segments=segments,
+        values_for_80_pct=min(reach, segments),
+    )
