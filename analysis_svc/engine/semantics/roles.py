@@ -83,6 +83,9 @@ _CODE_WORDS = frozenset(
     | {"pclass", "cat", "category", "type", "kind", "segment", "label", "model", "version"}
 )
 DIMENSION_MAX_INT_DISTINCT = 8
+# Names of row-number columns (pandas' "Unnamed: 0", "index", "row", "#"): only these may be
+# taken for a row number from consecutive values; a series 0, 1, 2 ... named "views" is data.
+_ROW_NUMBER_WORDS = frozenset({"unnamed", "index", "idx", "row", "rownum", "n", "no", "0", "1"})
 
 
 @dataclass
@@ -177,8 +180,16 @@ def _role_of_labels(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, st
     return Role.DIMENSION, f"{profile.distinct} labels: a dimension to group by", None
 
 
+def sorted_numbers(profile: ColumnProfile) -> np.ndarray | None:
+    """The finite-or-infinite, non-missing numbers sorted (computed for numbers from text)."""
+    if profile.sorted_numbers is None and profile.numbers is not None:
+        values = profile.numbers
+        profile.sorted_numbers = np.sort(values[~np.isnan(values)])
+    return profile.sorted_numbers
+
+
 def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, str, str | None]:
-    numbers = profile.sorted_numbers
+    numbers = sorted_numbers(profile)
     if numbers is None or numbers.shape[0] == 0:
         return Role.IGNORE, "no numbers", None
     low, high = float(numbers[0]), float(numbers[-1])
@@ -190,7 +201,7 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
             return Role.CALENDAR, f"integer {part}s ({low:g}-{high:g}): a part of time", part
         if token_set & _CLOCK_TOKENS and _is_hhmm(numbers):
             return Role.CLOCK, "HHMM clock times (minutes < 60): a time of day", None
-        if _is_row_number(numbers, profile):
+        if not token_set - _ROW_NUMBER_WORDS and _is_row_number(numbers, profile):
             return Role.IDENTIFIER, "consecutive integers, one per row: a row number", None
         if token_set & _CODE_WORDS and not token_set & (ADDITIVE_WORDS | NON_ADDITIVE_WORDS):
             if profile.distinct <= 50:
@@ -248,7 +259,7 @@ def _is_row_number(numbers: np.ndarray, profile: ColumnProfile) -> bool:
 
 
 def _calendar_part_by_values(profile: ColumnProfile) -> str | None:
-    numbers = profile.sorted_numbers
+    numbers = sorted_numbers(profile)
     if numbers is None or numbers.shape[0] == 0:
         return None
     low, high = float(numbers[0]), float(numbers[-1])
