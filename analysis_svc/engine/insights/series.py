@@ -57,7 +57,6 @@ _CYCLES = {"month": ("year", 12), "quarter": ("year", 4), "day": ("week", 7)}
 _PER_YEAR = {"month": 12, "quarter": 4, "week": 52}
 
 
-
 @dataclass
 class Series:
     """One measure aggregated over complete periods: values and the period number of each."""
