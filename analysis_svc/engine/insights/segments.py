@@ -2,8 +2,9 @@
 
 segment: for each (measure, dimension with 2-50 values), the segment (>= MIN_SEGMENT_ROWS rows,
 and >= 1 % of rows up to 100) whose mean differs most from the rest of the rows, by effect size
-d = (segment mean - rest mean) / pooled std. significance = 1 - p of Welch's z, Bonferroni
-over the dimension's segments. score = min(1, |d| / 1.5) x significance x min(1, rows / 30).
+d = (segment mean - rest mean) / std of the measure. significance = 1 - p of the z statistic
+d / sqrt(1/n_segment + 1/n_rest), Bonferroni over the dimension's segments.
+score = min(1, |d| / 1.5) x significance x min(1, rows / 30).
 
 concentration: for each (additive non-negative measure, dimension with 3-1000 values), the
 share of the total held by the top value and the top 3. score = excess^0.75, where excess =
@@ -43,30 +44,56 @@ def segment_insights(
     dimensions (survived yes/no) enter as 0/1 values, their mean being a rate.
     """
     found: list[SegmentInsight] = []
+    prepared = [_Values.of(measure.name, values) for measure, values in measures]
     for dimension in dimensions:
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
-        codes = dimension.codes
         labels = labels_of(dimension)
-        for measure, values in measures:
+        # Rows without a label go to an extra bin that is dropped: no per-pair masking.
+        codes = dimension.codes
+        if dimension.missing:
+            codes = np.where(codes >= 0, codes, labels.shape[0])
+        bins = labels.shape[0] + 1
+        rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
+        for measure in prepared:
             if measure.name == dimension.name:
                 continue
-            item = _segment(measure.name, values, dimension.name, codes, labels)
+            item = _segment(measure, dimension.name, codes, labels, rows_all)
             if item is not None:
                 found.append(item)
     return found
 
 
+class _Values:
+    """A measure's values with missing as 0, their squares, and which rows are present."""
+
+    def __init__(self, name: str, values: np.ndarray) -> None:
+        self.name = name
+        present = np.isfinite(values)
+        self.complete = bool(present.all())
+        self.present = None if self.complete else present.astype("float64")
+        self.weights = values if self.complete else np.where(present, values, 0.0)
+        count = values.shape[0] if self.complete else int(present.sum())
+        mean = float(self.weights.sum()) / max(count, 1)
+        spread = float(np.dot(self.weights, self.weights)) - count * mean * mean
+        self.std = math.sqrt(max(spread, 0.0) / (count - 1)) if count > 1 else 0.0
+
+    @classmethod
+    def of(cls, name: str, values: np.ndarray) -> _Values:
+        return cls(name, values)
+
+
 def _segment(
-    measure: str, values: np.ndarray, dimension: str, codes: np.ndarray, labels: np.ndarray
+    values: _Values, dimension: str, codes: np.ndarray, labels: np.ndarray, rows_all: np.ndarray
 ) -> SegmentInsight | None:
+    measure = values.name
     size = labels.shape[0]
-    usable = np.isfinite(values) & (codes >= 0)
-    index = np.where(usable, codes, size)
-    weights = np.where(usable, values, 0.0)
-    rows = np.bincount(index, minlength=size + 1)[:size].astype("float64")
-    sums = np.bincount(index, weights=weights, minlength=size + 1)[:size]
-    squares = np.bincount(index, weights=weights * weights, minlength=size + 1)[:size]
+    bins = size + 1
+    # Missing values weigh 0 in the sums and are not counted as rows.
+    rows = rows_all
+    if values.present is not None:
+        rows = np.bincount(codes, weights=values.present, minlength=bins)[:size]
+    sums = np.bincount(codes, weights=values.weights, minlength=bins)[:size]
     total_rows = float(rows.sum())
     minimum = max(MIN_SEGMENT_ROWS, min(MIN_SEGMENT_ROWS_CAP, MIN_SEGMENT_SHARE * total_rows))
     eligible = (rows >= minimum) & (total_rows - rows >= minimum)
@@ -74,14 +101,11 @@ def _segment(
         return None
     with np.errstate(all="ignore"):
         mean = sums / rows
-        var = (squares - rows * mean * mean) / (rows - 1)
         rest_rows = total_rows - rows
         rest_mean = (sums.sum() - sums) / rest_rows
-        rest_var = (squares.sum() - squares - rest_rows * rest_mean * rest_mean) / (rest_rows - 1)
-        var, rest_var = np.maximum(var, 0.0), np.maximum(rest_var, 0.0)
-        pooled = np.sqrt(((rows - 1) * var + (rest_rows - 1) * rest_var) / (total_rows - 2))
-        effect = (mean - rest_mean) / pooled
-        z = (mean - rest_mean) / np.sqrt(var / rows + rest_var / rest_rows)
+        # The measure's own spread scales every segment: one pass per measure, not per pair.
+        effect = (mean - rest_mean) / values.std
+        z = effect / np.sqrt(1 / rows + 1 / rest_rows)
     effect = np.where(eligible & np.isfinite(effect), effect, 0.0)
     if not np.any(effect):
         return None
@@ -127,33 +151,39 @@ def concentration_insights(
 ) -> list[ConcentrationInsight]:
     """Top-1 / top-3 shares of each additive, non-negative measure by each dimension."""
     found: list[ConcentrationInsight] = []
+    weighted: list[tuple[str, np.ndarray]] = []
+    for measure in measures:
+        values = measure.numbers
+        if values is None:
+            continue
+        present = np.isfinite(values)
+        if bool((values[present] < 0).any()):
+            continue  # shares of a total with negative parts mislead
+        weighted.append((measure.name, np.where(present, values, 0.0)))
     for dimension in dimensions:
         if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
             continue
         codes = dimension.codes
-        for measure in measures:
-            values = measure.numbers
-            if values is None or measure.name == dimension.name:
+        if dimension.missing:
+            codes = np.where(codes >= 0, codes, dimension.distinct)
+        labels = labels_of(dimension)
+        for name, weights in weighted:
+            if name == dimension.name:
                 continue
-            usable = np.isfinite(values) & (codes >= 0)
-            if bool((values[usable] < 0).any()):
-                continue  # shares of a total with negative parts mislead
-            item = _concentration(measure.name, values, usable, dimension)
+            item = _concentration(name, weights, codes, dimension.name, labels)
             if item is not None:
                 found.append(item)
     return found
 
 
 def _concentration(
-    measure: str, values: np.ndarray, usable: np.ndarray, dimension: ColumnProfile
+    measure: str, weights: np.ndarray, codes: np.ndarray, dimension: str, labels: np.ndarray
 ) -> ConcentrationInsight | None:
-    size = dimension.distinct
-    index = np.where(usable, dimension.codes, size)
-    totals = np.bincount(index, weights=np.where(usable, values, 0.0), minlength=size + 1)[:size]
+    size = labels.shape[0]
+    totals = np.bincount(codes, weights=weights, minlength=size + 1)[:size]
     grand = float(totals.sum())
     if grand <= 0:
         return None
-    labels = labels_of(dimension)
     rounded = np.round(totals / grand, 9)
     order = np.lexsort((labels.astype(str), -rounded))
     ranked = totals[order] / grand
@@ -167,12 +197,12 @@ def _concentration(
     if value < MIN_CONCENTRATION_SCORE:
         return None
     reach = int(np.searchsorted(np.cumsum(ranked), 0.8 - 1e-12, "left")) + 1
-    key = f"concentration.{measure}.{dimension.name}"
+    key = f"concentration.{measure}.{dimension}"
     return ConcentrationInsight(
         key=key,
         score=value,
         measure=measure,
-        dimension=dimension.name,
+        dimension=dimension,
         evidence=[f"candidates.{key}", f"columns.{measure}.numeric.sum"],
         top=str(labels[order[0]]),
         top_value=sig(float(totals[order[0]])),

@@ -39,59 +39,63 @@ def correlations(measures: list[ColumnProfile]) -> list[dict[str, Any]]:
     if len(measures) < 2:
         return []
     derived = derived_pairs(measures)
-    rows = int(measures[0].numbers.shape[0])  # type: ignore[union-attr]
-    columns = [_Column(p.numbers) for p in measures if p.numbers is not None]
+    counts, r_matrix = _pearson_matrix([p.numbers for p in measures if p.numbers is not None])
     items: list[dict[str, Any]] = []
-    with np.errstate(all="ignore"):
-        for i in range(len(columns)):
-            for j in range(i + 1, len(columns)):
-                n, r = _pair(columns[i], columns[j], rows)
-                if n < MIN_PAIRS or r is None or abs(r) < MIN_ABS_R:
-                    continue
-                a, b = measures[i].name, measures[j].name
-                if (
-                    (a, b) in derived
-                    or abs(r) >= LINEAR_R
-                    or (abs(r) >= RELATED_NAME_R and _related(a, b))
-                ):
-                    continue
-                items.append(_item(measures[i].name, measures[j].name, r, n))
+    for i in range(len(measures)):
+        for j in range(i + 1, len(measures)):
+            n, r = int(counts[i, j]), float(r_matrix[i, j])
+            if n < MIN_PAIRS or not math.isfinite(r) or abs(r) < MIN_ABS_R:
+                continue
+            a, b = measures[i].name, measures[j].name
+            if (
+                (a, b) in derived
+                or abs(r) >= LINEAR_R
+                or (abs(r) >= RELATED_NAME_R and _related(a, b))
+            ):
+                continue
+            items.append(_item(a, b, max(-1.0, min(1.0, r)), n))
     items.sort(key=lambda item: (-abs(float(item["r"])), str(item["key"])))
     return items[:MAX_ITEMS]
 
 
-class _Column:
-    """A measure centred on its own mean, missing values as 0, with its presence mask."""
+def _pearson_matrix(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs, r) for every pair over rows where both are finite, from four matrix products.
 
-    def __init__(self, values: np.ndarray) -> None:
+    Each column is centred on its own mean with missing values as 0, so C.T @ C holds the
+    pairwise-complete cross products; the mask products correct the means and counts.
+    """
+    rows, width = int(columns[0].shape[0]), len(columns)
+    centred = np.empty((rows, width))
+    partial: list[int] = []
+    masks: list[np.ndarray] = []
+    for index, values in enumerate(columns):
         present = np.isfinite(values)
-        self.complete = bool(present.all())
-        self.mask = present.astype("float64")
-        kept = values if self.complete else values[present]
+        if bool(present.all()):
+            np.subtract(values, float(values.mean()), out=centred[:, index])
+            continue
+        kept = values[present]
         mean = float(kept.mean()) if kept.shape[0] else 0.0
-        self.centred = values - mean if self.complete else np.where(present, values - mean, 0.0)
-        self.squared = self.centred * self.centred
-        self.squares = float(self.squared.sum())
-
-
-def _pair(a: _Column, b: _Column, rows: int) -> tuple[int, float | None]:
-    """(pairs, r) over rows where both are present, from dot products only (no copies)."""
-    if a.complete and b.complete:
-        n = float(rows)
-        sum_a = sum_b = 0.0
-        sum_aa, sum_bb = a.squares, b.squares
-    else:
-        n = float(np.dot(a.mask, b.mask))
-        sum_a, sum_b = float(np.dot(a.centred, b.mask)), float(np.dot(b.centred, a.mask))
-        sum_aa, sum_bb = float(np.dot(a.squared, b.mask)), float(np.dot(b.squared, a.mask))
-    if n < MIN_PAIRS:
-        return int(n), None
-    sum_ab = float(np.dot(a.centred, b.centred))
-    numerator = n * sum_ab - sum_a * sum_b
-    denominator = math.sqrt(max(n * sum_aa - sum_a**2, 0.0) * max(n * sum_bb - sum_b**2, 0.0))
-    if denominator == 0 or not math.isfinite(denominator):
-        return int(n), None
-    return int(n), max(-1.0, min(1.0, numerator / denominator))
+        centred[:, index] = np.where(present, values - mean, 0.0)
+        partial.append(index)
+        masks.append(present.astype("float64"))
+    with np.errstate(all="ignore"):
+        cross = centred.T @ centred
+        n = np.full((width, width), float(rows))
+        sums = np.zeros((width, width))  # [i, j]: sum of column i over rows where j is present
+        squares = np.repeat(np.diag(cross)[:, None], width, axis=1)
+        if partial:
+            # Only columns with missing values need their masks in the products.
+            mask = np.column_stack(masks)
+            n[:, partial] = mask.sum(axis=0)[None, :]
+            n[partial, :] = n[:, partial].T
+            n[np.ix_(partial, partial)] = mask.T @ mask
+            sums[:, partial] = centred.T @ mask
+            squares[:, partial] = (centred * centred).T @ mask
+        numerator = n * cross - sums * sums.T
+        left = np.maximum(n * squares - sums * sums, 0.0)
+        denominator = np.sqrt(left * left.T)
+        r = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+    return n, r
 
 
 def _item(a: str, b: str, r: float, n: int) -> dict[str, Any]:
@@ -150,11 +154,21 @@ def _combination_of(target: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
         return False
     t, x, y = target[mask], a[mask], b[mask]
     for combined in (x * y, x / y, y / x, x + y):
+        # A cheap look at the first rows rules most combinations out before the full check.
+        head = t[:MIN_PAIRS] / combined[:MIN_PAIRS]
+        if not _constant(head[np.isfinite(head)]):
+            continue
         ratio = t / combined
         ratio = ratio[np.isfinite(ratio)]
-        if ratio.shape[0] < MIN_PAIRS:
-            continue
-        centre = float(np.median(ratio))
-        if centre != 0 and float(np.max(np.abs(ratio - centre))) <= DERIVED_TOLERANCE * abs(centre):
+        if ratio.shape[0] >= MIN_PAIRS and _constant(ratio):
             return True
     return False
+
+
+def _constant(ratio: np.ndarray) -> bool:
+    """All ratios equal within DERIVED_TOLERANCE (relative), and not zero."""
+    if ratio.shape[0] == 0:
+        return False
+    low, high = float(ratio.min()), float(ratio.max())
+    scale = max(abs(low), abs(high))
+    return scale > 0 and high - low <= DERIVED_TOLERANCE * scale

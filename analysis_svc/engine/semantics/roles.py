@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
-from analysis_svc.engine.column_profile import ColumnProfile, display_string, name_tokens
+from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
 from datapilot_runtime.report.insights import MEASURE_ROLES, OVERRIDE_ROLES, ColumnRole, Role
 
 #: Calendar parts: the name tokens that announce them and the integer range they must fit.
@@ -49,6 +50,8 @@ MONTH_NAMES += ["september", "october", "november", "december"]
 WEEKDAY_NAMES = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _WEEKDAY_ALIASES = {"thur": 3, "thurs": 3, "tues": 1, "wednes": 2}
 _CLOCK_TOKENS = frozenset({"time", "hhmm", "clock", "dep", "arr", "departure", "arrival"})
+_MAX_CLOCK_DISTINCT = 24 * 3600  # every second of a day
+_MAX_NAME_DISTINCT = 40  # month / weekday / quarter spellings, with case variants
 _CLOCK_TEXT = re.compile(r"^\s*([01]?\d|2[0-4]):[0-5]\d(:[0-5]\d)?\s*$")
 _QUARTER_TEXT = re.compile(r"^\s*q([1-4])\s*$", re.IGNORECASE)
 
@@ -168,9 +171,14 @@ def infer_role(profile: ColumnProfile) -> tuple[Role, str, str | None]:
 
 
 def _role_of_labels(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, str, str | None]:
-    labels = {display_string(value).strip().lower() for value in profile.uniques}
-    if labels and all(_CLOCK_TEXT.match(label) for label in labels):
+    if profile.distinct > _MAX_CLOCK_DISTINCT:
+        return Role.DIMENSION, f"{profile.distinct} labels: a dimension to group by", None
+    texts = pd.Series(profile.uniques.astype(str), dtype=object).str.strip().str.lower()
+    if bool(texts.str.match(_CLOCK_TEXT).all()):
         return Role.CLOCK, "clock times (HH:MM): a time of day, never a quantity", None
+    if profile.distinct > _MAX_NAME_DISTINCT:
+        return Role.DIMENSION, f"{profile.distinct} labels: a dimension to group by", None
+    labels = set(texts.str.rstrip("."))
     if labels and all(month_number(label) is not None for label in labels):
         return Role.CALENDAR, "month names: a part of the calendar", "month"
     if labels and all(weekday_number(label) is not None for label in labels):
