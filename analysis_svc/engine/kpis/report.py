@@ -33,6 +33,9 @@ _LOGGER = logging.getLogger(__name__)
 _KEY_LIMIT = 2**62
 MAX_INSIGHT_MEASURES = 12
 MAX_INSIGHT_DIMENSIONS = 12
+# Calendar parts that group rows into comparable segments (delays by hour, sales by weekday);
+# a day of the month or a minute makes 31 or 60 thin segments, and years are the time axis.
+GROUPING_PARTS = frozenset({"quarter", "month", "weekday", "hour"})
 TYPES = ("numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty")
 
 
@@ -99,7 +102,10 @@ def candidates(
         p
         for p in ordered
         if semantics.role(p.name) is Role.DIMENSION
-        or (semantics.role(p.name) is Role.CALENDAR and semantics.parts.get(p.name) != "year")
+        or (
+            semantics.role(p.name) is Role.CALENDAR
+            and semantics.parts.get(p.name) in GROUPING_PARTS
+        )
     ][:MAX_INSIGHT_DIMENSIONS]
     valued = [(p, p.numbers) for p, _ in measures if p.numbers is not None]
     valued += [(p, rates) for p in groups if (rates := binary_values(p)) is not None]
