@@ -33,12 +33,21 @@ def correlations(measures: list[ColumnProfile]) -> list[dict[str, Any]]:
 
     ``measures`` are the measure columns (never identifiers, calendar parts or clock times).
     """
+    return correlation_scan(measures)[0]
+
+
+def correlation_scan(
+    measures: list[ColumnProfile],
+) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    """(the correlations, the pairs (a, b) with a < b and related names where one is a linear
+    function of the other: the same measure twice, e.g. a share of a total next to the total)."""
     measures = sorted((p for p in measures if p.numbers is not None), key=lambda p: p.name)[
         :MAX_MEASURES
     ]
     if len(measures) < 2:
-        return []
+        return [], set()
     derived = derived_pairs(measures)
+    linear: set[tuple[str, str]] = set()
     counts, r_matrix = _pearson_matrix([p.numbers for p in measures if p.numbers is not None])
     items: list[dict[str, Any]] = []
     for i in range(len(measures)):
@@ -47,6 +56,8 @@ def correlations(measures: list[ColumnProfile]) -> list[dict[str, Any]]:
             if n < MIN_PAIRS or not math.isfinite(r) or abs(r) < MIN_ABS_R:
                 continue
             a, b = measures[i].name, measures[j].name
+            if abs(r) >= LINEAR_R and _related(a, b):
+                linear.add((a, b))
             if (
                 (a, b) in derived
                 or abs(r) >= LINEAR_R
@@ -55,7 +66,7 @@ def correlations(measures: list[ColumnProfile]) -> list[dict[str, Any]]:
                 continue
             items.append(_item(a, b, max(-1.0, min(1.0, r)), n))
     items.sort(key=lambda item: (-abs(float(item["r"])), str(item["key"])))
-    return items[:MAX_ITEMS]
+    return items[:MAX_ITEMS], linear
 
 
 def _pearson_matrix(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

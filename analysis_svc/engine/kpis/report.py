@@ -20,7 +20,7 @@ from analysis_svc.engine.insights.ranking import (
 from analysis_svc.engine.insights.segments import concentration_insights, segment_insights
 from analysis_svc.engine.insights.series import series_insights
 from analysis_svc.engine.kpis.columns import column_report, labels_of, percent
-from analysis_svc.engine.kpis.correlations import correlations
+from analysis_svc.engine.kpis.correlations import correlation_scan
 from analysis_svc.engine.kpis.quality import alerts
 from analysis_svc.engine.kpis.timeseries import time_series
 from analysis_svc.engine.readers.common import Table
@@ -63,7 +63,7 @@ def compute_report(table: Table, roles: Mapping[str, str] | None = None) -> dict
         datetimes = [axis.profile, *(p for p in datetimes if p.name != axis.name)]
     # By name, so that the series kept (and the evidence citing them) never depend on column order.
     series = time_series(datetimes, sorted(by_role, key=lambda item: item[0].name), dimensions)
-    pairs = correlations(measures)
+    pairs, linear = correlation_scan(measures)
     found = alerts(dataset, columns)
     report = {
         "schemaVersion": SCHEMA_VERSION,
@@ -76,10 +76,27 @@ def compute_report(table: Table, roles: Mapping[str, str] | None = None) -> dict
         "correlations": pairs,
         "alerts": found,
     }
+    # A measure that is a linear function of another (a share of the total next to the total)
+    # would repeat every finding of the other: its findings are left out.
+    repeated = {_repeat_of(a, b, semantics) for a, b in linear}
+    kept = [item for item in by_role if item[0].name not in repeated]
     report["candidates"] = candidates(
-        profiles, semantics, axis, by_role, {str(item["key"]) for item in series}, report
+        profiles, semantics, axis, kept, {str(item["key"]) for item in series}, report
     )
     return report
+
+
+def _repeat_of(a: str, b: str, semantics: Semantics) -> str:
+    """Of two linearly related measures, the one to leave out: the non-additive one, else the
+    one whose name extends the other's (revenue_share next to revenue), else the later name."""
+    additive_a, additive_b = (semantics.role(n) is Role.ADDITIVE for n in (a, b))
+    if additive_a != additive_b:
+        return b if additive_a else a
+    if a.lower() in b.lower():
+        return b
+    if b.lower() in a.lower():
+        return a
+    return max(a, b)
 
 
 def aggregation_of(role: Role) -> Aggregation:

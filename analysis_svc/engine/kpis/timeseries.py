@@ -77,6 +77,13 @@ class Periods:
         self.first_complete = True
         self.last_complete = True
         self._recent: dict[int, np.ndarray] = {}
+        self._counts: np.ndarray | None = None
+
+    def row_counts(self) -> np.ndarray:
+        """Rows per period (float; computed once and shared by every measure)."""
+        if self._counts is None:
+            self._counts = np.bincount(self.codes, minlength=self.count + 1)[:-1].astype("float64")
+        return self._counts
 
     def rows_of_last_two(self, last: int) -> np.ndarray:
         """Row numbers in period ``last`` or the one before (computed once)."""
@@ -239,16 +246,16 @@ def aggregate(
     """Count, sum or mean per period (bincount; missing values weigh nothing)."""
     bins = periods.count + 1
     if measure is None or finite_mask is None or measure.numbers is None:
-        return np.bincount(periods.codes, minlength=bins)[:-1].astype("float64")
-    weights = (
-        measure.numbers if measure.missing == 0 else np.where(finite_mask, measure.numbers, 0.0)
-    )
-    if not bool(np.isfinite(weights).all()):
-        weights = np.where(finite_mask, measure.numbers, 0.0)
+        return periods.row_counts()
+    complete = bool(finite_mask.all())
+    weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
     sums = np.bincount(periods.codes, weights=weights, minlength=bins)[:-1]
     if aggregation == "sum":
         return sums
-    rows = np.bincount(periods.codes, weights=finite_mask, minlength=bins)[:-1]
+    if complete:
+        rows = periods.row_counts()
+    else:
+        rows = np.bincount(periods.codes, weights=finite_mask, minlength=bins)[:-1]
     with np.errstate(all="ignore"):
         return np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
 
