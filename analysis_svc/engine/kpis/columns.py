@@ -163,9 +163,10 @@ def _skew(values: np.ndarray, mean: float, std: float) -> float:
     squared = centred * centred
     m2 = float(squared.sum()) / count
     m3 = float((squared * centred).sum()) / count
-    if m2 == 0:
+    scale = m2**1.5
+    if scale == 0:  # also when m2 is so small (subnormal values) that m2^1.5 underflows
         return math.nan
-    g1 = m3 / m2**1.5
+    g1 = m3 / scale
     return float(g1 * math.sqrt(count * (count - 1)) / (count - 2))
 
 
