@@ -183,7 +183,8 @@ def test_macrodata_year_quarter_axis_and_no_calendar_totals(tmp_path: Path) -> N
     report = _report_of(datasets.macrodata.load_pandas().data, tmp_path, "macro")
     assert report["timeAxis"]["columns"] == ["year", "quarter"]
     assert report["timeAxis"]["granularity"] == "quarter"
-    assert _top(report)["trend.realgdp"]["direction"] == "up"
+    trend = next(c for c in report["candidates"] if c["key"] == "trend.realgdp")
+    assert trend["direction"] == "up"
     assert_no_trap_figure(report, ["year", "quarter", "pop", "cpi", "unemp", "infl"])
 
 
@@ -253,3 +254,11 @@ def test_any_small_table_gives_finite_candidates_independent_of_order(
     shuffled = shuffled[list(np.random.default_rng(seed).permutation(frame.columns))]
     again = compute_report(Table(frame=shuffled, source_format="csv"))
     assert again["candidates"] == report["candidates"]
+
+
+def test_stock_prices_panel_has_no_trend_of_a_changing_mix(tmp_path: Path) -> None:
+    vega = pytest.importorskip("vega_datasets")
+    report = _report_of(vega.data.stocks(), tmp_path, "stocks")
+    # GOOG enters in 2004: the mean price of the listed stocks jumps without any stock moving.
+    assert not [c for c in report["candidates"] if c["type"] in ("trend", "level_shift")]
+    assert report["candidates"][0]["key"] == "segment.price.symbol"

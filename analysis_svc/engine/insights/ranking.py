@@ -4,8 +4,9 @@ Also the candidates built from other report sections:
 * correlation: score = 0.8 x (|r| - 0.5) / 0.5 (association is worth less than a finding).
 * outliers: score = min(1, pct / 20) for a measure with >= 1 % values beyond the Tukey fences.
 * quality: score = 0.6 for a warning, 0.3 for an info alert.
-Candidates scoring below 0.01 are dropped. Ties break by key, so the list is deterministic;
-it is capped at MAX_CANDIDATES.
+The k-th candidate of a type (by score, ties by key) has its score multiplied by 0.9^(k-1), so
+that one kind of finding does not fill the top. Candidates scoring below 0.01 are dropped.
+Ties break by key, so the list is deterministic; it is capped at MAX_CANDIDATES.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datapilot_runtime.report.insights import (
 
 MAX_CANDIDATES = 40
 MIN_SCORE = 0.01
+REPEAT_DISCOUNT = 0.9
 OUTLIERS_MIN_PCT = 1.0
 _SEVERITY_SCORE = {"warning": 0.6, "info": 0.3}
 _ADAPTER: TypeAdapter[Insight] = TypeAdapter(Insight)
@@ -112,9 +114,19 @@ def _quality_numbers(
 
 def rank(candidates: Iterable[Any]) -> list[dict[str, Any]]:
     """Score descending, ties by key; trailing types last; capped; JSON dicts (camelCase)."""
-    items = [c for c in (_ADAPTER.validate_python(c) for c in candidates) if c.score >= MIN_SCORE]
-    unique = {item.key: item for item in items}
-    ordered = sorted(unique.values(), key=lambda c: (c.type in TRAILING_TYPES, -c.score, c.key))[
-        :MAX_CANDIDATES
-    ]
+    items = [_ADAPTER.validate_python(c) for c in candidates]
+    unique = sorted({item.key: item for item in items}.values(), key=lambda c: (-c.score, c.key))
+    # The k-th finding of a type weighs REPEAT_DISCOUNT^(k-1): eight sectors that all fell in
+    # 2008 are one story, and the reader's next line should be another kind of finding.
+    seen: dict[str, int] = {}
+    discounted = []
+    for item in unique:
+        repeat = seen.get(item.type, 0)
+        seen[item.type] = repeat + 1
+        if repeat:
+            item = item.model_copy(update={"score": round(item.score * REPEAT_DISCOUNT**repeat, 4)})
+        if item.score >= MIN_SCORE:
+            discounted.append(item)
+    ordered = sorted(discounted, key=lambda c: (c.type in TRAILING_TYPES, -c.score, c.key))
+    ordered = ordered[:MAX_CANDIDATES]
     return [_ADAPTER.dump_python(item, by_alias=True, mode="json") for item in ordered]

@@ -2,6 +2,11 @@
 last value and record. Each works on the series aggregated per period as the role says (sum of
 an additive measure, mean of the rest), over complete periods only.
 
+Means over an unbalanced panel give no insights: their moves are entries and exits. A panel:
+several rows share an instant (<= 50 on average, their number varying by more than 10 %) and
+a dimension of at most twice as many values as the largest instant's rows tells them apart
+(>= 95 % of (dimension, instant) pairs unique).
+
 Scores (each in [0, 1]):
 * trend: Mann-Kendall test and Sen's slope; (1 - p) x min(1, |Sen change over the window| /
   2 std of the series); needs p < 0.05, a change >= 5 % of the mean level, and first and last
@@ -41,6 +46,9 @@ from datapilot_runtime.report.insights import (
 )
 
 MAX_PERIODS = 600
+PANEL_MAX_ROWS = 50
+PANEL_MAX_IMBALANCE = 0.1
+PANEL_UNIQUE_SHARE = 0.95
 MIN_TREND_PERIODS = 6
 TREND_MAX_P = 0.05
 TREND_MIN_CHANGE = 0.05
@@ -73,7 +81,10 @@ class Series:
 
 
 def series_insights(
-    axis: TimeAxis, measures: list[tuple[ColumnProfile, Aggregation]], series_keys: set[str]
+    axis: TimeAxis,
+    measures: list[tuple[ColumnProfile, Aggregation]],
+    series_keys: set[str],
+    dimensions: list[ColumnProfile] | None = None,
 ) -> list[object]:
     """Every series insight of every measure over ``axis``."""
     periods = Periods.build(axis.profile, max_periods=MAX_PERIODS)
@@ -83,7 +94,10 @@ def series_insights(
     if periods.unit in ("day", "week"):
         monthly = Periods.build(axis.profile, max_periods=MAX_PERIODS, min_unit="month")
     found: list[object] = []
+    unbalanced = _unbalanced_panel(axis.profile, dimensions or [])
     for measure, aggregation in measures:
+        if aggregation == "mean" and unbalanced:
+            continue
         key = f"timeSeries.{axis.name}.{measure.name}"
         evidence = [key] if key in series_keys else []
         series = _series(periods, measure, aggregation, evidence)
@@ -108,6 +122,30 @@ def series_insights(
         if seasonal is not None:
             found.append(seasonal)
     return found
+
+
+def _unbalanced_panel(instants: ColumnProfile, dimensions: list[ColumnProfile]) -> bool:
+    """Entities observed at each instant (one row per stock per month) whose number changes:
+    a mean over a period then moves when an entity enters or leaves (a fifth stock listed),
+    not when values move. A sample of different rows each year (cars of a model year) is not
+    a panel: no dimension then identifies a row within its instant."""
+    counts = instants.counts
+    if counts.shape[0] < 2 or float(counts.mean()) > PANEL_MAX_ROWS:
+        return False
+    high = float(counts.max())
+    if high <= 1 or (high - float(counts.min())) / high <= PANEL_MAX_IMBALANCE:
+        return False
+    at = instants.codes
+    present = at >= 0
+    for dimension in dimensions:
+        if dimension.distinct > 2 * high:
+            continue  # not a set of entities seen again and again (car names, one per row)
+        codes = dimension.codes
+        keep = present & (codes >= 0)
+        pairs = codes[keep] * (instants.distinct + 1) + at[keep]
+        if pairs.shape[0] and np.unique(pairs).shape[0] >= PANEL_UNIQUE_SHARE * pairs.shape[0]:
+            return True
+    return False
 
 
 def _series(

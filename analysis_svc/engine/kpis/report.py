@@ -130,7 +130,7 @@ def candidates(
     additive = [p for p, aggregation in measures if aggregation == "sum"]
     found.extend(concentration_insights(additive, groups))
     if axis is not None:
-        found.extend(series_insights(axis, measures, series_keys))
+        found.extend(series_insights(axis, measures, series_keys, groups))
     found.extend(correlation_insights(report["correlations"]))
     found.extend(outlier_insights(report["columns"]))
     found.extend(quality_insights(report["alerts"], report["dataset"]))
