@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -63,6 +63,8 @@ class ColumnProfile:
     mixed_date_formats: bool = False
     unparsed_dates: int = 0
     mean_length: float | None = None
+    #: Periods of a datetime column by unit, shared by the time series and the insights.
+    periods_cache: dict[str, object] = field(default_factory=dict)
 
     @property
     def distinct(self) -> int:

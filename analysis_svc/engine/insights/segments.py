@@ -35,8 +35,36 @@ MIN_CONCENTRATION_SCORE = 0.05
 TOP_K = 3
 
 
+class GroupSums:
+    """Per-segment sums of a measure by a dimension, computed once for segments and shares."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, np.ndarray] = {}
+        self._sums: dict[tuple[str, str], np.ndarray] = {}
+
+    def codes(self, dimension: ColumnProfile) -> np.ndarray:
+        """Row codes with rows without a label in an extra bin (dropped): no per-pair masks."""
+        if dimension.name not in self._codes:
+            codes = dimension.codes
+            if dimension.missing:
+                codes = np.where(codes >= 0, codes, dimension.distinct)
+            self._codes[dimension.name] = codes
+        return self._codes[dimension.name]
+
+    def sums(self, dimension: ColumnProfile, measure: str, weights: np.ndarray) -> np.ndarray:
+        """Sum of ``weights`` (missing values as 0) per value of ``dimension``."""
+        key = (dimension.name, measure)
+        if key not in self._sums:
+            size = dimension.distinct
+            codes = self.codes(dimension)
+            self._sums[key] = np.bincount(codes, weights=weights, minlength=size + 1)[:size]
+        return self._sums[key]
+
+
 def segment_insights(
-    measures: list[tuple[ColumnProfile, np.ndarray]], dimensions: list[ColumnProfile]
+    measures: list[tuple[ColumnProfile, np.ndarray]],
+    dimensions: list[ColumnProfile],
+    group_sums: GroupSums | None = None,
 ) -> list[SegmentInsight]:
     """One candidate per (measure, dimension) pair whose most distinct segment stands out.
 
@@ -44,21 +72,20 @@ def segment_insights(
     dimensions (survived yes/no) enter as 0/1 values, their mean being a rate.
     """
     found: list[SegmentInsight] = []
+    cache = group_sums or GroupSums()
     prepared = [_Values.of(measure.name, values) for measure, values in measures]
     for dimension in dimensions:
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
         labels = labels_of(dimension)
-        # Rows without a label go to an extra bin that is dropped: no per-pair masking.
-        codes = dimension.codes
-        if dimension.missing:
-            codes = np.where(codes >= 0, codes, labels.shape[0])
+        codes = cache.codes(dimension)
         bins = labels.shape[0] + 1
         rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
         for measure in prepared:
             if measure.name == dimension.name:
                 continue
-            item = _segment(measure, dimension.name, codes, labels, rows_all)
+            sums = cache.sums(dimension, measure.name, measure.weights)
+            item = _segment(measure, dimension.name, codes, labels, rows_all, sums)
             if item is not None:
                 found.append(item)
     return found
@@ -84,7 +111,12 @@ class _Values:
 
 
 def _segment(
-    values: _Values, dimension: str, codes: np.ndarray, labels: np.ndarray, rows_all: np.ndarray
+    values: _Values,
+    dimension: str,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    rows_all: np.ndarray,
+    sums: np.ndarray,
 ) -> SegmentInsight | None:
     measure = values.name
     size = labels.shape[0]
@@ -93,7 +125,6 @@ def _segment(
     rows = rows_all
     if values.present is not None:
         rows = np.bincount(codes, weights=values.present, minlength=bins)[:size]
-    sums = np.bincount(codes, weights=values.weights, minlength=bins)[:size]
     total_rows = float(rows.sum())
     minimum = max(MIN_SEGMENT_ROWS, min(MIN_SEGMENT_ROWS_CAP, MIN_SEGMENT_SHARE * total_rows))
     eligible = (rows >= minimum) & (total_rows - rows >= minimum)
@@ -147,10 +178,13 @@ def _segment(
 
 
 def concentration_insights(
-    measures: list[ColumnProfile], dimensions: list[ColumnProfile]
+    measures: list[ColumnProfile],
+    dimensions: list[ColumnProfile],
+    group_sums: GroupSums | None = None,
 ) -> list[ConcentrationInsight]:
     """Top-1 / top-3 shares of each additive, non-negative measure by each dimension."""
     found: list[ConcentrationInsight] = []
+    cache = group_sums or GroupSums()
     weighted: list[tuple[str, np.ndarray]] = []
     for measure in measures:
         values = measure.numbers
@@ -163,24 +197,20 @@ def concentration_insights(
     for dimension in dimensions:
         if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
             continue
-        codes = dimension.codes
-        if dimension.missing:
-            codes = np.where(codes >= 0, codes, dimension.distinct)
         labels = labels_of(dimension)
         for name, weights in weighted:
             if name == dimension.name:
                 continue
-            item = _concentration(name, weights, codes, dimension.name, labels)
+            totals = cache.sums(dimension, name, weights)
+            item = _concentration(name, totals, dimension.name, labels)
             if item is not None:
                 found.append(item)
     return found
 
 
 def _concentration(
-    measure: str, weights: np.ndarray, codes: np.ndarray, dimension: str, labels: np.ndarray
+    measure: str, totals: np.ndarray, dimension: str, labels: np.ndarray
 ) -> ConcentrationInsight | None:
-    size = labels.shape[0]
-    totals = np.bincount(codes, weights=weights, minlength=size + 1)[:size]
     grand = float(totals.sum())
     if grand <= 0:
         return None

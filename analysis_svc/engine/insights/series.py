@@ -86,13 +86,14 @@ def series_insights(
     series_keys: set[str],
     dimensions: list[ColumnProfile] | None = None,
 ) -> list[object]:
-    """Every series insight of every measure over ``axis``."""
+    """Every series insight of every measure over ``axis``, at the finest unit giving at most
+    MAX_PERIODS periods (months rather than weeks)."""
     periods = Periods.build(axis.profile, max_periods=MAX_PERIODS)
+    if periods is not None and periods.unit == "week":
+        # Weeks hold no cycle we test; months hold the yearly one (and read better).
+        periods = Periods.build(axis.profile, max_periods=MAX_PERIODS, min_unit="month")
     if periods is None:
         return []
-    monthly = None
-    if periods.unit in ("day", "week"):
-        monthly = Periods.build(axis.profile, max_periods=MAX_PERIODS, min_unit="month")
     found: list[object] = []
     unbalanced = _unbalanced_panel(axis.profile, dimensions or [])
     for measure, aggregation in measures:
@@ -116,9 +117,6 @@ def series_insights(
         )
         found.extend(period_changes(series, axis.name))
         seasonal = season(series, axis.name)
-        if seasonal is None and monthly is not None and monthly.unit == "month":
-            by_month = _series(monthly, measure, aggregation, evidence)
-            seasonal = season(by_month, axis.name) if by_month is not None else None
         if seasonal is not None:
             found.append(seasonal)
     return found

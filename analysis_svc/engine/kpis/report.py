@@ -17,7 +17,11 @@ from analysis_svc.engine.insights.ranking import (
     quality_insights,
     rank,
 )
-from analysis_svc.engine.insights.segments import concentration_insights, segment_insights
+from analysis_svc.engine.insights.segments import (
+    GroupSums,
+    concentration_insights,
+    segment_insights,
+)
 from analysis_svc.engine.insights.series import series_insights
 from analysis_svc.engine.kpis.columns import column_report, labels_of, percent
 from analysis_svc.engine.kpis.correlations import correlation_scan
@@ -126,9 +130,10 @@ def candidates(
     ][:MAX_INSIGHT_DIMENSIONS]
     valued = [(p, p.numbers) for p, _ in measures if p.numbers is not None]
     valued += [(p, rates) for p in groups if (rates := binary_values(p)) is not None]
-    found: list[object] = [*segment_insights(valued, groups)]
+    group_sums = GroupSums()
+    found: list[object] = [*segment_insights(valued, groups, group_sums)]
     additive = [p for p, aggregation in measures if aggregation == "sum"]
-    found.extend(concentration_insights(additive, groups))
+    found.extend(concentration_insights(additive, groups, group_sums))
     if axis is not None:
         found.extend(series_insights(axis, measures, series_keys, groups))
     found.extend(correlation_insights(report["correlations"]))

@@ -78,6 +78,7 @@ class Periods:
         self.last_complete = True
         self._recent: dict[int, np.ndarray] = {}
         self._counts: np.ndarray | None = None
+        self.aggregates: dict[tuple[str, str], np.ndarray] = {}
 
     def row_counts(self) -> np.ndarray:
         """Rows per period (float; computed once and shared by every measure)."""
@@ -111,6 +112,9 @@ class Periods:
                 break
         if last - first + 1 < MIN_PERIODS:
             return None
+        cached = profile.periods_cache.get(unit)
+        if isinstance(cached, Periods):
+            return cached
         count = last - first + 1
         # Rows without a timestamp go to an extra bin ``count`` that is dropped after counting.
         if profile.known_codes is not None or profile.dates is None:
@@ -126,6 +130,7 @@ class Periods:
         first_start = np.datetime64(_start(first, unit)).astype("datetime64[ns]")
         periods.last_complete = bool(float((next_start - high).astype(np.int64)) <= gap)
         periods.first_complete = bool(float((low - first_start).astype(np.int64)) <= gap)
+        profile.periods_cache[unit] = periods
         return periods
 
     def start(self, index: int) -> str:
@@ -243,10 +248,21 @@ def aggregate(
     finite_mask: np.ndarray | None,
     aggregation: str,
 ) -> np.ndarray:
-    """Count, sum or mean per period (bincount; missing values weigh nothing)."""
+    """Count, sum or mean per period (bincount; missing values weigh nothing); computed once
+    per (measure, aggregation) and shared: callers never modify the array."""
     bins = periods.count + 1
     if measure is None or finite_mask is None or measure.numbers is None:
         return periods.row_counts()
+    key = (measure.name, aggregation)
+    if key not in periods.aggregates:
+        periods.aggregates[key] = _aggregate(periods, measure, finite_mask, aggregation, bins)
+    return periods.aggregates[key]
+
+
+def _aggregate(
+    periods: Periods, measure: ColumnProfile, finite_mask: np.ndarray, aggregation: str, bins: int
+) -> np.ndarray:
+    assert measure.numbers is not None
     complete = bool(finite_mask.all())
     weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
     sums = np.bincount(periods.codes, weights=weights, minlength=bins)[:-1]
