@@ -146,17 +146,37 @@ def derived_pairs(measures: list[ColumnProfile]) -> set[tuple[str, str]]:
     values = np.vstack([p.numbers[sample] for p in usable])  # type: ignore[index]
     found: set[tuple[str, str]] = set()
     with np.errstate(all="ignore"):
-        for c in range(len(usable)):
-            for a in range(len(usable)):
-                for b in range(a, len(usable)):
-                    if c in (a, b):
-                        continue
-                    if _combination_of(values[c], values[a], values[b]):
-                        names = (usable[c].name, usable[a].name, usable[b].name)
-                        for other in names[1:]:
-                            found.add((names[0], other))
-                            found.add((other, names[0]))
+        for c, a, b in _plausible_triples(values):
+            if _combination_of(values[c], values[a], values[b]):
+                names = (usable[c].name, usable[a].name, usable[b].name)
+                for other in names[1:]:
+                    found.add((names[0], other))
+                    found.add((other, names[0]))
     return found
+
+
+def _plausible_triples(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """(c, a, b) whose ratio c / combination(a, b) is constant on the first complete rows:
+    one array operation per target instead of a check per triple."""
+    complete = np.isfinite(values).all(axis=0) & (values != 0).all(axis=0)
+    head = values[:, complete][:, :MIN_PAIRS]  # measures x rows
+    width = values.shape[0]
+    if head.shape[1] < MIN_PAIRS:
+        return []
+    a, b = head[:, None, :], head[None, :, :]
+    combos = (a * b, a / b, b / a, a + b)  # each measures x measures x rows
+    triples: set[tuple[int, int, int]] = set()
+    for c in range(width):
+        for combined in combos:
+            ratio = head[c][None, None, :] / combined
+            low, high = ratio.min(axis=2), ratio.max(axis=2)
+            scale = np.maximum(np.abs(low), np.abs(high))
+            hit = (scale > 0) & (high - low <= DERIVED_TOLERANCE * scale)
+            for i, j in zip(*np.nonzero(hit), strict=True):
+                first, second = int(min(i, j)), int(max(i, j))
+                if c not in (first, second):
+                    triples.add((c, first, second))
+    return sorted(triples)
 
 
 def _combination_of(target: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
