@@ -65,6 +65,7 @@ def segment_insights(
     measures: list[tuple[ColumnProfile, np.ndarray]],
     dimensions: list[ColumnProfile],
     group_sums: GroupSums | None = None,
+    spreads: dict[str, float] | None = None,
 ) -> list[SegmentInsight]:
     """One candidate per (measure, dimension) pair whose most distinct segment stands out.
 
@@ -73,7 +74,8 @@ def segment_insights(
     """
     found: list[SegmentInsight] = []
     cache = group_sums or GroupSums()
-    prepared = [_Values.of(measure.name, values) for measure, values in measures]
+    known = spreads or {}
+    prepared = [_Values(m.name, values, known.get(m.name)) for m, values in measures]
     for dimension in dimensions:
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
@@ -94,20 +96,19 @@ def segment_insights(
 class _Values:
     """A measure's values with missing as 0, their squares, and which rows are present."""
 
-    def __init__(self, name: str, values: np.ndarray) -> None:
+    def __init__(self, name: str, values: np.ndarray, std: float | None = None) -> None:
         self.name = name
         present = np.isfinite(values)
         self.complete = bool(present.all())
         self.present = None if self.complete else present.astype("float64")
         self.weights = values if self.complete else np.where(present, values, 0.0)
+        if std is not None:  # the column report's sample std, already computed
+            self.std = std
+            return
         count = values.shape[0] if self.complete else int(present.sum())
         mean = float(self.weights.sum()) / max(count, 1)
         spread = float(np.dot(self.weights, self.weights)) - count * mean * mean
         self.std = math.sqrt(max(spread, 0.0) / (count - 1)) if count > 1 else 0.0
-
-    @classmethod
-    def of(cls, name: str, values: np.ndarray) -> _Values:
-        return cls(name, values)
 
 
 def _segment(

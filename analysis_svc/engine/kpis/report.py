@@ -131,7 +131,12 @@ def candidates(
     valued = [(p, p.numbers) for p, _ in measures if p.numbers is not None]
     valued += [(p, rates) for p in groups if (rates := binary_values(p)) is not None]
     group_sums = GroupSums()
-    found: list[object] = [*segment_insights(valued, groups, group_sums)]
+    spreads = {
+        str(c["name"]): float(c["numeric"]["std"])
+        for c in report["columns"]
+        if (c.get("numeric") or {}).get("std") is not None
+    }
+    found: list[object] = [*segment_insights(valued, groups, group_sums, spreads)]
     additive = [p for p, aggregation in measures if aggregation == "sum"]
     found.extend(concentration_insights(additive, groups, group_sums))
     if axis is not None:

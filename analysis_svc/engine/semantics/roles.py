@@ -197,7 +197,12 @@ def sorted_numbers(profile: ColumnProfile) -> np.ndarray | None:
 
 
 def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, str, str | None]:
-    numbers = sorted_numbers(profile)
+    # The checks below only need the distinct values (sorted), often far fewer than the rows.
+    if profile.uniques.dtype.kind in "fiu":
+        numbers = profile.uniques.to_numpy(dtype="float64")
+    else:
+        ordered = sorted_numbers(profile)
+        numbers = None if ordered is None else np.unique(ordered)
     if numbers is None or numbers.shape[0] == 0:
         return Role.IGNORE, "no numbers", None
     low, high = float(numbers[0]), float(numbers[-1])
@@ -261,6 +266,7 @@ def _is_hhmm(numbers: np.ndarray) -> bool:
 
 
 def _is_row_number(numbers: np.ndarray, profile: ColumnProfile) -> bool:
+    """``numbers`` are the distinct values, sorted."""
     if profile.distinct != profile.present or profile.present < 20:
         return False
     return bool(numbers[-1] - numbers[0] == numbers.shape[0] - 1)
