@@ -70,15 +70,17 @@ def correlation_scan(
 
 
 def _pearson_matrix(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs, r) for every pair over rows where both are finite, from four matrix products.
+    """(pairs, r) for every pair over rows where both are finite, from one matrix product.
 
     Each column is centred on its own mean with missing values as 0, so C.T @ C holds the
-    pairwise-complete cross products; the mask products correct the means and counts.
+    pairwise-complete cross products and every column of C sums to 0. For a column j with
+    missing values, the sums, squares and counts of the others over the rows where j is
+    present are their totals minus what they hold on j's (few) missing rows.
     """
     rows, width = int(columns[0].shape[0]), len(columns)
     centred = np.empty((rows, width))
-    partial: list[int] = []
-    masks: list[np.ndarray] = []
+    counts = np.full(width, float(rows))
+    missing_rows: dict[int, np.ndarray] = {}
     for index, values in enumerate(columns):
         present = np.isfinite(values)
         if bool(present.all()):
@@ -87,21 +89,20 @@ def _pearson_matrix(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         kept = values[present]
         mean = float(kept.mean()) if kept.shape[0] else 0.0
         centred[:, index] = np.where(present, values - mean, 0.0)
-        partial.append(index)
-        masks.append(present.astype("float64"))
+        counts[index] = float(kept.shape[0])
+        missing_rows[index] = np.flatnonzero(~present)
     with np.errstate(all="ignore"):
         cross = centred.T @ centred
-        n = np.full((width, width), float(rows))
+        n = np.repeat(counts[:, None], width, axis=1)  # [i, j]: rows where both are present
         sums = np.zeros((width, width))  # [i, j]: sum of column i over rows where j is present
         squares = np.repeat(np.diag(cross)[:, None], width, axis=1)
-        if partial:
-            # Only columns with missing values need their masks in the products.
-            mask = np.column_stack(masks)
-            n[:, partial] = mask.sum(axis=0)[None, :]
-            n[partial, :] = n[:, partial].T
-            n[np.ix_(partial, partial)] = mask.T @ mask
-            sums[:, partial] = centred.T @ mask
-            squares[:, partial] = (centred * centred).T @ mask
+        for j, gone in missing_rows.items():
+            held = centred[gone]
+            present_there = np.column_stack([np.isfinite(c[gone]) for c in columns])
+            n[:, j] -= present_there.sum(axis=0)
+            sums[:, j] = -held.sum(axis=0)
+            squares[:, j] -= (held * held).sum(axis=0)
+        n = np.minimum(n, n.T)
         numerator = n * cross - sums * sums.T
         left = np.maximum(n * squares - sums * sums, 0.0)
         denominator = np.sqrt(left * left.T)
