@@ -262,3 +262,47 @@ def test_stock_prices_panel_has_no_trend_of_a_changing_mix(tmp_path: Path) -> No
     # GOOG enters in 2004: the mean price of the listed stocks jumps without any stock moving.
     assert not [c for c in report["candidates"] if c["type"] in ("trend", "level_shift")]
     assert report["candidates"][0]["key"] == "segment.price.symbol"
+
+
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@pytest.mark.parametrize(
+    ("data", "columns", "granularity"),
+    [
+        (
+            {"year": [y for y in range(2015, 2019) for _ in range(12)], "month": _MONTHS * 4},
+            ["year", "month"],
+            "month",
+        ),
+        ({"period": [f"{2010 + q // 4}Q{q % 4 + 1}" for q in range(24)]}, ["period"], "quarter"),
+        ({"period": [f"{m} 2015" for m in _MONTHS] * 2}, ["period"], "month"),
+        ({"yr": list(range(1950, 1990))}, ["yr"], "year"),
+        (
+            {"year": [y for y in range(2001, 2006) for _ in range(4)], "quarter": [1, 2, 3, 4] * 5},
+            ["year", "quarter"],
+            "quarter",
+        ),
+    ],
+)
+def test_time_axis_variants(
+    data: dict[str, list[Any]], columns: list[str], granularity: str
+) -> None:
+    frame = pd.DataFrame(data)
+    frame["sales"] = np.arange(len(frame), dtype=float) * 1.5
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    assert report["timeAxis"]["columns"] == columns
+    assert report["timeAxis"]["granularity"] == granularity
+    assert_no_trap_figure(report, columns)
+
+
+def test_clock_strings_and_weekday_names_are_not_measures() -> None:
+    frame = pd.DataFrame(
+        {
+            "opens": ["08:30", "09:00", "10:15", "07:45"] * 10,
+            "weekday": ["Mon", "Tue", "Wed", "Thu", "Fri"] * 8,
+            "delay_minutes": np.arange(40, dtype=float) / 3,
+        }
+    )
+    roles = {r["name"]: r["role"] for r in compute_report(Table(frame, "csv"))["roles"]}
+    assert roles == {"opens": "clock", "weekday": "calendar", "delay_minutes": "non_additive"}
