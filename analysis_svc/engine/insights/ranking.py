@@ -11,6 +11,7 @@ Ties break by key, so the list is deterministic; it is capped at MAX_CANDIDATES.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -128,5 +129,10 @@ def rank(candidates: Iterable[Any]) -> list[dict[str, Any]]:
         if item.score >= MIN_SCORE:
             discounted.append(item)
     ordered = sorted(discounted, key=lambda c: (c.type in TRAILING_TYPES, -c.score, c.key))
-    ordered = ordered[:MAX_CANDIDATES]
-    return [_ADAPTER.dump_python(item, by_alias=True, mode="json") for item in ordered]
+    dumps = [_ADAPTER.dump_python(item, by_alias=True, mode="json") for item in ordered]
+    # A number that overflowed (sums of values near 1e308) would make result.json invalid JSON.
+    return [dump for dump in dumps if _finite(dump)][:MAX_CANDIDATES]
+
+
+def _finite(dump: dict[str, Any]) -> bool:
+    return all(math.isfinite(value) for value in dump.values() if isinstance(value, float))

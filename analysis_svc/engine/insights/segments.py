@@ -66,6 +66,7 @@ def segment_insights(
     dimensions: list[ColumnProfile],
     group_sums: GroupSums | None = None,
     spreads: dict[str, float] | None = None,
+    label_names: dict[str, dict[str, str]] | None = None,
 ) -> list[SegmentInsight]:
     """One candidate per (measure, dimension) pair whose most distinct segment stands out.
 
@@ -75,11 +76,17 @@ def segment_insights(
     found: list[SegmentInsight] = []
     cache = group_sums or GroupSums()
     known = spreads or {}
+    names = label_names or {}
     prepared = [_Values(m.name, values, known.get(m.name)) for m, values in measures]
     for dimension in dimensions:
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
         labels = labels_of(dimension)
+        if dimension.name in names:  # month numbers read as month names
+            mapping = names[dimension.name]
+            labels = np.array(
+                [mapping.get(str(label), str(label)) for label in labels], dtype=object
+            )
         codes = cache.codes(dimension)
         bins = labels.shape[0] + 1
         rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")

@@ -20,7 +20,8 @@ Scores (each in [0, 1]):
   a trend and a shift are found, the trend's score is multiplied by step error / line error.
 * period_change: 0.5 x min(1, |z| / 3), z of the last change against earlier changes.
 * unusual: min(1, |z| / 6) for |z| >= 3 against the 12 periods before it.
-* record: 0.3 + 0.3 x min(1, periods / 50) when the last value beats every earlier one.
+* record: (0.3 + 0.3 x min(1, periods / 50)) x min(1, margin over the old record / std of
+  the period-to-period changes), when the last value beats every earlier one.
 """
 
 from __future__ import annotations
@@ -473,9 +474,13 @@ def record(series: Series, axis: str) -> RecordInsight | None:
         direction, position = "low", int(np.argmin(earlier))
     else:
         return None
+    # Beating the record by a hair is noise: the margin is weighed against the usual change.
+    usual = float(np.std(np.diff(x), ddof=1))
+    margin = abs(last - float(earlier[position]))
+    weight = min(1.0, margin / usual) if usual > 0 else 1.0
     return RecordInsight(
         **_base(series, "record", axis),
-        score=score(0.3 + 0.3 * min(1.0, n / 50)),
+        score=score((0.3 + 0.3 * min(1.0, n / 50)) * weight),
         polarity=polarity(series.measure, direction == "high"),
         aggregation=series.aggregation,
         period=series.label(n - 1),

@@ -28,7 +28,7 @@ from analysis_svc.engine.kpis.correlations import correlation_scan
 from analysis_svc.engine.kpis.quality import alerts
 from analysis_svc.engine.kpis.timeseries import time_series
 from analysis_svc.engine.readers.common import Table
-from analysis_svc.engine.semantics.roles import Semantics, assign_roles, role_dumps
+from analysis_svc.engine.semantics.roles import MONTH_NAMES, Semantics, assign_roles, role_dumps
 from analysis_svc.engine.semantics.time_axis import TimeAxis, find_time_axis
 from datapilot_runtime.report.insights import Aggregation, Role
 
@@ -136,7 +136,12 @@ def candidates(
         for c in report["columns"]
         if (c.get("numeric") or {}).get("std") is not None
     }
-    found: list[object] = [*segment_insights(valued, groups, group_sums, spreads)]
+    month_names = {
+        p.name: {str(n): name.capitalize() for n, name in enumerate(MONTH_NAMES, start=1)}
+        for p in groups
+        if semantics.parts.get(p.name) == "month" and p.numbers is not None
+    }
+    found: list[object] = [*segment_insights(valued, groups, group_sums, spreads, month_names)]
     additive = [p for p, aggregation in measures if aggregation == "sum"]
     found.extend(concentration_insights(additive, groups, group_sums))
     if axis is not None:
