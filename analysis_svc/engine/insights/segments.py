@@ -82,11 +82,7 @@ def segment_insights(
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
         labels = labels_of(dimension)
-        if dimension.name in names:  # month numbers read as month names
-            mapping = names[dimension.name]
-            labels = np.array(
-                [mapping.get(str(label), str(label)) for label in labels], dtype=object
-            )
+        labels = _named(labels, names.get(dimension.name))
         codes = cache.codes(dimension)
         bins = labels.shape[0] + 1
         rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
@@ -98,6 +94,13 @@ def segment_insights(
             if item is not None:
                 found.append(item)
     return found
+
+
+def _named(labels: np.ndarray, mapping: dict[str, str] | None) -> np.ndarray:
+    """Labels through ``mapping`` (month numbers read as month names), others unchanged."""
+    if not mapping:
+        return labels
+    return np.array([mapping.get(str(label), str(label)) for label in labels], dtype=object)
 
 
 class _Values:
@@ -189,6 +192,7 @@ def concentration_insights(
     measures: list[ColumnProfile],
     dimensions: list[ColumnProfile],
     group_sums: GroupSums | None = None,
+    label_names: dict[str, dict[str, str]] | None = None,
 ) -> list[ConcentrationInsight]:
     """Top-1 / top-3 shares of each additive, non-negative measure by each dimension."""
     found: list[ConcentrationInsight] = []
@@ -205,7 +209,7 @@ def concentration_insights(
     for dimension in dimensions:
         if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
             continue
-        labels = labels_of(dimension)
+        labels = _named(labels_of(dimension), (label_names or {}).get(dimension.name))
         for name, weights in weighted:
             if name == dimension.name:
                 continue

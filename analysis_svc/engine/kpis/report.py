@@ -143,7 +143,7 @@ def candidates(
     }
     found: list[object] = [*segment_insights(valued, groups, group_sums, spreads, month_names)]
     additive = [p for p, aggregation in measures if aggregation == "sum"]
-    found.extend(concentration_insights(additive, groups, group_sums))
+    found.extend(concentration_insights(additive, groups, group_sums, month_names))
     if axis is not None:
         found.extend(series_insights(axis, measures, series_keys, groups))
     found.extend(correlation_insights(report["correlations"]))
