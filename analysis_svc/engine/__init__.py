@@ -3,4 +3,4 @@
 Importing this package is cheap: it holds constants only; pandas loads with its submodules.
 """
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "3.0"

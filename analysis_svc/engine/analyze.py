@@ -30,6 +30,8 @@ def analyze(
     return report, build_charts(table, report)
 
 
-def analyze_file(path: Path, filename_hint: str = "") -> dict[str, Any]:
+def analyze_file(
+    path: Path, filename_hint: str = "", roles: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The KPI report alone."""
-    return compute_report(read_table(path, filename_hint))
+    return compute_report(read_table(path, filename_hint), roles=roles)

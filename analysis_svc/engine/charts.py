@@ -64,20 +64,19 @@ def _spec(chart_id: str, title: str, report_key: str, values: list[dict[str, Any
 
 
 def _main_series(report: dict[str, Any]) -> dict[str, Any] | None:
-    """The summed series of the largest measure (first datetime column), else row counts."""
+    """The series of the main measure over the time axis (summed only when additive: the
+    report's aggregation follows the role), else the first measure's, else row counts."""
     items = report.get("timeSeries") or []
     if not items:
         return None
     main = _main_measure(report)
-    for item in items:
-        if (
-            main is not None
-            and item.get("measure") == main["name"]
-            and item.get("aggregation") == "sum"
-            and item.get("datetime") == items[0]["datetime"]
-        ):
+    axis = items[0]["datetime"]
+    on_axis = [item for item in items if item.get("datetime") == axis]
+    for item in on_axis:
+        if main is not None and item.get("measure") == main["name"]:
             return dict(item)
-    return dict(items[0])
+    measured = [item for item in on_axis if item.get("measure") is not None]
+    return dict(measured[0] if measured else items[0])
 
 
 def _time_series_chart(series: dict[str, Any]) -> Spec:
@@ -156,17 +155,22 @@ def _top_values_chart(column: dict[str, Any]) -> Spec:
 
 
 def _main_measure(report: dict[str, Any]) -> dict[str, Any] | None:
-    """The numeric column with the largest absolute sum (ties: column order)."""
+    """The additive measure with the largest absolute sum (ties: column order), else the first
+    measure (sums exist for additive measures only)."""
     best: dict[str, Any] | None = None
     best_sum = -1.0
+    first: dict[str, Any] | None = None
     for column in report.get("columns", []):
         numeric = column.get("numeric") or {}
-        if column.get("type") != "numeric" or numeric.get("sum") is None:
+        if column.get("type") != "numeric" or not numeric:
+            continue
+        first = first or column
+        if numeric.get("sum") is None:
             continue
         total = abs(float(numeric["sum"]))
         if total > best_sum:
             best, best_sum = column, total
-    return best
+    return best or first
 
 
 def _numbers(table: Table, name: str) -> np.ndarray | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,7 @@ _NAME_TOKENS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # number; this keeps "12", "May" or "10:30" (which dateutil would complete with today's
 # date) from turning a column into dates and keeps the report independent of the clock.
 _DATE_LIKE = r"\d{4}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2}"
+_QUARTER = r"^\s*(\d{4})\s*-?\s*[Qq]([1-4])\s*$"
 _PLAIN_NUMBER = r" *[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)? *"
 
 
@@ -60,6 +61,8 @@ class ColumnProfile:
     mixed_date_formats: bool = False
     unparsed_dates: int = 0
     mean_length: float | None = None
+    #: Periods of a datetime column by unit, shared by the time series and the insights.
+    periods_cache: dict[str, object] = field(default_factory=dict)
 
     @property
     def distinct(self) -> int:
@@ -266,7 +269,7 @@ def _classify_strings(series: pd.Series, profile: ColumnProfile) -> ColumnProfil
         )
         profile.kind = "id" if _is_numeric_id(profile) else "numeric"
         return profile
-    parsed = _parse_dates(texts, counts, profile.present)
+    parsed = _parse_dates(_quarters_as_dates(texts), counts, profile.present)
     if parsed is not None:
         stamps, mixed = parsed
         profile.kind, profile.mixed_date_formats = "datetime", mixed
@@ -353,6 +356,20 @@ def _parse_dates(
         return None
     stamps = best.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
     return stamps, mixed
+
+
+def _quarters_as_dates(texts: pd.Series) -> pd.Series:
+    """'2015Q3' / '2015-Q3' / '2015 q3' as '2015-07-01' (pandas deprecates parsing them)."""
+    if texts.shape[0] == 0 or re.match(_QUARTER, str(texts.iloc[0])) is None:
+        return texts  # a look at one value spares the regex over every distinct value
+    parts = texts.str.extract(_QUARTER, expand=True)
+    found = parts[0].notna().to_numpy()
+    if not found.any():
+        return texts
+    months = (parts[1][found].astype(int) * 3 - 2).astype(str).str.zfill(2)
+    converted = texts.copy()
+    converted[found] = (parts[0][found] + "-" + months + "-01").to_numpy()
+    return converted
 
 
 def _date_like(texts: pd.Series) -> np.ndarray:

@@ -148,11 +148,6 @@ def test_an_empty_options_field_is_no_options(fs_stack: Stack, fs_client: httpx.
     assert _stored_options(fs_stack, response.json()["jobId"]) == ""
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="kpis.roles comes with the engine branch (h4-engine); until it lands "
-    "compute_report accepts roles and does not use them",
-)
 def test_an_override_reaches_the_report(fs_client: httpx.Client) -> None:
     options = json.dumps({"roles": {"units": "non_additive"}}).encode()
     response = _post(fs_client, _multipart(("options", options), ("file", SALES)))
@@ -164,6 +159,9 @@ def test_an_override_reaches_the_report(fs_client: httpx.Client) -> None:
     assert roles["units"]["role"] == "non_additive"
     assert roles["units"]["overridden"] is True
     assert not roles["region"]["overridden"]
+    # The override changes what is computed: a non-additive measure is never totalled.
+    units = next(c for c in result["kpis"]["columns"] if c["name"] == "units")
+    assert units["numeric"]["sum"] is None
 
 
 def test_ingest_checks_options_of_internal_callers(fs_stack: Stack) -> None:

@@ -18,7 +18,9 @@ from tests.unit.test_kpi_timeseries import sales_frame
 def _table() -> Table:
     frame = sales_frame()
     rng = np.random.default_rng(2)
-    frame["cost"] = frame["revenue"] * 0.6 + rng.normal(0, 1, len(frame))
+    # Correlated, not derived (a near-exact linear function of revenue would be left out).
+    noise = rng.normal(0, 0.3 * float(frame["revenue"].std()), len(frame))
+    frame["cost"] = frame["revenue"] * 0.6 + noise
     frame.loc[frame.index % 10 == 0, "units"] = np.nan
     return Table(frame=frame, source_format="csv")
 

@@ -68,7 +68,8 @@ def test_numbers_stored_as_text_are_converted_and_reported() -> None:
     column = _column(_report({"price": prices}), "price")
     expected = [i * 1000 + 0.5 for i in range(1, 41)]
     assert column["type"] == "numeric"
-    assert column["numeric"]["sum"] == pytest.approx(sum(expected))
+    assert column["numeric"]["sum"] is None  # a price: averaged, never totalled
+    assert column["numeric"]["mean"] == pytest.approx(sum(expected) / 40)
     assert column["numeric"]["max"] == pytest.approx(max(expected))
     assert column["numbersAsText"] == {"converted": 40, "unparsed": 1}
     alerts = [a for a in _report({"price": prices})["alerts"] if a["type"] == "numbersAsText"]
@@ -79,7 +80,8 @@ def test_percent_and_decimal_comma_text() -> None:
     shares = ["12,5 %", "7,25 %", "80 %", "0,25 %"] * 10
     column = _column(_report({"share": shares}), "share")
     assert column["type"] == "numeric"
-    assert column["numeric"]["sum"] == pytest.approx(10 * (12.5 + 7.25 + 80 + 0.25))
+    assert column["numeric"]["sum"] is None  # a share: averaged, never totalled
+    assert column["numeric"]["mean"] == pytest.approx((12.5 + 7.25 + 80 + 0.25) / 4)
 
 
 def test_mixed_date_formats_are_parsed_and_flagged() -> None:

@@ -45,10 +45,10 @@ def test_dotted_column_names_resolve_to_the_longest_match() -> None:
     from analysis_svc.engine.kpis.report import compute_report
     from analysis_svc.engine.readers.common import Table
 
-    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "a.1": [10.0, 20.0, 30.0]})
+    frame = pd.DataFrame({"a": [1.5, 2.0, 2.5], "a.1": [10.5, 20.0, 29.5]})
     report = compute_report(Table(frame=frame, source_format="csv"))
-    assert resolve(report, "columns.a.1.numeric.sum") == 60.0
-    assert resolve(report, "columns.a.numeric.sum") == 6.0
+    assert resolve(report, "columns.a.1.numeric.mean") == 20.0
+    assert resolve(report, "columns.a.numeric.mean") == 2.0
     assert resolve(report, "dataset.rows") == 3
 
 

@@ -167,7 +167,7 @@ def test_weekly_and_daily_granularity(tmp_path: pathlib.Path) -> None:
     assert series["granularity"] == "day"
     assert series["periods"] == 60
     long = pd.date_range("2023-01-02", periods=400, freq="D")
-    weekly = Table(pd.DataFrame({"d": long, "v": np.arange(400.0) % 3}), "csv")
+    weekly = Table(pd.DataFrame({"d": long, "units": np.arange(400.0) % 3}), "csv")
     series = compute_report(weekly)["timeSeries"][1]
     assert series["granularity"] == "week"
     assert series["points"][0] == {"start": "2023-01-02", "value": 6.0}  # Mon 2 Jan 2023

@@ -78,12 +78,16 @@ def test_report_shape_and_key_order() -> None:
     assert list(report) == [
         "schemaVersion",
         "dataset",
+        "roles",
+        "roleWarnings",
+        "timeAxis",
         "columns",
         "timeSeries",
         "correlations",
         "alerts",
+        "candidates",
     ]
-    assert report["schemaVersion"] == SCHEMA_VERSION == "2.0"
+    assert report["schemaVersion"] == SCHEMA_VERSION == "3.0"
     assert list(report["dataset"]) == [
         "format",
         "rows",
@@ -99,7 +103,7 @@ def test_report_shape_and_key_order() -> None:
     ]
     assert [column["name"] for column in report["columns"]] == list(_sample_frame().columns)
     for column in report["columns"]:
-        assert list(column)[:5] == ["name", "type", "missing", "missingPct", "distinct"]
+        assert list(column)[:6] == ["name", "type", "role", "missing", "missingPct", "distinct"]
     _assert_plain_json(report)
 
 
@@ -181,7 +185,8 @@ def test_numeric_stats_match_pandas(name: str) -> None:
 
 
 def test_integer_sum_is_float_with_full_precision() -> None:
-    numeric = _column(compute_report(_table({"n": [1, 2, 4, 10**12 + 3]})), "n")["numeric"]
+    report = compute_report(_table({"amount": [1, 2, 4, 10**12 + 3]}))
+    numeric = _column(report, "amount")["numeric"]
     assert numeric["sum"] == 1000000000010.0
     assert type(numeric["sum"]) is float
     assert numeric["mean"] == pytest.approx(250000000002.5, rel=1e-15)

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis_svc.engine.column_profile import ColumnProfile, display_string
+from datapilot_runtime.report.insights import MEASURE_ROLES, Role
 
 TOP_VALUES_LIMIT = 10
 CONCENTRATION_SHARE = 0.8
@@ -28,18 +29,33 @@ _GRANULARITIES = (
 )
 
 
-def column_report(profile: ColumnProfile, rows: int) -> dict[str, Any]:
-    """The report entry of one column (base facts first, then the facts of its type)."""
+def column_report(profile: ColumnProfile, rows: int, role: Role) -> dict[str, Any]:
+    """The report entry of one column (base facts first, then the facts of its type and role).
+
+    Statistics follow the role: only measures get ``numeric`` (with a ``sum`` for additive
+    measures alone); numbers that are calendar parts, clock times or category codes get the
+    distribution of a dimension and their range; identifiers get nothing beyond the base facts.
+    """
     report: dict[str, Any] = {
         "name": profile.name,
         "type": profile.kind,
+        "role": str(role),
         "missing": profile.missing,
         "missingPct": percent(profile.missing, rows),
         "distinct": profile.distinct,
         "distinctPct": percent(profile.distinct, profile.present),
     }
-    if profile.kind == "numeric" and profile.numbers is not None:
+    numbers = profile.kind == "numeric" and profile.numbers is not None
+    if numbers and role in MEASURE_ROLES:
+        assert profile.numbers is not None
         report["numeric"] = numeric_stats(profile.numbers, profile.sorted_numbers)
+        if role is not Role.ADDITIVE:
+            report["numeric"]["sum"] = None
+    elif numbers and role in (Role.CALENDAR, Role.CLOCK, Role.DIMENSION, Role.TIME):
+        report.update(category_stats(profile))
+        ordered = profile.sorted_numbers
+        if ordered is not None and ordered.shape[0]:
+            report["range"] = {"min": finite(ordered[0]), "max": finite(ordered[-1])}
     elif profile.kind in ("categorical", "boolean"):
         report.update(category_stats(profile))
     elif profile.kind == "datetime":
@@ -144,9 +160,10 @@ def _skew(values: np.ndarray, mean: float, std: float) -> float:
     squared = centred * centred
     m2 = float(squared.sum()) / count
     m3 = float((squared * centred).sum()) / count
-    if m2 == 0:
+    scale = m2**1.5
+    if scale == 0:  # also when m2 is so small (subnormal values) that m2^1.5 underflows
         return math.nan
-    g1 = m3 / m2**1.5
+    g1 = m3 / scale
     return float(g1 * math.sqrt(count * (count - 1)) / (count - 2))
 
 

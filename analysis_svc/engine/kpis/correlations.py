@@ -1,4 +1,9 @@
-"""Pairs of numeric measures that move together (|r| >= 0.7 over >= 30 complete rows)."""
+"""Pairs of measures that move together (|r| >= 0.7 over >= 30 complete rows), derived pairs out.
+
+A pair is left out when one column is derived from the other: a linear function of it
+(|r| >= 0.999), nearly so with related names (|r| >= 0.98, a shared name word), or a product,
+ratio or sum of it with a third measure (total = price x qty, share = part / whole x 100).
+"""
 
 from __future__ import annotations
 
@@ -7,66 +12,99 @@ from typing import Any
 
 import numpy as np
 
-from analysis_svc.engine.column_profile import ColumnProfile
+from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
 
 MIN_ABS_R = 0.7
 MIN_PAIRS = 30
 MAX_MEASURES = 30
 MAX_ITEMS = 20
+LINEAR_R = 0.999
+RELATED_NAME_R = 0.98
+DERIVED_SAMPLE = 2_000
+DERIVED_MAX_MEASURES = 12
+DERIVED_TOLERANCE = 1e-3
 
 
-def correlations(profiles: list[ColumnProfile]) -> list[dict[str, Any]]:
-    """Pearson r over pairwise-complete rows, strongest first; worded as association."""
-    measures = [p for p in profiles if p.kind == "numeric" and p.numbers is not None]
-    measures = measures[:MAX_MEASURES]
+def correlations(measures: list[ColumnProfile]) -> list[dict[str, Any]]:
+    """Pearson r over pairwise-complete rows, strongest first; worded as association.
+
+    ``measures`` are the measure columns (never identifiers, calendar parts or clock times).
+    """
+    return correlation_scan(measures)[0]
+
+
+def correlation_scan(
+    measures: list[ColumnProfile],
+) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    """(the correlations, the pairs (a, b) with a < b and related names where one is a linear
+    function of the other: the same measure twice, e.g. a share of a total next to the total)."""
+    measures = sorted((p for p in measures if p.numbers is not None), key=lambda p: p.name)[
+        :MAX_MEASURES
+    ]
     if len(measures) < 2:
-        return []
-    rows = int(measures[0].numbers.shape[0])  # type: ignore[union-attr]
-    columns = [_Column(p.numbers) for p in measures if p.numbers is not None]
+        return [], set()
+    derived = derived_pairs(measures)
+    linear: set[tuple[str, str]] = set()
+    counts, r_matrix = _pearson_matrix([p.numbers for p in measures if p.numbers is not None])
     items: list[dict[str, Any]] = []
-    with np.errstate(all="ignore"):
-        for i in range(len(columns)):
-            for j in range(i + 1, len(columns)):
-                n, r = _pair(columns[i], columns[j], rows)
-                if n < MIN_PAIRS or r is None or abs(r) < MIN_ABS_R:
-                    continue
-                items.append(_item(measures[i].name, measures[j].name, r, n))
+    for i in range(len(measures)):
+        for j in range(i + 1, len(measures)):
+            n, r = int(counts[i, j]), float(r_matrix[i, j])
+            if n < MIN_PAIRS or not math.isfinite(r) or abs(r) < MIN_ABS_R:
+                continue
+            a, b = measures[i].name, measures[j].name
+            if abs(r) >= LINEAR_R and _related(a, b):
+                linear.add((a, b))
+            if (
+                (a, b) in derived
+                or abs(r) >= LINEAR_R
+                or (abs(r) >= RELATED_NAME_R and _related(a, b))
+            ):
+                continue
+            items.append(_item(a, b, max(-1.0, min(1.0, r)), n))
     items.sort(key=lambda item: (-abs(float(item["r"])), str(item["key"])))
-    return items[:MAX_ITEMS]
+    return items[:MAX_ITEMS], linear
 
 
-class _Column:
-    """A measure centred on its own mean, missing values as 0, with its presence mask."""
+def _pearson_matrix(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs, r) for every pair over rows where both are finite, from one matrix product.
 
-    def __init__(self, values: np.ndarray) -> None:
+    Each column is centred on its own mean with missing values as 0, so C.T @ C holds the
+    pairwise-complete cross products and every column of C sums to 0. For a column j with
+    missing values, the sums, squares and counts of the others over the rows where j is
+    present are their totals minus what they hold on j's (few) missing rows.
+    """
+    rows, width = int(columns[0].shape[0]), len(columns)
+    centred = np.empty((rows, width))
+    counts = np.full(width, float(rows))
+    missing_rows: dict[int, np.ndarray] = {}
+    for index, values in enumerate(columns):
         present = np.isfinite(values)
-        self.complete = bool(present.all())
-        self.mask = present.astype("float64")
-        kept = values if self.complete else values[present]
+        if bool(present.all()):
+            np.subtract(values, float(values.mean()), out=centred[:, index])
+            continue
+        kept = values[present]
         mean = float(kept.mean()) if kept.shape[0] else 0.0
-        self.centred = values - mean if self.complete else np.where(present, values - mean, 0.0)
-        self.squared = self.centred * self.centred
-        self.squares = float(self.squared.sum())
-
-
-def _pair(a: _Column, b: _Column, rows: int) -> tuple[int, float | None]:
-    """(pairs, r) over rows where both are present, from dot products only (no copies)."""
-    if a.complete and b.complete:
-        n = float(rows)
-        sum_a = sum_b = 0.0
-        sum_aa, sum_bb = a.squares, b.squares
-    else:
-        n = float(np.dot(a.mask, b.mask))
-        sum_a, sum_b = float(np.dot(a.centred, b.mask)), float(np.dot(b.centred, a.mask))
-        sum_aa, sum_bb = float(np.dot(a.squared, b.mask)), float(np.dot(b.squared, a.mask))
-    if n < MIN_PAIRS:
-        return int(n), None
-    sum_ab = float(np.dot(a.centred, b.centred))
-    numerator = n * sum_ab - sum_a * sum_b
-    denominator = math.sqrt(max(n * sum_aa - sum_a**2, 0.0) * max(n * sum_bb - sum_b**2, 0.0))
-    if denominator == 0 or not math.isfinite(denominator):
-        return int(n), None
-    return int(n), max(-1.0, min(1.0, numerator / denominator))
+        centred[:, index] = np.where(present, values - mean, 0.0)
+        counts[index] = float(kept.shape[0])
+        missing_rows[index] = np.flatnonzero(~present)
+    with np.errstate(all="ignore"):
+        cross = centred.T @ centred
+        n = np.repeat(counts[:, None], width, axis=1)  # [i, j]: rows where both are present
+        sums = np.zeros((width, width))  # [i, j]: sum of column i over rows where j is present
+        squares = np.repeat(np.diag(cross)[:, None], width, axis=1)
+        for j, gone in missing_rows.items():
+            held = centred[gone]
+            present_there = np.column_stack([np.isfinite(c[gone]) for c in columns])
+            n[:, j] -= present_there.sum(axis=0)
+            sums[:, j] = -held.sum(axis=0)
+            squares[:, j] -= (held * held).sum(axis=0)
+        n = np.minimum(n, n.T)
+        numerator = n * cross - sums * sums.T
+        left = np.maximum(n * squares - sums * sums, 0.0)
+        denominator = np.sqrt(left * left.T)
+        r = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+    return n, r
 
 
 def _item(a: str, b: str, r: float, n: int) -> dict[str, Any]:
@@ -85,3 +123,81 @@ def _item(a: str, b: str, r: float, n: int) -> dict[str, Any]:
             f"(r = {r:.2f} over {n} rows); this does not show that one causes the other."
         ),
     }
+
+
+def _related(a: str, b: str) -> bool:
+    words_a, words_b = set(name_tokens(a)), set(name_tokens(b))
+    return bool(words_a & words_b) or a.lower() in b.lower() or b.lower() in a.lower()
+
+
+def derived_pairs(measures: list[ColumnProfile]) -> set[tuple[str, str]]:
+    """Pairs (both orders) where one measure is k * a * b, k * a / b or a + b of the others.
+
+    Checked on an evenly spaced sample of rows where all three are finite: the ratio of the
+    column to the combination must be constant within 0.1 % (relative spread).
+    """
+    usable = [p for p in measures if p.numbers is not None][:DERIVED_MAX_MEASURES]
+    if len(usable) < 3:
+        return set()
+    rows = int(usable[0].numbers.shape[0])  # type: ignore[union-attr]
+    sample = np.unique(np.linspace(0, rows - 1, min(rows, DERIVED_SAMPLE)).astype(np.int64))
+    values = np.vstack([p.numbers[sample] for p in usable])  # type: ignore[index]
+    found: set[tuple[str, str]] = set()
+    with np.errstate(all="ignore"):
+        for c, a, b in _plausible_triples(values):
+            if _combination_of(values[c], values[a], values[b]):
+                names = (usable[c].name, usable[a].name, usable[b].name)
+                for other in names[1:]:
+                    found.add((names[0], other))
+                    found.add((other, names[0]))
+    return found
+
+
+def _plausible_triples(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """(c, a, b) whose ratio c / combination(a, b) is constant on the first complete rows:
+    one array operation per target instead of a check per triple."""
+    complete = np.isfinite(values).all(axis=0) & (values != 0).all(axis=0)
+    head = values[:, complete][:, :MIN_PAIRS]  # measures x rows
+    width = values.shape[0]
+    if head.shape[1] < MIN_PAIRS:
+        return []
+    a, b = head[:, None, :], head[None, :, :]
+    combos = (a * b, a / b, b / a, a + b)  # each measures x measures x rows
+    triples: set[tuple[int, int, int]] = set()
+    for c in range(width):
+        for combined in combos:
+            ratio = head[c][None, None, :] / combined
+            low, high = ratio.min(axis=2), ratio.max(axis=2)
+            scale = np.maximum(np.abs(low), np.abs(high))
+            hit = (scale > 0) & (high - low <= DERIVED_TOLERANCE * scale)
+            for i, j in zip(*np.nonzero(hit), strict=True):
+                first, second = int(min(i, j)), int(max(i, j))
+                if c not in (first, second):
+                    triples.add((c, first, second))
+    return sorted(triples)
+
+
+def _combination_of(target: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
+    mask = np.isfinite(target) & np.isfinite(a) & np.isfinite(b) & (target != 0)
+    if int(mask.sum()) < MIN_PAIRS:
+        return False
+    t, x, y = target[mask], a[mask], b[mask]
+    for combined in (x * y, x / y, y / x, x + y):
+        # A cheap look at the first rows rules most combinations out before the full check.
+        head = t[:MIN_PAIRS] / combined[:MIN_PAIRS]
+        if not _constant(head[np.isfinite(head)]):
+            continue
+        ratio = t / combined
+        ratio = ratio[np.isfinite(ratio)]
+        if ratio.shape[0] >= MIN_PAIRS and _constant(ratio):
+            return True
+    return False
+
+
+def _constant(ratio: np.ndarray) -> bool:
+    """All ratios equal within DERIVED_TOLERANCE (relative), and not zero."""
+    if ratio.shape[0] == 0:
+        return False
+    low, high = float(ratio.min()), float(ratio.max())
+    scale = max(abs(low), abs(high))
+    return scale > 0 and high - low <= DERIVED_TOLERANCE * scale

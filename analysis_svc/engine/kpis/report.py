@@ -11,42 +11,158 @@ import pandas as pd
 
 from analysis_svc.engine import SCHEMA_VERSION
 from analysis_svc.engine.column_profile import ColumnProfile, profile_column
-from analysis_svc.engine.kpis.columns import column_report, percent
-from analysis_svc.engine.kpis.correlations import correlations
+from analysis_svc.engine.insights.ranking import (
+    correlation_insights,
+    outlier_insights,
+    quality_insights,
+    rank,
+)
+from analysis_svc.engine.insights.segments import (
+    GroupSums,
+    concentration_insights,
+    segment_insights,
+)
+from analysis_svc.engine.insights.series import series_insights
+from analysis_svc.engine.kpis.columns import column_report, labels_of, percent
+from analysis_svc.engine.kpis.correlations import correlation_scan
 from analysis_svc.engine.kpis.quality import alerts
 from analysis_svc.engine.kpis.timeseries import time_series
 from analysis_svc.engine.readers.common import Table
+from analysis_svc.engine.semantics.roles import MONTH_NAMES, Semantics, assign_roles, role_dumps
+from analysis_svc.engine.semantics.time_axis import TimeAxis, find_time_axis
+from datapilot_runtime.report.insights import Aggregation, Role
 
 _LOGGER = logging.getLogger(__name__)
 
 _KEY_LIMIT = 2**62
+MAX_INSIGHT_MEASURES = 12
+MAX_INSIGHT_DIMENSIONS = 12
+# Calendar parts that group rows into comparable segments (delays by hour, sales by weekday);
+# a day of the month or a minute makes 31 or 60 thin segments, and years are the time axis.
+GROUPING_PARTS = frozenset({"quarter", "month", "weekday", "hour"})
 TYPES = ("numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty")
 
 
 def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order).
 
-    `roles`: the uploader's role overrides. TODO(h4-engine): the engine branch applies them
-    (kpis.roles with `overridden: true`); until it lands they are accepted and not used.
+    ``roles`` are the uploader's overrides (column -> a role string of ``OVERRIDE_ROLES``).
     """
-    del roles
     frame = table.frame
     rows = int(frame.shape[0])
     profiles = [
         profile_column(str(frame.columns[index]), frame.iloc[:, index])
         for index in range(int(frame.shape[1]))
     ]
-    columns = [column_report(profile, rows) for profile in profiles]
+    semantics = assign_roles(profiles, roles)
+    columns = [column_report(p, rows, semantics.role(p.name)) for p in profiles]
     dataset = _dataset_report(table, profiles, columns)
     _LOGGER.debug("profiled %d columns", len(columns))
-    return {
+    measures = [p for p in profiles if semantics.is_measure(p.name) and p.numbers is not None]
+    by_role = [(p, aggregation_of(semantics.role(p.name))) for p in measures]
+    dimensions = [p for p in profiles if semantics.role(p.name) is Role.DIMENSION]
+    axis = find_time_axis(profiles, semantics)
+    datetimes = [p for p in profiles if semantics.role(p.name) is Role.TIME and p.dates is not None]
+    if axis is not None:
+        datetimes = [axis.profile, *(p for p in datetimes if p.name != axis.name)]
+    # By name, so that the series kept (and the evidence citing them) never depend on column order.
+    series = time_series(datetimes, sorted(by_role, key=lambda item: item[0].name), dimensions)
+    pairs, linear = correlation_scan(measures)
+    found = alerts(dataset, columns)
+    report = {
         "schemaVersion": SCHEMA_VERSION,
         "dataset": dataset,
+        "roles": role_dumps(semantics, [p.name for p in profiles]),
+        "roleWarnings": semantics.warnings,
+        "timeAxis": None if axis is None else axis.dump(),
         "columns": columns,
-        "timeSeries": time_series(profiles),
-        "correlations": correlations(profiles),
-        "alerts": alerts(dataset, columns),
+        "timeSeries": series,
+        "correlations": pairs,
+        "alerts": found,
     }
+    # A measure that is a linear function of another (a share of the total next to the total)
+    # would repeat every finding of the other: its findings are left out.
+    repeated = {_repeat_of(a, b, semantics) for a, b in linear}
+    kept = [item for item in by_role if item[0].name not in repeated]
+    report["candidates"] = candidates(
+        profiles, semantics, axis, kept, {str(item["key"]) for item in series}, report
+    )
+    return report
+
+
+def _repeat_of(a: str, b: str, semantics: Semantics) -> str:
+    """Of two linearly related measures, the one to leave out: the non-additive one, else the
+    one whose name extends the other's (revenue_share next to revenue), else the later name."""
+    additive_a, additive_b = (semantics.role(n) is Role.ADDITIVE for n in (a, b))
+    if additive_a != additive_b:
+        return b if additive_a else a
+    if a.lower() in b.lower():
+        return b
+    if b.lower() in a.lower():
+        return a
+    return max(a, b)
+
+
+def aggregation_of(role: Role) -> Aggregation:
+    """Per period: the sum of an additive measure, the mean of a rate or a level."""
+    return "sum" if role is Role.ADDITIVE else "mean"
+
+
+def candidates(
+    profiles: list[ColumnProfile],
+    semantics: Semantics,
+    axis: TimeAxis | None,
+    measures: list[tuple[ColumnProfile, Aggregation]],
+    series_keys: set[str],
+    report: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Every insight candidate, ranked; independent of column and row order."""
+    ordered = sorted(profiles, key=lambda p: p.name)
+    measures = sorted(measures, key=lambda item: item[0].name)[:MAX_INSIGHT_MEASURES]
+    groups = [
+        p
+        for p in ordered
+        if semantics.role(p.name) is Role.DIMENSION
+        or (
+            semantics.role(p.name) is Role.CALENDAR
+            and semantics.parts.get(p.name) in GROUPING_PARTS
+        )
+    ][:MAX_INSIGHT_DIMENSIONS]
+    valued = [(p, p.numbers) for p, _ in measures if p.numbers is not None]
+    valued += [(p, rates) for p in groups if (rates := binary_values(p)) is not None]
+    group_sums = GroupSums()
+    spreads = {
+        str(c["name"]): float(c["numeric"]["std"])
+        for c in report["columns"]
+        if (c.get("numeric") or {}).get("std") is not None
+    }
+    month_names = {
+        p.name: {str(n): name.capitalize() for n, name in enumerate(MONTH_NAMES, start=1)}
+        for p in groups
+        if semantics.parts.get(p.name) == "month" and p.numbers is not None
+    }
+    found: list[object] = [*segment_insights(valued, groups, group_sums, spreads, month_names)]
+    additive = [p for p, aggregation in measures if aggregation == "sum"]
+    found.extend(concentration_insights(additive, groups, group_sums, month_names))
+    if axis is not None:
+        found.extend(series_insights(axis, measures, series_keys, groups))
+    found.extend(correlation_insights(report["correlations"]))
+    found.extend(outlier_insights(report["columns"]))
+    found.extend(quality_insights(report["alerts"], report["dataset"]))
+    return rank(found)
+
+
+def binary_values(profile: ColumnProfile) -> np.ndarray | None:
+    """0/1 per row of a two-valued 0/1 or true/false column (its mean is a rate), else None."""
+    if profile.kind != "boolean" or profile.distinct != 2:
+        return None
+    labels = [str(label).strip().lower() for label in labels_of(profile)]
+    ones = {"1", "true", "yes", "y"}
+    if not set(labels) <= ones | {"0", "false", "no", "n"}:
+        return None
+    per_code = np.array([1.0 if label in ones else 0.0 for label in labels])
+    codes = profile.codes
+    return np.where(codes >= 0, per_code[np.maximum(codes, 0)], np.nan)
 
 
 def _dataset_report(

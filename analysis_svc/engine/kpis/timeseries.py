@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
+from analysis_svc.engine.column_profile import ColumnProfile
 from analysis_svc.engine.kpis.columns import finite, granularity, labels_of
 
 UNITS = ("day", "week", "month", "quarter", "year")
@@ -26,39 +26,39 @@ FLAT_RELATIVE_CHANGE = 0.05
 TREND_MIN_R2 = 0.3
 ROWS_MEASURE = "(rows)"
 _PERIODS_PER_YEAR = {"week": 52, "month": 12, "quarter": 4}
-_MEAN_WORDS = frozenset(
-    {"price", "rate", "rating", "score", "pct", "percent", "percentage", "ratio", "avg"}
-    | {"average", "mean", "age", "temp", "temperature", "margin"}
-)
 _NS_PER_DAY = 86_400 * 10**9
 _MAX_LOOKUP_DAYS = 200_000
 _FINER = {"second": "day", "minute": "day", "hour": "day"}
 
 
-def time_series(profiles: list[ColumnProfile]) -> list[dict[str, Any]]:
-    """One item per (datetime column, measure) worth it, counts of rows first."""
-    datetimes = [p for p in profiles if p.kind == "datetime" and p.dates is not None]
-    measures = [p for p in profiles if p.kind == "numeric" and p.numbers is not None]
-    dimensions = [
-        p
-        for p in profiles
-        if p.kind in ("categorical", "boolean") and 2 <= p.distinct <= DIMENSION_MAX_DISTINCT
-    ][:MAX_DIMENSIONS]
+def time_series(
+    datetimes: list[ColumnProfile],
+    measures: list[tuple[ColumnProfile, str]],
+    dimensions: list[ColumnProfile],
+) -> list[dict[str, Any]]:
+    """One item per (time axis, measure) worth it, counts of rows first.
+
+    ``datetimes`` start with the table's time axis; ``measures`` are (profile, aggregation)
+    pairs, the aggregation following the measure's role (sum, mean).
+    """
+    dimensions = [p for p in dimensions if 2 <= p.distinct <= DIMENSION_MAX_DISTINCT]
     items: list[dict[str, Any]] = []
     for number, datetime in enumerate(datetimes[:MAX_DATETIME_COLUMNS]):
-        assert datetime.dates is not None
-        periods = _Periods.build(datetime)
+        periods = Periods.build(datetime)
         if periods is None:
             continue
-        targets: list[ColumnProfile | None] = [None, *measures[:MAX_MEASURES]]
-        for measure in targets:
+        targets: list[tuple[ColumnProfile | None, str]] = [
+            (None, "count"),
+            *measures[:MAX_MEASURES],
+        ]
+        for measure, aggregation in targets:
             # Drivers are computed for the primary (first) datetime column only.
-            drivers = dimensions if number == 0 else []
-            items.append(_series_item(datetime.name, periods, measure, drivers))
+            drivers = dimensions[:MAX_DIMENSIONS] if number == 0 else []
+            items.append(_series_item(datetime.name, periods, measure, aggregation, drivers))
     return items
 
 
-class _Periods:
+class Periods:
     """Period codes of every row at the chosen unit (code -1: no timestamp)."""
 
     def __init__(
@@ -74,6 +74,14 @@ class _Periods:
         self.first_complete = True
         self.last_complete = True
         self._recent: dict[int, np.ndarray] = {}
+        self._counts: np.ndarray | None = None
+        self.aggregates: dict[tuple[str, str], np.ndarray] = {}
+
+    def row_counts(self) -> np.ndarray:
+        """Rows per period (float; computed once and shared by every measure)."""
+        if self._counts is None:
+            self._counts = np.bincount(self.codes, minlength=self.count + 1)[:-1].astype("float64")
+        return self._counts
 
     def rows_of_last_two(self, last: int) -> np.ndarray:
         """Row numbers in period ``last`` or the one before (computed once)."""
@@ -83,7 +91,9 @@ class _Periods:
         return self._recent[last]
 
     @classmethod
-    def build(cls, profile: ColumnProfile) -> _Periods | None:
+    def build(
+        cls, profile: ColumnProfile, max_periods: int = MAX_PERIODS, min_unit: str = "day"
+    ) -> Periods | None:
         """Periods of a datetime column, computed on its distinct values and mapped to rows."""
         distinct = profile.uniques.to_numpy(dtype="datetime64[ns]")
         distinct = np.sort(distinct[~np.isnat(distinct)])
@@ -91,13 +101,17 @@ class _Periods:
             return None
         data_unit = granularity(distinct) or "day"
         data_unit = _FINER.get(data_unit, data_unit)
+        data_unit = max(data_unit, min_unit, key=UNITS.index)
         low, high = distinct[0], distinct[-1]
         for unit in UNITS[UNITS.index(data_unit) :]:
             first, last = int(_code(low, unit)), int(_code(high, unit))
-            if last - first + 1 <= MAX_PERIODS:
+            if last - first + 1 <= max_periods:
                 break
         if last - first + 1 < MIN_PERIODS:
             return None
+        cached = profile.periods_cache.get(unit)
+        if isinstance(cached, Periods):
+            return cached
         count = last - first + 1
         # Rows without a timestamp go to an extra bin ``count`` that is dropped after counting.
         if profile.known_codes is not None or profile.dates is None:
@@ -113,6 +127,7 @@ class _Periods:
         first_start = np.datetime64(_start(first, unit)).astype("datetime64[ns]")
         periods.last_complete = bool(float((next_start - high).astype(np.int64)) <= gap)
         periods.first_complete = bool(float((low - first_start).astype(np.int64)) <= gap)
+        profile.periods_cache[unit] = periods
         return periods
 
     def start(self, index: int) -> str:
@@ -171,17 +186,17 @@ def _typical_gap_ns(distinct: np.ndarray) -> float:
 
 def _series_item(
     datetime_name: str,
-    periods: _Periods,
+    periods: Periods,
     measure: ColumnProfile | None,
+    aggregation: str,
     dimensions: list[ColumnProfile],
 ) -> dict[str, Any]:
     name = ROWS_MEASURE if measure is None else measure.name
-    aggregation = "count" if measure is None else _aggregation(measure.name)
     finite_mask: np.ndarray | None = None
     if measure is not None:
         assert measure.numbers is not None
         finite_mask = measure.finite
-    values = _aggregate(periods, measure, finite_mask, aggregation)
+    values = aggregate(periods, measure, finite_mask, aggregation)
     first = 0 if periods.first_complete else 1
     last = periods.count - (1 if periods.last_complete else 2)
     complete = values[first : last + 1]
@@ -224,29 +239,36 @@ def _series_item(
     return item
 
 
-def _aggregation(name: str) -> str:
-    return "mean" if any(token in _MEAN_WORDS for token in name_tokens(name)) else "sum"
-
-
-def _aggregate(
-    periods: _Periods,
+def aggregate(
+    periods: Periods,
     measure: ColumnProfile | None,
     finite_mask: np.ndarray | None,
     aggregation: str,
 ) -> np.ndarray:
-    """Count, sum or mean per period (bincount; missing values weigh nothing)."""
+    """Count, sum or mean per period (bincount; missing values weigh nothing); computed once
+    per (measure, aggregation) and shared: callers never modify the array."""
     bins = periods.count + 1
     if measure is None or finite_mask is None or measure.numbers is None:
-        return np.bincount(periods.codes, minlength=bins)[:-1].astype("float64")
-    weights = (
-        measure.numbers if measure.missing == 0 else np.where(finite_mask, measure.numbers, 0.0)
-    )
-    if not bool(np.isfinite(weights).all()):
-        weights = np.where(finite_mask, measure.numbers, 0.0)
+        return periods.row_counts()
+    key = (measure.name, aggregation)
+    if key not in periods.aggregates:
+        periods.aggregates[key] = _aggregate(periods, measure, finite_mask, aggregation, bins)
+    return periods.aggregates[key]
+
+
+def _aggregate(
+    periods: Periods, measure: ColumnProfile, finite_mask: np.ndarray, aggregation: str, bins: int
+) -> np.ndarray:
+    assert measure.numbers is not None
+    complete = bool(finite_mask.all())
+    weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
     sums = np.bincount(periods.codes, weights=weights, minlength=bins)[:-1]
     if aggregation == "sum":
         return sums
-    rows = np.bincount(periods.codes, weights=finite_mask, minlength=bins)[:-1]
+    if complete:
+        rows = periods.row_counts()
+    else:
+        rows = np.bincount(periods.codes, weights=finite_mask, minlength=bins)[:-1]
     with np.errstate(all="ignore"):
         return np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
 
@@ -280,7 +302,7 @@ def _trend(values: np.ndarray) -> dict[str, Any] | None:
     }
 
 
-def _change(periods: _Periods, values: np.ndarray, current: int, previous: int) -> dict[str, Any]:
+def _change(periods: Periods, values: np.ndarray, current: int, previous: int) -> dict[str, Any]:
     now, before = float(values[current]), float(values[previous])
     change = now - before
     return {

@@ -1,0 +1,1 @@
+"""Typed insight candidates: detectors per insight type, and their ranking."""

@@ -1,0 +1,138 @@
+"""All candidates of a report, ranked: business findings by score, then outliers and quality.
+
+Also the candidates built from other report sections:
+* correlation: score = 0.8 x (|r| - 0.5) / 0.5 (association is worth less than a finding).
+* outliers: score = min(1, pct / 20) for a measure with >= 1 % values beyond the Tukey fences.
+* quality: score = 0.6 for a warning, 0.3 for an info alert.
+The k-th candidate of a type (by score, ties by key) has its score multiplied by 0.9^(k-1), so
+that one kind of finding does not fill the top. Candidates scoring below 0.01 are dropped.
+Ties break by key, so the list is deterministic; it is capped at MAX_CANDIDATES.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from analysis_svc.engine.insights.common import score
+from datapilot_runtime.report.insights import (
+    TRAILING_TYPES,
+    CorrelationInsight,
+    Insight,
+    OutliersInsight,
+    QualityInsight,
+)
+
+MAX_CANDIDATES = 40
+MIN_SCORE = 0.01
+REPEAT_DISCOUNT = 0.9
+OUTLIERS_MIN_PCT = 1.0
+_SEVERITY_SCORE = {"warning": 0.6, "info": 0.3}
+_ADAPTER: TypeAdapter[Insight] = TypeAdapter(Insight)
+
+
+def correlation_insights(items: list[dict[str, Any]]) -> list[CorrelationInsight]:
+    found = []
+    for item in items:
+        a, b = sorted((str(item["a"]), str(item["b"])))
+        r = float(item["r"])
+        key = f"correlation.{a}.{b}"
+        found.append(
+            CorrelationInsight(
+                key=key,
+                score=score(0.8 * (abs(r) - 0.5) / 0.5),
+                measure=a,
+                other=b,
+                evidence=[str(item["key"]) + ".r", str(item["key"]) + ".n"],
+                r=r,
+                n=int(item["n"]),
+            )
+        )
+    return found
+
+
+def outlier_insights(columns: list[dict[str, Any]]) -> list[OutliersInsight]:
+    found = []
+    for column in columns:
+        outliers = (column.get("numeric") or {}).get("outliers") or {}
+        if float(outliers.get("pct") or 0.0) < OUTLIERS_MIN_PCT:
+            continue
+        low, high = outliers.get("lowerFence"), outliers.get("upperFence")
+        if low is None or high is None:
+            continue
+        name = str(column["name"])
+        base = f"columns.{name}.numeric.outliers"
+        found.append(
+            OutliersInsight(
+                key=f"outliers.{name}",
+                score=score(float(outliers["pct"]) / 20),
+                measure=name,
+                evidence=[f"{base}.count", f"{base}.pct"],
+                count=int(outliers["count"]),
+                pct=float(outliers["pct"]),
+                lower_fence=float(low),
+                upper_fence=float(high),
+            )
+        )
+    return found
+
+
+def quality_insights(alerts: list[dict[str, Any]], dataset: dict[str, Any]) -> list[QualityInsight]:
+    found = []
+    for alert in alerts:
+        kind = str(alert["type"])
+        if kind == "outliers":
+            continue  # an outliers candidate of its own
+        column = alert.get("column")
+        count, share = _quality_numbers(kind, alert, dataset)
+        found.append(
+            QualityInsight(
+                key="quality." + str(alert["key"]).removeprefix("alerts."),
+                score=_SEVERITY_SCORE.get(str(alert["severity"]), 0.3),
+                measure=None,
+                evidence=[str(e) for e in alert.get("evidence", [])],
+                kind=kind,
+                column=None if column is None else str(column),
+                count=count,
+                pct=share,
+            )
+        )
+    return found
+
+
+def _quality_numbers(
+    kind: str, alert: dict[str, Any], dataset: dict[str, Any]
+) -> tuple[int | None, float | None]:
+    if kind == "duplicates":
+        return int(dataset["duplicateRows"]), float(dataset["duplicateRowsPct"])
+    if kind == "skippedRows":
+        return int(dataset["skippedRows"]), None
+    return None, None
+
+
+def rank(candidates: Iterable[Any]) -> list[dict[str, Any]]:
+    """Score descending, ties by key; trailing types last; capped; JSON dicts (camelCase)."""
+    items = [_ADAPTER.validate_python(c) for c in candidates]
+    unique = sorted({item.key: item for item in items}.values(), key=lambda c: (-c.score, c.key))
+    # The k-th finding of a type weighs REPEAT_DISCOUNT^(k-1): eight sectors that all fell in
+    # 2008 are one story, and the reader's next line should be another kind of finding.
+    seen: dict[str, int] = {}
+    discounted = []
+    for item in unique:
+        repeat = seen.get(item.type, 0)
+        seen[item.type] = repeat + 1
+        if repeat:
+            item = item.model_copy(update={"score": round(item.score * REPEAT_DISCOUNT**repeat, 4)})
+        if item.score >= MIN_SCORE:
+            discounted.append(item)
+    ordered = sorted(discounted, key=lambda c: (c.type in TRAILING_TYPES, -c.score, c.key))
+    dumps = [_ADAPTER.dump_python(item, by_alias=True, mode="json") for item in ordered]
+    # A number that overflowed (sums of values near 1e308) would make result.json invalid JSON.
+    return [dump for dump in dumps if _finite(dump)][:MAX_CANDIDATES]
+
+
+def _finite(dump: dict[str, Any]) -> bool:
+    return all(math.isfinite(value) for value in dump.values() if isinstance(value, float))

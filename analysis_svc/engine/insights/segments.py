@@ -1,0 +1,256 @@
+"""Segment comparison (a measure by a dimension) and concentration of an additive measure.
+
+segment: for each (measure, dimension with 2-50 values), the segment (>= MIN_SEGMENT_ROWS rows,
+and >= 1 % of rows up to 100) whose mean differs most from the rest of the rows, by effect size
+d = (segment mean - rest mean) / std of the measure. significance = 1 - p of the z statistic
+d / sqrt(1/n_segment + 1/n_rest), Bonferroni over the dimension's segments.
+score = min(1, |d| / 1.5) x significance x min(1, rows / 30).
+
+concentration: for each (additive non-negative measure, dimension with 3-1000 values), the
+share of the total held by the top value and the top 3. score = excess^0.75, where excess =
+(top share - 1/k) / (1 - 1/k) over k values: 0 for an even split, 1 when one value holds all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from analysis_svc.engine.column_profile import ColumnProfile
+from analysis_svc.engine.insights.common import normal_p_two_sided, polarity, score, share, sig
+from analysis_svc.engine.kpis.columns import labels_of
+from datapilot_runtime.report.insights import ConcentrationInsight, SegmentInsight
+
+SEGMENT_MAX_DISTINCT = 50
+CONCENTRATION_MIN_DISTINCT = 3
+CONCENTRATION_MAX_DISTINCT = 1000
+MIN_SEGMENT_ROWS = 10
+MIN_SEGMENT_SHARE = 0.01
+MIN_SEGMENT_ROWS_CAP = 100
+MIN_EFFECT = 0.2
+FULL_EFFECT = 1.5
+FULL_ROWS = 30
+MIN_CONCENTRATION_SCORE = 0.05
+TOP_K = 3
+
+
+class GroupSums:
+    """Per-segment sums of a measure by a dimension, computed once for segments and shares."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, np.ndarray] = {}
+        self._sums: dict[tuple[str, str], np.ndarray] = {}
+
+    def codes(self, dimension: ColumnProfile) -> np.ndarray:
+        """Row codes with rows without a label in an extra bin (dropped): no per-pair masks."""
+        if dimension.name not in self._codes:
+            codes = dimension.codes
+            if dimension.missing:
+                codes = np.where(codes >= 0, codes, dimension.distinct)
+            self._codes[dimension.name] = codes
+        return self._codes[dimension.name]
+
+    def sums(self, dimension: ColumnProfile, measure: str, weights: np.ndarray) -> np.ndarray:
+        """Sum of ``weights`` (missing values as 0) per value of ``dimension``."""
+        key = (dimension.name, measure)
+        if key not in self._sums:
+            size = dimension.distinct
+            codes = self.codes(dimension)
+            self._sums[key] = np.bincount(codes, weights=weights, minlength=size + 1)[:size]
+        return self._sums[key]
+
+
+def segment_insights(
+    measures: list[tuple[ColumnProfile, np.ndarray]],
+    dimensions: list[ColumnProfile],
+    group_sums: GroupSums | None = None,
+    spreads: dict[str, float] | None = None,
+    label_names: dict[str, dict[str, str]] | None = None,
+) -> list[SegmentInsight]:
+    """One candidate per (measure, dimension) pair whose most distinct segment stands out.
+
+    ``measures`` pair a profile with its per-row values (float, NaN = missing): binary
+    dimensions (survived yes/no) enter as 0/1 values, their mean being a rate.
+    """
+    found: list[SegmentInsight] = []
+    cache = group_sums or GroupSums()
+    known = spreads or {}
+    names = label_names or {}
+    prepared = [_Values(m.name, values, known.get(m.name)) for m, values in measures]
+    for dimension in dimensions:
+        if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
+            continue
+        labels = labels_of(dimension)
+        labels = _named(labels, names.get(dimension.name))
+        codes = cache.codes(dimension)
+        bins = labels.shape[0] + 1
+        rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
+        for measure in prepared:
+            if measure.name == dimension.name:
+                continue
+            sums = cache.sums(dimension, measure.name, measure.weights)
+            item = _segment(measure, dimension.name, codes, labels, rows_all, sums)
+            if item is not None:
+                found.append(item)
+    return found
+
+
+def _named(labels: np.ndarray, mapping: dict[str, str] | None) -> np.ndarray:
+    """Labels through ``mapping`` (month numbers read as month names), others unchanged."""
+    if not mapping:
+        return labels
+    return np.array([mapping.get(str(label), str(label)) for label in labels], dtype=object)
+
+
+class _Values:
+    """A measure's values with missing as 0, their squares, and which rows are present."""
+
+    def __init__(self, name: str, values: np.ndarray, std: float | None = None) -> None:
+        self.name = name
+        present = np.isfinite(values)
+        self.complete = bool(present.all())
+        self.present = None if self.complete else present.astype("float64")
+        self.weights = values if self.complete else np.where(present, values, 0.0)
+        if std is not None:  # the column report's sample std, already computed
+            self.std = std
+            return
+        count = values.shape[0] if self.complete else int(present.sum())
+        mean = float(self.weights.sum()) / max(count, 1)
+        spread = float(np.dot(self.weights, self.weights)) - count * mean * mean
+        self.std = math.sqrt(max(spread, 0.0) / (count - 1)) if count > 1 else 0.0
+
+
+def _segment(
+    values: _Values,
+    dimension: str,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    rows_all: np.ndarray,
+    sums: np.ndarray,
+) -> SegmentInsight | None:
+    measure = values.name
+    size = labels.shape[0]
+    bins = size + 1
+    # Missing values weigh 0 in the sums and are not counted as rows.
+    rows = rows_all
+    if values.present is not None:
+        rows = np.bincount(codes, weights=values.present, minlength=bins)[:size]
+    total_rows = float(rows.sum())
+    minimum = max(MIN_SEGMENT_ROWS, min(MIN_SEGMENT_ROWS_CAP, MIN_SEGMENT_SHARE * total_rows))
+    eligible = (rows >= minimum) & (total_rows - rows >= minimum)
+    if (int(eligible.sum()) < 2 and size > 2) or not eligible.any():
+        return None
+    with np.errstate(all="ignore"):
+        mean = sums / rows
+        rest_rows = total_rows - rows
+        rest_mean = (sums.sum() - sums) / rest_rows
+        # The measure's own spread scales every segment: one pass per measure, not per pair.
+        effect = (mean - rest_mean) / values.std
+        z = effect / np.sqrt(1 / rows + 1 / rest_rows)
+    effect = np.where(eligible & np.isfinite(effect), effect, 0.0)
+    if not np.any(effect):
+        return None
+    # The most distinct segment; ties by label so the choice never depends on row order.
+    order = np.lexsort((labels.astype(str), -np.abs(np.round(effect, 9))))
+    best = int(order[0])
+    d = float(effect[best])
+    if abs(d) < MIN_EFFECT:
+        return None
+    # A 2-value dimension compares its two values: report the high one.
+    if size == 2 or (int(eligible.sum()) == 2 and d < 0):
+        pair = np.flatnonzero(eligible)
+        if d < 0 and pair.shape[0] == 2:
+            best = int(pair[0] if pair[1] == best else pair[1])
+            d = float(effect[best])
+    significance = 1.0 - min(1.0, normal_p_two_sided(float(z[best])) * int(eligible.sum()))
+    value, rest = float(mean[best]), float(rest_mean[best])
+    ratio = value / rest if rest != 0 and value / rest > 0 else None
+    key = f"segment.{measure}.{dimension}"
+    return SegmentInsight(
+        key=key,
+        score=score(
+            min(1.0, abs(d) / FULL_EFFECT) * significance * min(1.0, rows[best] / FULL_ROWS)
+        ),
+        measure=measure,
+        dimension=dimension,
+        polarity=polarity(measure, d > 0),
+        evidence=[f"candidates.{key}", f"columns.{dimension}.topValues"],
+        aggregation="mean",
+        segment=str(labels[best]),
+        direction="high" if d > 0 else "low",
+        segment_value=sig(value),
+        rest_value=sig(rest),
+        ratio=None if ratio is None or not math.isfinite(ratio) else sig(ratio, 4),
+        segment_rows=int(rows[best]),
+        rest_rows=int(total_rows - rows[best]),
+        effect_size=sig(d, 4),
+    )
+
+
+def concentration_insights(
+    measures: list[ColumnProfile],
+    dimensions: list[ColumnProfile],
+    group_sums: GroupSums | None = None,
+    label_names: dict[str, dict[str, str]] | None = None,
+) -> list[ConcentrationInsight]:
+    """Top-1 / top-3 shares of each additive, non-negative measure by each dimension."""
+    found: list[ConcentrationInsight] = []
+    cache = group_sums or GroupSums()
+    weighted: list[tuple[str, np.ndarray]] = []
+    for measure in measures:
+        values = measure.numbers
+        if values is None:
+            continue
+        present = np.isfinite(values)
+        if bool((values[present] < 0).any()):
+            continue  # shares of a total with negative parts mislead
+        weighted.append((measure.name, np.where(present, values, 0.0)))
+    for dimension in dimensions:
+        if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
+            continue
+        labels = _named(labels_of(dimension), (label_names or {}).get(dimension.name))
+        for name, weights in weighted:
+            if name == dimension.name:
+                continue
+            totals = cache.sums(dimension, name, weights)
+            item = _concentration(name, totals, dimension.name, labels)
+            if item is not None:
+                found.append(item)
+    return found
+
+
+def _concentration(
+    measure: str, totals: np.ndarray, dimension: str, labels: np.ndarray
+) -> ConcentrationInsight | None:
+    grand = float(totals.sum())
+    if grand <= 0:
+        return None
+    rounded = np.round(totals / grand, 9)
+    order = np.lexsort((labels.astype(str), -rounded))
+    ranked = totals[order] / grand
+    segments = int((totals > 0).sum())
+    if segments < CONCENTRATION_MIN_DISTINCT:
+        return None
+    top_share = float(ranked[0])
+    k = min(TOP_K, segments - 1)
+    excess = (top_share - 1.0 / segments) / (1.0 - 1.0 / segments)
+    value = score(max(0.0, excess) ** 0.75)
+    if value < MIN_CONCENTRATION_SCORE:
+        return None
+    reach = int(np.searchsorted(np.cumsum(ranked), 0.8 - 1e-12, "left")) + 1
+    key = f"concentration.{measure}.{dimension}"
+    return ConcentrationInsight(
+        key=key,
+        score=value,
+        measure=measure,
+        dimension=dimension,
+        evidence=[f"candidates.{key}", f"columns.{measure}.numeric.sum"],
+        top=str(labels[order[0]]),
+        top_value=sig(float(totals[order[0]])),
+        top_share=share(top_share),
+        top_k=k,
+        top_k_share=share(float(ranked[:k].sum())),
+        segments=segments,
+        values_for_80_pct=min(reach, segments),
+    )

@@ -1,0 +1,491 @@
+"""Insights of a measure over the time axis: trend, season, level shift, period change, unusual
+last value and record. Each works on the series aggregated per period as the role says (sum of
+an additive measure, mean of the rest), over complete periods only.
+
+Means over an unbalanced panel give no insights: their moves are entries and exits. A panel:
+several rows share an instant (<= 50 on average, their number varying by more than 10 %) and
+a dimension of at most twice as many values as the largest instant's rows tells them apart
+(>= 95 % of (dimension, instant) pairs unique).
+
+Scores (each in [0, 1]):
+* trend: Mann-Kendall test and Sen's slope; (1 - p) x min(1, |Sen change over the window| /
+  2 std of the series); needs p < 0.05, a change >= 5 % of the mean level, and first and last
+  values that moved the same way (else a cycle or noise, not a trend).
+* season: strength = 1 - var(remainder) / var(detrended), adjusted for the positions fitted
+  (as adjusted R^2); score = strength x min(1, cycles / 3); needs >= 2 full cycles, strength
+  >= 0.3 and a peak-to-trough amplitude of the seasonal index >= 0.1 std of the series.
+* level_shift: the split maximising the between-means sum of squares (binary segmentation,
+  one step); (1 - Bonferroni p of the shift's t) x min(1, shift / 2 residual std) x the share of
+  a straight line's error it removes; needs a better fit than a line and p < 0.01. When both
+  a trend and a shift are found, the trend's score is multiplied by step error / line error.
+* period_change: 0.5 x min(1, |z| / 3), z of the last change against earlier changes.
+* unusual: min(1, |z| / 6) for |z| >= 3 against the 12 periods before it.
+* record: (0.3 + 0.3 x min(1, periods / 50)) x min(1, margin over the old record / std of
+  the period-to-period changes), when the last value beats every earlier one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis_svc.engine.column_profile import ColumnProfile
+from analysis_svc.engine.insights.common import normal_p_two_sided, pct, polarity, score, sig
+from analysis_svc.engine.kpis.timeseries import Periods, aggregate
+from analysis_svc.engine.semantics.roles import MONTH_NAMES, WEEKDAY_NAMES
+from analysis_svc.engine.semantics.time_axis import TimeAxis
+from datapilot_runtime.report.insights import (
+    Aggregation,
+    LevelShiftInsight,
+    PeriodChangeInsight,
+    RecordInsight,
+    SeasonInsight,
+    TrendInsight,
+    UnusualInsight,
+)
+
+MAX_PERIODS = 600
+PANEL_MAX_ROWS = 50
+PANEL_MAX_IMBALANCE = 0.1
+PANEL_UNIQUE_SHARE = 0.95
+MIN_TREND_PERIODS = 6
+TREND_MAX_P = 0.05
+TREND_MIN_CHANGE = 0.05
+TREND_FULL_SPREADS = 2.0
+SEASON_MIN_AMPLITUDE = 0.1
+SEASON_MIN_STRENGTH = 0.3
+SHIFT_MIN_PERIODS = 10
+SHIFT_MAX_P = 0.01
+UNUSUAL_WINDOW = 12
+UNUSUAL_MIN_HISTORY = 6
+UNUSUAL_SIGMAS = 3.0
+RECORD_MIN_PERIODS = 8
+_CYCLES = {"month": ("year", 12), "quarter": ("year", 4), "day": ("week", 7)}
+_PER_YEAR = {"month": 12, "quarter": 4, "week": 52}
+
+
+@dataclass
+class Series:
+    """One measure aggregated over complete periods: values and the period number of each."""
+
+    measure: str
+    aggregation: Aggregation
+    unit: str
+    codes: np.ndarray
+    values: np.ndarray
+    evidence: list[str]
+
+    def label(self, index: int) -> str:
+        return period_label(int(self.codes[index]), self.unit)
+
+
+def series_insights(
+    axis: TimeAxis,
+    measures: list[tuple[ColumnProfile, Aggregation]],
+    series_keys: set[str],
+    dimensions: list[ColumnProfile] | None = None,
+) -> list[object]:
+    """Every series insight of every measure over ``axis``, at the finest unit giving at most
+    MAX_PERIODS periods (months rather than weeks)."""
+    periods = Periods.build(axis.profile, max_periods=MAX_PERIODS)
+    if periods is not None and periods.unit == "week":
+        # Weeks hold no cycle we test; months hold the yearly one (and read better).
+        periods = Periods.build(axis.profile, max_periods=MAX_PERIODS, min_unit="month")
+    if periods is None:
+        return []
+    found: list[object] = []
+    unbalanced = _unbalanced_panel(axis.profile, dimensions or [])
+    for measure, aggregation in measures:
+        if aggregation == "mean" and unbalanced:
+            continue
+        key = f"timeSeries.{axis.name}.{measure.name}"
+        evidence = [key] if key in series_keys else []
+        series = _series(periods, measure, aggregation, evidence)
+        if series is None:
+            continue
+        steady = trend(series, axis.name)
+        shift = level_shift(series, axis.name)
+        if steady is not None and shift is not None:
+            # The step explains the series better than the line: the "trend" is the shift.
+            ratio = shift_fit_ratio(series)
+            steady = steady.model_copy(update={"score": score(steady.score * ratio)})
+        found.extend(
+            item
+            for item in (steady, shift, unusual(series, axis.name), record(series, axis.name))
+            if item is not None
+        )
+        found.extend(period_changes(series, axis.name))
+        seasonal = season(series, axis.name)
+        if seasonal is not None:
+            found.append(seasonal)
+    return found
+
+
+def _unbalanced_panel(instants: ColumnProfile, dimensions: list[ColumnProfile]) -> bool:
+    """Entities observed at each instant (one row per stock per month) whose number changes:
+    a mean over a period then moves when an entity enters or leaves (a fifth stock listed),
+    not when values move. A sample of different rows each year (cars of a model year) is not
+    a panel: no dimension then identifies a row within its instant."""
+    counts = instants.counts
+    if counts.shape[0] < 2 or float(counts.mean()) > PANEL_MAX_ROWS:
+        return False
+    high = float(counts.max())
+    if high <= 1 or (high - float(counts.min())) / high <= PANEL_MAX_IMBALANCE:
+        return False
+    at = instants.codes
+    present = at >= 0
+    for dimension in dimensions:
+        if dimension.distinct > 2 * high:
+            continue  # not a set of entities seen again and again (car names, one per row)
+        codes = dimension.codes
+        keep = present & (codes >= 0)
+        pairs = codes[keep] * (instants.distinct + 1) + at[keep]
+        if pairs.shape[0] and np.unique(pairs).shape[0] >= PANEL_UNIQUE_SHARE * pairs.shape[0]:
+            return True
+    return False
+
+
+def _series(
+    periods: Periods, measure: ColumnProfile, aggregation: Aggregation, evidence: list[str]
+) -> Series | None:
+    values = aggregate(periods, measure, measure.finite, aggregation)
+    first = 0 if periods.first_complete else 1
+    last = periods.count - (1 if periods.last_complete else 2)
+    if last - first + 1 < 3:
+        return None
+    codes = np.arange(periods.first + first, periods.first + last + 1)
+    complete = values[first : last + 1]
+    if aggregation == "mean":
+        keep = np.isfinite(complete)
+        codes, complete = codes[keep], complete[keep]
+    if complete.shape[0] < 3:
+        return None
+    return Series(measure.name, aggregation, periods.unit, codes, complete, evidence)
+
+
+def period_label(code: int, unit: str) -> str:
+    """1898, 2015Q3, 1949-07, or an ISO date for days and weeks (their Monday)."""
+    if unit == "year":
+        return str(1970 + code)
+    if unit == "quarter":
+        return f"{1970 + code // 4}Q{code % 4 + 1}"
+    if unit == "month":
+        return f"{1970 + code // 12}-{code % 12 + 1:02d}"
+    if unit == "week":
+        return str(np.datetime64(code * 7 - 3, "D"))
+    return str(np.datetime64(code, "D"))
+
+
+def _base(series: Series, kind: str, axis: str) -> dict[str, object]:
+    key = f"{kind}.{series.measure}"
+    return {
+        "key": key,
+        "measure": series.measure,
+        "time": axis,
+        "granularity": series.unit,
+        "evidence": [f"candidates.{key}", *series.evidence],
+    }
+
+
+# --------------------------------------------------------------------------- trend
+
+
+def trend(series: Series, axis: str) -> TrendInsight | None:
+    x = series.values
+    n = int(x.shape[0])
+    if n < MIN_TREND_PERIODS:
+        return None
+    upper = np.triu_indices(n, 1)
+    differences = (x[None, :] - x[:, None])[upper]
+    s = float(np.sign(differences).sum())
+    _, ties = np.unique(x, return_counts=True)
+    variance = (n * (n - 1) * (2 * n + 5) - float((ties * (ties - 1) * (2 * ties + 5)).sum())) / 18
+    if variance <= 0:
+        return None
+    z = (s - math.copysign(1.0, s)) / math.sqrt(variance) if s else 0.0
+    p = normal_p_two_sided(z)
+    slope = float(np.median(differences / (upper[1] - upper[0])))
+    fitted = slope * (n - 1)
+    first, last = float(x[0]), float(x[-1])
+    level = float(np.mean(np.abs(x)))
+    relative = slope * (n - 1) / level if level > 0 else 0.0
+    spread = float(np.std(x))
+    if p >= TREND_MAX_P or abs(relative) < TREND_MIN_CHANGE or slope == 0 or spread == 0:
+        return None
+    if (last - first) * slope <= 0:
+        return None  # the ends contradict the trend (a cycle or noise): no sentence to sign
+    # Against the series' spread: a seasonal or cyclic series that drifts a little scores low.
+    impact = min(1.0, abs(fitted) / (TREND_FULL_SPREADS * spread))
+    return TrendInsight(
+        **_base(series, "trend", axis),
+        score=score((1 - p) * impact),
+        polarity=polarity(series.measure, slope > 0),
+        aggregation=series.aggregation,
+        direction="up" if slope > 0 else "down",
+        first_period=series.label(0),
+        last_period=series.label(n - 1),
+        first_value=sig(first),
+        last_value=sig(last),
+        change_pct=pct(100 * (last - first) / abs(first)) if first else None,
+        periods=n,
+        significance=round(1 - p, 4),
+    )
+
+
+# --------------------------------------------------------------------------- season
+
+
+def season(series: Series, axis: str) -> SeasonInsight | None:
+    if series.unit not in _CYCLES:
+        return None
+    cycle, length = _CYCLES[series.unit]
+    codes, x = _filled(series)
+    n = int(x.shape[0])
+    if n < 2 * length:
+        return None
+    positions = _positions(codes, series.unit)
+    detrended, valid = _detrend(x, length)
+    d, pos = detrended[valid], positions[valid]
+    counts = np.bincount(pos, minlength=length)
+    if int(counts.min()) < 2 or d.shape[0] < 2 * length:
+        return None
+    index = np.bincount(pos, weights=d, minlength=length) / counts
+    remainder = d - index[pos]
+    total = float(np.var(d))
+    if total <= 0:
+        return None
+    raw = 1.0 - float(np.var(remainder)) / total
+    strength = 1.0 - (1.0 - raw) * (d.shape[0] - 1) / max(d.shape[0] - length, 1)
+    amplitude = float(index.max() - index.min())
+    if strength < SEASON_MIN_STRENGTH or amplitude < SEASON_MIN_AMPLITUDE * float(np.std(x)):
+        return None
+    cycles = n // length
+    names = _position_names(series.unit)
+    order = np.lexsort((np.arange(length), -np.round(index, 9)))
+    peak, trough = int(order[0]), int(order[-1])
+    means = np.bincount(positions, weights=x, minlength=length) / np.maximum(
+        np.bincount(positions, minlength=length), 1
+    )
+    key = f"season.{series.measure}.{cycle}"
+    base = _base(series, "season", axis)
+    base["key"] = key
+    base["evidence"] = [f"candidates.{key}", *series.evidence]
+    return SeasonInsight(
+        **base,
+        score=score(strength * min(1.0, cycles / 3)),
+        cycle=cycle,
+        peak=names[peak],
+        trough=names[trough],
+        peak_value=sig(float(means[peak])),
+        trough_value=sig(float(means[trough])),
+        strength=round(strength, 4),
+        cycles=cycles,
+    )
+
+
+def _filled(series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """All periods from first to last, gaps (missing means) linearly interpolated."""
+    codes = np.arange(int(series.codes[0]), int(series.codes[-1]) + 1)
+    if codes.shape[0] == series.codes.shape[0]:
+        return codes, series.values
+    return codes, np.interp(codes, series.codes, series.values)
+
+
+def _positions(codes: np.ndarray, unit: str) -> np.ndarray:
+    if unit == "month":
+        return codes % 12
+    if unit == "quarter":
+        return codes % 4
+    return (codes + 3) % 7  # 1970-01-01 was a Thursday; 0 = Monday
+
+
+def _position_names(unit: str) -> list[str]:
+    if unit == "month":
+        return [name.capitalize() for name in MONTH_NAMES]
+    if unit == "quarter":
+        return ["Q1", "Q2", "Q3", "Q4"]
+    return [name.capitalize() for name in WEEKDAY_NAMES]
+
+
+def _detrend(x: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Minus a centred moving average over one cycle (2 x length for even lengths), or a
+    straight line when the series is too short to lose half a cycle at each end."""
+    n = x.shape[0]
+    if n < 4 * length:
+        t = np.arange(n, dtype="float64")
+        slope, intercept = np.polyfit(t, x, 1)
+        return x - (intercept + slope * t), np.ones(n, dtype=bool)
+    if length % 2 == 0:
+        kernel = np.r_[0.5, np.ones(length - 1), 0.5] / length
+    else:
+        kernel = np.ones(length) / length
+    smooth = np.convolve(x, kernel, mode="valid")
+    half = (kernel.shape[0] - 1) // 2
+    trendline = np.full(n, np.nan)
+    trendline[half : half + smooth.shape[0]] = smooth
+    valid = np.isfinite(trendline)
+    return np.where(valid, x - trendline, 0.0), valid
+
+
+# --------------------------------------------------------------------------- level shift
+
+
+def shift_fit_ratio(series: Series) -> float:
+    """Residual error of the best one-step model over that of a straight line (0-1)."""
+    fit = _step_fit(series.values)
+    return 1.0 if fit is None or fit[2] <= 0 else min(1.0, fit[1] / fit[2])
+
+
+def _step_fit(x: np.ndarray) -> tuple[int, float, float, np.ndarray, np.ndarray, int] | None:
+    """(split, step error, line error, means before, means after, best index) or None."""
+    n = int(x.shape[0])
+    if n < SHIFT_MIN_PERIODS:
+        return None
+    smallest = max(3, n // 10)
+    mean = float(x.mean())
+    total = float(((x - mean) ** 2).sum())
+    if total <= 0:
+        return None
+    cumulative = np.cumsum(x)
+    k = np.arange(smallest, n - smallest + 1)
+    before = cumulative[k - 1] / k
+    after = (cumulative[-1] - cumulative[k - 1]) / (n - k)
+    between = k * (n - k) / n * (before - after) ** 2
+    best = int(np.argmax(np.round(between / total, 12)))
+    split = int(k[best])
+    step_error = total - float(between[best])
+    t_axis = np.arange(n, dtype="float64")
+    r = float(np.corrcoef(t_axis, x)[0, 1]) if np.std(x) > 0 else 0.0
+    line_error = total * (1 - r * r)
+    return split, step_error, line_error, before, after, best
+
+
+def level_shift(series: Series, axis: str) -> LevelShiftInsight | None:
+    x = series.values
+    n = int(x.shape[0])
+    fit = _step_fit(x)
+    if fit is None:
+        return None
+    split, step_error, line_error, before, after, best = fit
+    smallest = max(3, n // 10)
+    k = np.arange(smallest, n - smallest + 1)
+    if step_error >= line_error or (step_error <= 0 and line_error <= 0):
+        return None
+    residual = math.sqrt(max(step_error, 1e-300) / (n - 2))
+    jump = float(after[best] - before[best])
+    t = abs(jump) / (residual * math.sqrt(1 / split + 1 / (n - split)))
+    p = min(1.0, normal_p_two_sided(t) * int(k.shape[0]))
+    if p >= SHIFT_MAX_P:
+        return None
+    gain = 1.0 - step_error / line_error if line_error > 0 else 1.0
+    old = float(before[best])
+    return LevelShiftInsight(
+        **_base(series, "level_shift", axis),
+        score=score((1 - p) * min(1.0, abs(jump) / residual / 2) * min(1.0, 0.5 + gain)),
+        polarity=polarity(series.measure, jump > 0),
+        aggregation=series.aggregation,
+        period=series.label(split),
+        last_period_before=series.label(split - 1),
+        before=sig(old),
+        after=sig(float(after[best])),
+        change_pct=pct(100 * jump / abs(old)) if old else None,
+    )
+
+
+# --------------------------------------------------------------------------- last period
+
+
+def period_changes(series: Series, axis: str) -> list[PeriodChangeInsight]:
+    x = series.values
+    n = int(x.shape[0])
+    found: list[PeriodChangeInsight] = []
+    steps = [("previous", 1)]
+    per_year = _PER_YEAR.get(series.unit)
+    if per_year and n > per_year + 1:
+        steps.append(("year_over_year", per_year))
+    for comparison, lag in steps:
+        if n <= lag + 1 or int(series.codes[-1] - series.codes[-1 - lag]) != lag:
+            continue
+        changes = x[lag:] - x[:-lag]
+        change = float(changes[-1])
+        history = changes[:-1]
+        z = 0.0
+        if history.shape[0] >= 3 and float(np.std(history, ddof=1)) > 0:
+            z = (change - float(history.mean())) / float(np.std(history, ddof=1))
+        before = float(x[-1 - lag])
+        base = _base(series, "period_change", axis)
+        key = f"period_change.{series.measure}.{comparison}"
+        base["key"] = key
+        base["evidence"] = [f"candidates.{key}", *series.evidence]
+        found.append(
+            PeriodChangeInsight(
+                **base,
+                score=score(0.5 * min(1.0, abs(z) / 3)),
+                polarity=polarity(series.measure, change > 0) if change else None,
+                aggregation=series.aggregation,
+                comparison=comparison,
+                period=series.label(n - 1),
+                previous_period=series.label(n - 1 - lag),
+                value=sig(float(x[-1])),
+                previous_value=sig(before),
+                change=sig(change),
+                change_pct=pct(100 * change / abs(before)) if before else None,
+            )
+        )
+    return found
+
+
+def unusual(series: Series, axis: str) -> UnusualInsight | None:
+    x = series.values
+    history = x[:-1][-UNUSUAL_WINDOW:]
+    if history.shape[0] < UNUSUAL_MIN_HISTORY:
+        return None
+    mean, std = float(history.mean()), float(history.std(ddof=1))
+    if std <= 0:
+        return None
+    z = (float(x[-1]) - mean) / std
+    if abs(z) < UNUSUAL_SIGMAS:
+        return None
+    return UnusualInsight(
+        **_base(series, "unusual", axis),
+        score=score(abs(z) / 6),
+        polarity=polarity(series.measure, z > 0),
+        aggregation=series.aggregation,
+        period=series.label(x.shape[0] - 1),
+        value=sig(float(x[-1])),
+        expected=sig(mean),
+        z_score=sig(z, 4),
+        direction="high" if z > 0 else "low",
+    )
+
+
+def record(series: Series, axis: str) -> RecordInsight | None:
+    x = series.values
+    n = int(x.shape[0])
+    if n < RECORD_MIN_PERIODS:
+        return None
+    earlier = x[:-1]
+    last = float(x[-1])
+    if last > float(earlier.max()):
+        direction, position = "high", int(np.argmax(earlier))
+    elif last < float(earlier.min()):
+        direction, position = "low", int(np.argmin(earlier))
+    else:
+        return None
+    # Beating the record by a hair is noise: the margin is weighed against the usual change.
+    usual = float(np.std(np.diff(x), ddof=1))
+    margin = abs(last - float(earlier[position]))
+    weight = min(1.0, margin / usual) if usual > 0 else 1.0
+    return RecordInsight(
+        **_base(series, "record", axis),
+        score=score((0.3 + 0.3 * min(1.0, n / 50)) * weight),
+        polarity=polarity(series.measure, direction == "high"),
+        aggregation=series.aggregation,
+        period=series.label(n - 1),
+        value=sig(last),
+        previous_record=sig(float(earlier[position])),
+        previous_record_period=series.label(position),
+        direction=direction,
+    )

@@ -1,0 +1,1 @@
+"""The semantic layer: the role of every column and the time axis of the table."""

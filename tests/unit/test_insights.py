@@ -1,0 +1,308 @@
+"""The insight engine on its corpus and on real bundled datasets: stories found, no trap figure."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from analysis_svc.engine import SCHEMA_VERSION
+from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.readers.common import Table
+from analysis_svc.engine.readers.dispatch import read_table
+from datapilot_runtime.report.insights import TRAILING_TYPES, InsightList
+from tests.corpus.generate import DERIVED, STORIES, TRAPS, generate
+
+TOP = 8
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    paths = generate(tmp_path_factory.mktemp("corpus"))
+    return {name: compute_report(read_table(path, name)) for name, path in paths.items()}
+
+
+def _walk(value: Any) -> Any:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+    else:
+        yield value
+
+
+def assert_no_trap_figure(report: dict[str, Any], traps: list[str]) -> None:
+    """No total, trend or correlation of a trap column anywhere in the report."""
+    roles = {item["name"]: item["role"] for item in report["roles"]}
+    for column in report["columns"]:
+        numeric = column.get("numeric")
+        if column["name"] in traps and numeric is not None:
+            assert numeric["sum"] is None, column["name"]
+        if roles[column["name"]] not in ("additive", "non_additive", "stock"):
+            assert numeric is None, column["name"]
+    for series in report["timeSeries"]:
+        if series["measure"] is not None:
+            assert roles[series["measure"]] in ("additive", "non_additive", "stock")
+            if series["measure"] in traps:
+                assert series["aggregation"] != "sum"
+    for pair in report["correlations"]:
+        for name in (pair["a"], pair["b"]):
+            assert roles[name] in ("additive", "non_additive", "stock"), name
+    for candidate in report["candidates"]:
+        for name in (candidate.get("measure"), candidate.get("other")):
+            if name is not None and candidate["type"] != "quality":
+                assert roles.get(name, "binary") not in ("identifier", "calendar", "clock")
+        if candidate["type"] == "concentration":
+            assert roles[candidate["measure"]] == "additive"
+        if candidate.get("aggregation") == "sum":
+            assert roles[candidate["measure"]] == "additive"
+    for value in _walk(report):
+        assert not (isinstance(value, float) and not math.isfinite(value))
+
+
+@pytest.mark.parametrize("name", sorted(STORIES))
+def test_planted_stories_rank_in_the_top_8(corpus: dict[str, dict[str, Any]], name: str) -> None:
+    top = {c["key"]: c for c in corpus[name]["candidates"][:TOP]}
+    for key, fields in STORIES[name].items():
+        assert key in top, (key, list(top))
+        for field, expected in fields.items():
+            assert top[key][field] == expected, (key, field)
+
+
+@pytest.mark.parametrize("name", sorted(TRAPS))
+def test_no_trap_produces_a_total_trend_or_correlation(
+    corpus: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert_no_trap_figure(corpus[name], TRAPS[name])
+
+
+def test_derived_columns_never_correlate(corpus: dict[str, dict[str, Any]]) -> None:
+    for name, pairs in DERIVED.items():
+        found = {frozenset((p["a"], p["b"])) for p in corpus[name]["correlations"]}
+        for pair in pairs:
+            assert frozenset(pair) not in found, pair
+
+
+def test_roles_time_axis_and_schema(corpus: dict[str, dict[str, Any]]) -> None:
+    stores = {r["name"]: r["role"] for r in corpus["stores.csv"]["roles"]}
+    assert stores["store_id"] == "identifier"
+    assert stores["year"] == "calendar"
+    assert stores["dep_time"] == "clock"
+    assert stores["revenue"] == "additive"
+    assert stores["median_income"] == "non_additive"
+    assert stores["population"] == "stock"
+    panel = corpus["panel_year_month.csv"]
+    assert panel["timeAxis"]["columns"] == ["year", "month", "day"]
+    assert corpus["visits_monthly.csv"]["timeAxis"]["granularity"] == "month"
+    assert corpus["river_yearly.csv"]["timeAxis"]["columns"] == ["year"]
+    for report in corpus.values():
+        assert report["schemaVersion"] == SCHEMA_VERSION == "3.0"
+        assert "(rows)" not in {c.get("measure") for c in report["candidates"]}
+
+
+def test_candidates_are_typed_ranked_and_trailing_last(corpus: dict[str, dict[str, Any]]) -> None:
+    for report in corpus.values():
+        items = InsightList.model_validate({"items": report["candidates"]}).items
+        assert 0 < len(items) <= 40
+        trailing = [item.type in TRAILING_TYPES for item in items]
+        assert trailing == sorted(trailing)
+        business = [item for item in items if item.type not in TRAILING_TYPES]
+        keys = [(-item.score, item.key) for item in business]
+        assert keys == sorted(keys)
+        assert all(item.evidence for item in items)
+
+
+def test_row_and_column_order_do_not_change_the_candidates(tmp_path: Path) -> None:
+    paths = generate(tmp_path)
+    rng = np.random.default_rng(3)
+    for name in ("stores.csv", "visits_monthly.csv", "river_yearly.csv"):
+        frame = pd.read_csv(paths[name])
+        expected = compute_report(read_table(paths[name], name))["candidates"]
+        for attempt in range(2):
+            shuffled = frame.sample(frac=1.0, random_state=attempt).reset_index(drop=True)
+            shuffled = shuffled[list(rng.permutation(shuffled.columns))]
+            path = tmp_path / f"shuffled_{attempt}_{name}"
+            shuffled.to_csv(path, index=False)
+            assert compute_report(read_table(path, name))["candidates"] == expected, name
+
+
+def test_role_overrides_and_warnings() -> None:
+    frame = pd.DataFrame({"code": np.arange(40) % 7, "amount": np.arange(40.0)})
+    table = Table(frame=frame, source_format="csv")
+    report = compute_report(table, {"code": "identifier", "amount": "measure", "missing": "time"})
+    roles = {r["name"]: r for r in report["roles"]}
+    assert roles["code"]["role"] == "identifier" and roles["code"]["overridden"]
+    assert roles["amount"]["role"] == "additive"
+    assert report["roleWarnings"] == ["role override for 'missing': the file has no such column"]
+    code = next(c for c in report["columns"] if c["name"] == "code")
+    assert "numeric" not in code and "topValues" not in code
+
+
+# --------------------------------------------------------------------------- real data
+
+
+def _report_of(frame: pd.DataFrame, tmp_path: Path, name: str) -> dict[str, Any]:
+    path = tmp_path / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return compute_report(read_table(path, path.name))
+
+
+def _top(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["key"]: c for c in report["candidates"][:TOP]}
+
+
+def test_nile_level_shift_after_1898(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("statsmodels.datasets")
+    report = _report_of(datasets.nile.load_pandas().data, tmp_path, "nile")
+    shift = _top(report)["level_shift.volume"]
+    assert (shift["lastPeriodBefore"], shift["period"]) == ("1898", "1899")
+    assert shift["before"] > shift["after"]
+    assert report["candidates"][0]["key"] == "level_shift.volume"
+    assert_no_trap_figure(report, ["year"])
+
+
+def test_co2_season_peaks_in_may_and_trends_up(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("statsmodels.datasets")
+    frame = datasets.co2.load_pandas().data.reset_index(names="date")
+    top = _top(_report_of(frame, tmp_path, "co2"))
+    assert top["season.co2.year"]["peak"] == "May"
+    assert top["trend.co2"]["direction"] == "up"
+
+
+def test_macrodata_year_quarter_axis_and_no_calendar_totals(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("statsmodels.datasets")
+    report = _report_of(datasets.macrodata.load_pandas().data, tmp_path, "macro")
+    assert report["timeAxis"]["columns"] == ["year", "quarter"]
+    assert report["timeAxis"]["granularity"] == "quarter"
+    trend = next(c for c in report["candidates"] if c["key"] == "trend.realgdp")
+    assert trend["direction"] == "up"
+    assert_no_trap_figure(report, ["year", "quarter", "pop", "cpi", "unemp", "infl"])
+
+
+def test_iris_species_segments(tmp_path: Path) -> None:
+    vega = pytest.importorskip("vega_datasets")
+    top = _top(_report_of(vega.data.iris(), tmp_path, "iris"))
+    assert top["segment.petalLength.species"]["segment"] == "setosa"
+    assert top["segment.petalLength.species"]["direction"] == "low"
+
+
+def test_seattle_weather_summer_peak(tmp_path: Path) -> None:
+    vega = pytest.importorskip("vega_datasets")
+    top = _top(_report_of(vega.data.seattle_weather(), tmp_path, "seattle"))
+    assert top["season.temp_max.year"]["peak"] in ("July", "August")
+
+
+def test_cars_mpg_rises_by_year_and_cylinders_are_a_dimension(tmp_path: Path) -> None:
+    vega = pytest.importorskip("vega_datasets")
+    report = _report_of(vega.data.cars(), tmp_path, "cars")
+    roles = {r["name"]: r["role"] for r in report["roles"]}
+    assert roles["Cylinders"] == "dimension"
+    assert roles["Miles_per_Gallon"] == "non_additive"
+    trend = next(c for c in report["candidates"] if c["key"] == "trend.Miles_per_Gallon")
+    assert trend["direction"] == "up"
+    assert_no_trap_figure(report, ["Cylinders", "Miles_per_Gallon", "Horsepower"])
+
+
+# --------------------------------------------------------------------------- properties
+
+_NAMES = ["revenue", "unit_price", "year", "month", "region", "count", "rate", "when"]
+
+
+@st.composite
+def _frames(draw: st.DrawFn) -> pd.DataFrame:
+    rows = draw(st.integers(min_value=1, max_value=60))
+    names = draw(st.lists(st.sampled_from(_NAMES), min_size=1, max_size=5, unique=True))
+    # Magnitudes a file holds; near 1e30 next to 1, float sums lose the small values in an
+    # order-dependent way, which no rounding can make order-independent.
+    number = st.one_of(
+        st.floats(-1e9, 1e9),
+        st.sampled_from([math.nan, math.inf, -math.inf]),
+        st.integers(-5, 2030),
+    )
+    data: dict[str, list[Any]] = {}
+    for name in names:
+        if name == "region":
+            data[name] = draw(
+                st.lists(st.sampled_from(["a", "b", "c", None]), min_size=rows, max_size=rows)
+            )
+        elif name == "when":
+            days = draw(st.lists(st.integers(0, 900), min_size=rows, max_size=rows))
+            data[name] = [str(pd.Timestamp("2020-01-01") + pd.Timedelta(days=d)) for d in days]
+        else:
+            data[name] = draw(st.lists(number, min_size=rows, max_size=rows))
+    return pd.DataFrame(data)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frame=_frames(), seed=st.integers(0, 2**16))
+def test_any_small_table_gives_finite_candidates_independent_of_order(
+    frame: pd.DataFrame, seed: int
+) -> None:
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    json.dumps(report, allow_nan=False)
+    InsightList.model_validate({"items": report["candidates"]})
+    shuffled = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    shuffled = shuffled[list(np.random.default_rng(seed).permutation(frame.columns))]
+    again = compute_report(Table(frame=shuffled, source_format="csv"))
+    assert again["candidates"] == report["candidates"]
+
+
+def test_stock_prices_panel_has_no_trend_of_a_changing_mix(tmp_path: Path) -> None:
+    vega = pytest.importorskip("vega_datasets")
+    report = _report_of(vega.data.stocks(), tmp_path, "stocks")
+    # GOOG enters in 2004: the mean price of the listed stocks jumps without any stock moving.
+    assert not [c for c in report["candidates"] if c["type"] in ("trend", "level_shift")]
+    assert report["candidates"][0]["key"] == "segment.price.symbol"
+
+
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@pytest.mark.parametrize(
+    ("data", "columns", "granularity"),
+    [
+        (
+            {"year": [y for y in range(2015, 2019) for _ in range(12)], "month": _MONTHS * 4},
+            ["year", "month"],
+            "month",
+        ),
+        ({"period": [f"{2010 + q // 4}Q{q % 4 + 1}" for q in range(24)]}, ["period"], "quarter"),
+        ({"period": [f"{m} 2015" for m in _MONTHS] * 2}, ["period"], "month"),
+        ({"yr": list(range(1950, 1990))}, ["yr"], "year"),
+        (
+            {"year": [y for y in range(2001, 2006) for _ in range(4)], "quarter": [1, 2, 3, 4] * 5},
+            ["year", "quarter"],
+            "quarter",
+        ),
+    ],
+)
+def test_time_axis_variants(
+    data: dict[str, list[Any]], columns: list[str], granularity: str
+) -> None:
+    frame = pd.DataFrame(data)
+    frame["sales"] = np.arange(len(frame), dtype=float) * 1.5
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    assert report["timeAxis"]["columns"] == columns
+    assert report["timeAxis"]["granularity"] == granularity
+    assert_no_trap_figure(report, columns)
+
+
+def test_clock_strings_and_weekday_names_are_not_measures() -> None:
+    frame = pd.DataFrame(
+        {
+            "opens": ["08:30", "09:00", "10:15", "07:45"] * 10,
+            "weekday": ["Mon", "Tue", "Wed", "Thu", "Fri"] * 8,
+            "delay_minutes": np.arange(40, dtype=float) / 3,
+        }
+    )
+    roles = {r["name"]: r["role"] for r in compute_report(Table(frame, "csv"))["roles"]}
+    assert roles == {"opens": "clock", "weekday": "calendar", "delay_minutes": "non_additive"}
