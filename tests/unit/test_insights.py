@@ -138,7 +138,9 @@ def test_row_and_column_order_do_not_change_the_candidates(tmp_path: Path) -> No
 def test_role_overrides_and_warnings() -> None:
     frame = pd.DataFrame({"code": np.arange(40) % 7, "amount": np.arange(40.0)})
     table = Table(frame=frame, source_format="csv")
-    report = compute_report(table, {"code": "identifier", "amount": "measure", "missing": "time"})
+    report = compute_report(
+        table, roles={"code": "identifier", "amount": "measure", "missing": "time"}
+    )
     roles = {r["name"]: r for r in report["roles"]}
     assert roles["code"]["role"] == "identifier" and roles["code"]["overridden"]
     assert roles["amount"]["role"] == "additive"
