@@ -179,6 +179,13 @@ def _numbers(table: Table, name: str) -> np.ndarray | None:
     return profile_column(name, table.frame[name]).numbers
 
 
+def _finite_or(value: object, default: float) -> float:
+    """`value` as a finite float, else `default` (a null or non-finite statistic)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return default
+
+
 def _histogram_chart(table: Table, column: dict[str, Any]) -> Spec | None:
     """Counts in 20 equal bins between the Tukey fences (values beyond go to the edge bins)."""
     name = str(column["name"])
@@ -190,8 +197,10 @@ def _histogram_chart(table: Table, column: dict[str, Any]) -> Spec | None:
         return None
     stats = column["numeric"]
     fences = stats.get("outliers") or {}
-    low = max(float(stats["min"]), float(fences.get("lowerFence") or stats["min"]))
-    high = min(float(stats["max"]), float(fences.get("upperFence") or stats["max"]))
+    # Statistics are null when the column holds infinities: bound by the finite values then.
+    smallest, largest = float(values.min()), float(values.max())
+    low = max(smallest, _finite_or(fences.get("lowerFence"), smallest))
+    high = min(largest, _finite_or(fences.get("upperFence"), largest))
     if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         low, high = float(values.min()), float(values.max())
     if high <= low:
