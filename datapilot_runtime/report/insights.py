@@ -102,6 +102,13 @@ class SegmentInsight(_InsightBase):
     segment_rows: int
     rest_rows: int
     effect_size: float
+    change_pct: float | None = Field(
+        default=None, description="(segment value / rest value - 1) x 100, when both are positive"
+    )
+    measure_label: str | None = Field(
+        default=None,
+        description="For a yes/no measure (its mean is a share): the value counted as yes",
+    )
 
 
 class ConcentrationInsight(_InsightBase):
@@ -222,8 +229,10 @@ class OutliersInsight(_InsightBase):
     type: Literal[InsightType.OUTLIERS] = InsightType.OUTLIERS
     count: int
     pct: float
-    lower_fence: float
-    upper_fence: float
+    lower_fence: float = Field(description="The Tukey fence, clipped to the smallest value")
+    upper_fence: float = Field(description="The Tukey fence, clipped to the largest value")
+    low_count: int | None = Field(default=None, description="Outliers below, when known")
+    high_count: int | None = Field(default=None, description="Outliers above, when known")
 
 
 class QualityInsight(_InsightBase):
@@ -256,7 +265,7 @@ LABEL_FIELDS = frozenset(
     {"key", "measure", "dimension", "segment", "top", "time", "first_period", "last_period"}
     | {"peak", "trough", "period", "previous_period", "previous_record_period", "other"}
     | {"last_period_before"}
-    | {"column", "evidence"}
+    | {"column", "evidence", "measure_label"}
 )
 
 

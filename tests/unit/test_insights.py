@@ -308,3 +308,76 @@ def test_clock_strings_and_weekday_names_are_not_measures() -> None:
     )
     roles = {r["name"]: r["role"] for r in compute_report(Table(frame, "csv"))["roles"]}
     assert roles == {"opens": "clock", "weekday": "calendar", "delay_minutes": "non_additive"}
+
+
+def _roles(report: dict[str, Any]) -> dict[str, str]:
+    return {r["name"]: r["role"] for r in report["roles"]}
+
+
+def test_an_exported_row_number_is_an_identifier_and_never_a_measure() -> None:
+    # R's write.csv and pandas' to_csv leave the row names as a first column.
+    frame = pd.DataFrame(
+        {"rownames": np.arange(1, 101), "sales": np.random.default_rng(1).uniform(1, 9, 100)}
+    )
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    assert _roles(report)["rownames"] == "identifier"
+    assert all("rownames" not in json.dumps(c) for c in report["candidates"])
+
+
+def test_a_decimal_year_column_is_the_time_axis() -> None:
+    # 1949.0, 1949.083, ... as R exports a monthly ts: a season peaking in July is found.
+    months = np.arange(144)
+    time = 1949 + months / 12
+    value = 100 + months + 40 * (months % 12 == 6)
+    report = compute_report(
+        Table(frame=pd.DataFrame({"time": time, "value": value}), source_format="csv")
+    )
+    assert _roles(report)["time"] == "time"
+    assert report["timeAxis"]["granularity"] == "month"
+    assert report["timeAxis"]["start"] == "1949-01-01"
+    seasons = [c for c in report["candidates"] if c["type"] == "season"]
+    assert seasons and seasons[0]["peak"] == "July"
+
+
+def test_repeated_integer_codes_are_a_dimension_not_a_measure() -> None:
+    # Chick 1..20, each measured 5 times: averaging the chick number is nonsense.
+    chick = np.repeat(np.arange(1, 21), 5)
+    weight = np.random.default_rng(2).uniform(40, 300, chick.shape[0])
+    report = compute_report(
+        Table(frame=pd.DataFrame({"Chick": chick, "weight": weight}), source_format="csv")
+    )
+    assert _roles(report)["Chick"] == "dimension"
+    assert not any(c.get("measure") == "Chick" for c in report["candidates"])
+
+
+def test_a_consistent_but_tiny_segment_difference_ranks_low() -> None:
+    rng = np.random.default_rng(3)
+    group = np.array(["a", "b"] * 500)
+    tiny = np.where(group == "a", 100.0, 103.0) + rng.normal(0, 0.5, 1000)
+    large = np.where(group == "a", 10.0, 30.0) + rng.normal(0, 5, 1000)
+    frame = pd.DataFrame({"group": group, "depth": tiny, "price": large})
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    scores = {c["measure"]: c["score"] for c in report["candidates"] if c["type"] == "segment"}
+    assert scores["price"] > scores["depth"]
+    depth = next(c for c in report["candidates"] if c["key"] == "segment.depth.group")
+    assert depth["changePct"] == pytest.approx(3.0, abs=0.2)
+
+
+def test_outlier_fences_never_reach_beyond_the_data() -> None:
+    values = np.concatenate([np.random.default_rng(4).uniform(1, 2, 200), [50.0] * 10])
+    report = compute_report(Table(frame=pd.DataFrame({"amount": values}), source_format="csv"))
+    (outliers,) = [c for c in report["candidates"] if c["type"] == "outliers"]
+    assert outliers["lowerFence"] >= values.min()
+    assert outliers["lowCount"] == 0 and outliers["highCount"] == outliers["count"]
+
+
+def test_a_yes_no_measure_names_the_value_it_counts() -> None:
+    smoker = np.array(["Yes"] * 60 + ["No"] * 140)
+    day = np.array(["Fri"] * 40 + ["Sat"] * 160)
+    rng = np.random.default_rng(5)
+    smoker = np.where(day == "Fri", np.where(rng.random(200) < 0.8, "Yes", "No"), smoker)
+    frame = pd.DataFrame({"day": day, "smoker": smoker})
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    segments = [c for c in report["candidates"] if c["type"] == "segment"]
+    smoking = [c for c in segments if c["measure"] == "smoker"]
+    assert smoking and smoking[0]["measureLabel"] == "Yes"

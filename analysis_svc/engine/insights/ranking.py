@@ -65,16 +65,31 @@ def outlier_insights(columns: list[dict[str, Any]]) -> list[OutliersInsight]:
             continue
         name = str(column["name"])
         base = f"columns.{name}.numeric.outliers"
+        count = int(outliers["count"])
+        # A fence beyond the data (a negative lower fence of a positive measure) means that side
+        # holds no outlier: clip it, so no range is ever stated that the data do not reach.
+        smallest, largest = (
+            (column.get("numeric") or {}).get("min"),
+            (column.get("numeric") or {}).get("max"),
+        )
+        low_count = high_count = None
+        if isinstance(smallest, int | float) and smallest >= low:
+            low, low_count, high_count = smallest, 0, count
+        if isinstance(largest, int | float) and largest <= high:
+            high, high_count = largest, 0
+            low_count = count if low_count is None else low_count
         found.append(
             OutliersInsight(
                 key=f"outliers.{name}",
                 score=score(float(outliers["pct"]) / 20),
                 measure=name,
                 evidence=[f"{base}.count", f"{base}.pct"],
-                count=int(outliers["count"]),
+                count=count,
                 pct=float(outliers["pct"]),
                 lower_fence=float(low),
                 upper_fence=float(high),
+                low_count=low_count,
+                high_count=high_count,
             )
         )
     return found

@@ -4,7 +4,9 @@ segment: for each (measure, dimension with 2-50 values), the segment (>= MIN_SEG
 and >= 1 % of rows up to 100) whose mean differs most from the rest of the rows, by effect size
 d = (segment mean - rest mean) / std of the measure. significance = 1 - p of the z statistic
 d / sqrt(1/n_segment + 1/n_rest), Bonferroni over the dimension's segments.
-score = min(1, |d| / 1.5) x significance x min(1, rows / 30).
+score = min(1, |d| / 1.5) x significance x min(1, rows / 30) x impact, where impact =
+sqrt(min(1, |segment mean / rest mean - 1| / 0.5)) when both means are positive (a segment 4 %
+above the rest is not a finding however consistent), else 1.
 
 concentration: for each (additive non-negative measure, dimension with 3-1000 values), the
 share of the total held by the top value and the top 3. score = excess^0.75, where excess =
@@ -31,6 +33,7 @@ MIN_SEGMENT_ROWS_CAP = 100
 MIN_EFFECT = 0.2
 FULL_EFFECT = 1.5
 FULL_ROWS = 30
+FULL_RELATIVE = 0.5
 MIN_CONCENTRATION_SCORE = 0.05
 TOP_K = 3
 
@@ -166,11 +169,16 @@ def _segment(
     significance = 1.0 - min(1.0, normal_p_two_sided(float(z[best])) * int(eligible.sum()))
     value, rest = float(mean[best]), float(rest_mean[best])
     ratio = value / rest if rest != 0 and value / rest > 0 else None
+    positive = value > 0 and rest > 0 and ratio is not None and math.isfinite(ratio)
+    impact = math.sqrt(min(1.0, abs(ratio - 1) / FULL_RELATIVE)) if positive and ratio else 1.0
     key = f"segment.{measure}.{dimension}"
     return SegmentInsight(
         key=key,
         score=score(
-            min(1.0, abs(d) / FULL_EFFECT) * significance * min(1.0, rows[best] / FULL_ROWS)
+            min(1.0, abs(d) / FULL_EFFECT)
+            * significance
+            * min(1.0, rows[best] / FULL_ROWS)
+            * impact
         ),
         measure=measure,
         dimension=dimension,
@@ -185,6 +193,7 @@ def _segment(
         segment_rows=int(rows[best]),
         rest_rows=int(total_rows - rows[best]),
         effect_size=sig(d, 4),
+        change_pct=sig((ratio - 1) * 100, 4) if positive and ratio else None,
     )
 
 

@@ -141,7 +141,11 @@ def candidates(
         for p in groups
         if semantics.parts.get(p.name) == "month" and p.numbers is not None
     }
-    found: list[object] = [*segment_insights(valued, groups, group_sums, spreads, month_names)]
+    yes_labels = {p.name: label for p in groups if (label := binary_one_label(p)) is not None}
+    found: list[object] = [
+        item.model_copy(update={"measure_label": yes_labels.get(str(item.measure))})
+        for item in segment_insights(valued, groups, group_sums, spreads, month_names)
+    ]
     additive = [p for p, aggregation in measures if aggregation == "sum"]
     found.extend(concentration_insights(additive, groups, group_sums, month_names))
     if axis is not None:
@@ -150,6 +154,20 @@ def candidates(
     found.extend(outlier_insights(report["columns"]))
     found.extend(quality_insights(report["alerts"], report["dataset"]))
     return rank(found)
+
+
+_ONES = frozenset({"1", "true", "yes", "y"})
+_ZEROS = frozenset({"0", "false", "no", "n"})
+
+
+def binary_one_label(profile: ColumnProfile) -> str | None:
+    """The label of a yes/no column that counts as 1 (as written in the file), else None."""
+    if profile.kind != "boolean" or profile.distinct != 2:
+        return None
+    labels = [str(label).strip() for label in labels_of(profile)]
+    if not {label.lower() for label in labels} <= _ONES | _ZEROS:
+        return None
+    return next((label for label in labels if label.lower() in _ONES), None)
 
 
 def binary_values(profile: ColumnProfile) -> np.ndarray | None:

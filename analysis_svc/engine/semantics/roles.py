@@ -77,7 +77,7 @@ ADDITIVE_WORDS = frozenset(
     | {"clicks", "views", "sessions", "deaths", "cases", "births", "items", "tickets", "trips"}
     | {"sold", "bookings", "downloads", "installs", "impressions", "calls", "transactions"}
     | {"quantity", "kwh", "consumption", "precipitation", "rainfall", "distance", "miles"}
-    | {"tax", "fee", "fees", "tip", "bill", "gross", "paid"}
+    | {"tax", "fee", "fees", "tip", "bill", "gross", "paid", "freq", "frequency", "n"}
 )
 # Integer columns that name an entity are codes, not quantities ("flight 1545", "store 12").
 _CODE_WORDS = frozenset(
@@ -89,6 +89,15 @@ DIMENSION_MAX_INT_DISTINCT = 8
 # Names of row-number columns (pandas' "Unnamed: 0", "index", "row", "#"): only these may be
 # taken for a row number from consecutive values; a series 0, 1, 2 ... named "views" is data.
 _ROW_NUMBER_WORDS = frozenset({"unnamed", "index", "idx", "row", "rownum", "n", "no", "0", "1"})
+_ROW_NUMBER_WORDS |= {"rownames", "rowname", "rows", "rowid", "obs", "x", ""}
+#: Decimal years (1949.083 for February 1949), as R's time series export them.
+_DECIMAL_YEAR_WORDS = frozenset({"time", "date", "year", "yr", "period", "t", "decimal"})
+_DECIMAL_YEAR_RANGE = (1000.0, 2200.0)
+_DECIMAL_YEAR_STEPS = (1 / 12, 1 / 4, 1 / 2)
+_MIN_DECIMAL_YEARS = 8
+#: Integer codes 1..k whose every value repeats (chick 1..50, subject 1..30): a dimension.
+_CODE_MAX_DISTINCT = 60
+_CODE_MIN_REPEATS = 2
 
 
 @dataclass
@@ -208,6 +217,9 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
     low, high = float(numbers[0]), float(numbers[-1])
     integers = bool(np.isfinite(numbers).all() and (np.trunc(numbers) == numbers).all())
     token_set = set(tokens)
+    measure_word = token_set & (ADDITIVE_WORDS | NON_ADDITIVE_WORDS | STOCK_WORDS)
+    if not integers and _is_decimal_year(numbers, token_set):
+        return Role.TIME, f"decimal years ({low:g}-{high:g}): the time of each row", "decimal_year"
     if integers:
         part = calendar_part_of(tokens, low, high)
         if part is not None:
@@ -220,9 +232,14 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
             if profile.distinct <= 50:
                 return Role.DIMENSION, "integer codes named like a group: a dimension", None
             return Role.IDENTIFIER, "integer codes named like an entity: never aggregated", None
-        measure_word = token_set & (ADDITIVE_WORDS | NON_ADDITIVE_WORDS | STOCK_WORDS)
         if profile.distinct <= DIMENSION_MAX_INT_DISTINCT and not measure_word:
             return Role.DIMENSION, f"{profile.distinct} distinct integers: a category code", None
+        if not measure_word and _is_repeated_code(numbers, profile):
+            return (
+                Role.DIMENSION,
+                f"integers 1-{high:g}, each repeated: codes of {profile.distinct} groups",
+                None,
+            )
     return (*measure_additivity(profile.name), None)
 
 
@@ -270,6 +287,34 @@ def _is_row_number(numbers: np.ndarray, profile: ColumnProfile) -> bool:
     if profile.distinct != profile.present or profile.present < 20:
         return False
     return bool(numbers[-1] - numbers[0] == numbers.shape[0] - 1)
+
+
+def _is_decimal_year(numbers: np.ndarray, tokens: set[str]) -> bool:
+    """Distinct values, sorted: years with fractions on a monthly, quarterly or half-year grid."""
+    low, high = _DECIMAL_YEAR_RANGE
+    if numbers.shape[0] < _MIN_DECIMAL_YEARS or not (low <= numbers[0] and numbers[-1] <= high):
+        return False
+    if not np.isfinite(numbers).all():
+        return False
+    if tokens & _DECIMAL_YEAR_WORDS:
+        return True
+    gaps = np.diff(numbers)
+    step = float(np.min(gaps))
+    for grid in _DECIMAL_YEAR_STEPS:
+        if abs(step - grid) < 1e-3 * grid:
+            multiples = gaps / grid
+            return bool(np.all(np.abs(multiples - np.round(multiples)) < 1e-2))
+    return False
+
+
+def _is_repeated_code(numbers: np.ndarray, profile: ColumnProfile) -> bool:
+    """Distinct integers exactly 1..k (or 0..k-1), k small, every value on several rows."""
+    distinct = numbers.shape[0]
+    if not DIMENSION_MAX_INT_DISTINCT < distinct <= _CODE_MAX_DISTINCT:
+        return False
+    if numbers[0] not in (0.0, 1.0) or numbers[-1] - numbers[0] != distinct - 1:
+        return False
+    return bool(np.min(profile.counts) >= _CODE_MIN_REPEATS)
 
 
 def _calendar_part_by_values(profile: ColumnProfile) -> str | None:

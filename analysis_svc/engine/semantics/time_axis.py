@@ -1,5 +1,6 @@
-"""The table's time axis: a datetime column, year + month (+ day) or year + quarter columns
-combined, or a lone integer year column (period strings such as 2015-07 parse as dates)."""
+"""The table's time axis: a datetime column, a decimal-year column (1949.083), year + month
+(+ day) or year + quarter columns combined, or a lone integer year column (period strings such as
+2015-07 parse as dates)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ def find_time_axis(profiles: list[ColumnProfile], semantics: Semantics) -> TimeA
             dates, key=lambda p: (not semantics.roles[p.name].overridden, -p.distinct, p.name)
         )
         return _axis([chosen.name], chosen)
+    decimal = sorted(
+        name
+        for name, part in semantics.parts.items()
+        if part == "decimal_year" and semantics.role(name) is Role.TIME
+    )
+    if decimal:
+        years = _numbers(by_name[decimal[0]])
+        if years is not None:
+            return _synthetic([decimal[0]], _decimal_year_stamps(years))
     parts: dict[str, str] = {}
     for name in sorted(semantics.parts):
         part = semantics.parts[name]
@@ -133,6 +143,15 @@ def _month_numbers(profile: ColumnProfile) -> np.ndarray | None:
     )
     codes = profile.codes
     return np.where(codes >= 0, per_unique[np.maximum(codes, 0)], np.nan)
+
+
+def _decimal_year_stamps(years: np.ndarray) -> np.ndarray:
+    """The month each decimal year falls in (1949.083 is February 1949), NaT where missing."""
+    valid = np.isfinite(years)
+    index = np.where(valid, np.round(years * 12) - 1970 * 12, 0).astype(np.int64)
+    stamps = index.astype("datetime64[M]").astype("datetime64[ns]")
+    stamps[~valid] = np.datetime64("NaT")
+    return stamps
 
 
 def _month_stamps(years: np.ndarray, months: np.ndarray) -> np.ndarray:
