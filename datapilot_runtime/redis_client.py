@@ -6,10 +6,10 @@ import logging
 import socket
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5.0

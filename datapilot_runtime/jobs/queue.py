@@ -9,6 +9,7 @@ itself is the random per-delivery lease token in its record (DESIGN.md, "Queue o
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from datapilot_runtime.jobs.status import Status
 from datapilot_runtime.jobs.store import (
@@ -30,6 +32,8 @@ from datapilot_runtime.jobs.store import CANCEL_CHANNEL as CANCEL_CHANNEL
 STREAM_KEY = "dp:jobs:stream"
 CONSUMER_GROUP = "dp-workers"
 SWEEPER_LOCK_KEY = "dp:jobs:sweeper-lock"
+# The cancel listener raises (and is resubscribed) when its link was silent this long.
+CANCEL_SILENCE_SECONDS = 6.0
 _StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
 # KEYS[1] job hash, KEYS[2] stream. ARGV[1] lease token, ARGV[2] consumer group, ARGV[3] the
@@ -321,25 +325,35 @@ class JobQueue:
             )
         )
 
-    async def cancellations(self, poll_seconds: float = 1.0) -> AsyncIterator[str]:
+    async def cancellations(
+        self, poll_seconds: float = 1.0, silence_seconds: float = CANCEL_SILENCE_SECONDS
+    ) -> AsyncIterator[str]:
         """The ids of jobs as their cancellation is announced; raises RedisError on a lost link.
 
         The announcement itself is published by the job store's transition to cancelled, in the
-        same Lua script, so a cancel is never stored without being announced. The wait for a
-        message is bounded and the link health-checked (a PING after `health_check_interval`),
-        so a half-open connection raises instead of waiting forever. Pub/sub is the fast path
-        only: the worker's heartbeat also sees a cancelled job.
+        same Lua script, so a cancel is never stored without being announced. The listener
+        PINGs its own connection and raises when nothing (not even a PONG) was heard for
+        `silence_seconds`: a half-open connection is noticed instead of waited on forever.
+        Pub/sub is the fast path only: the worker's heartbeat also sees a cancelled job.
         """
+        loop = asyncio.get_running_loop()
         pubsub = self._redis.pubsub()
         try:
             await pubsub.subscribe(CANCEL_CHANNEL)
+            heard = pinged = loop.time()
             while True:
-                await pubsub.check_health()  # type: ignore[no-untyped-call]
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=poll_seconds
-                )
-                if message is None or message.get("type") != "message":
+                now = loop.time()
+                if now - heard > silence_seconds:
+                    raise RedisTimeoutError("the cancel channel went silent")
+                if now - pinged >= silence_seconds / 3:
+                    await pubsub.ping("liveness")
+                    pinged = now
+                message = await pubsub.get_message(timeout=poll_seconds)
+                if message is None:
                     continue
+                heard = loop.time()
+                if message.get("type") != "message":
+                    continue  # a subscription confirmation or a PONG
                 job_id, _, status = str(message["data"]).partition(" ")
                 if status == Status.CANCELLED.value:
                     yield job_id

@@ -92,6 +92,14 @@ return 0
 """
 
 
+# KEYS[1] job hash, ARGV[1] now. Sets stopped_at on an existing record only.
+_MARK_STOPPED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'stopped_at', ARGV[1])
+return 1
+"""
+
+
 @dataclass
 class JobRecord:
     """A job as stored: timestamps are Unix seconds, strings are '' when unset."""
@@ -212,6 +220,7 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
         self._claim = client.register_script(_CLAIM_LUA)
+        self._mark_stopped = client.register_script(_MARK_STOPPED_LUA)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -310,8 +319,11 @@ class JobStore:
         return found, upper[1:]
 
     async def mark_stopped(self, job_id: str) -> None:
-        """Record when a cancelled or failed job's work had fully stopped (for operators)."""
-        await self._redis.hset(JOB_KEY_PREFIX + job_id, "stopped_at", repr(time.time()))
+        """Record when a cancelled or failed job's work had fully stopped (for operators).
+
+        Never recreates a record that vanished (Redis lost its data): HSET only if it exists.
+        """
+        await self._mark_stopped(keys=[JOB_KEY_PREFIX + job_id], args=[repr(time.time())])
 
     async def set_progress(self, job_id: str, progress: int) -> bool:
         """Raise the job's progress (0-100); never lowers it, only while processing."""
