@@ -192,3 +192,29 @@ def test_a_job_nobody_polls_times_out_by_itself(tmp_path: Path) -> None:
     report(out)
     assert codes == {"timeout"}, codes
     check(out, allowed_failures={"timeout"}, allowed_refusals=set())
+
+
+def test_a_cancel_whose_announcement_was_lost_still_stops_the_job(tmp_path: Path) -> None:
+    """The record says cancelled but nothing was published: the heartbeat stops the job."""
+    env = {"SIMULATED_SLOW_PROCESSING_SECONDS": "60", "WORKER_CONCURRENCY": "1"}
+    out = Outcomes("11 cancel without pub/sub")
+    with running_stack(tmp_path, env, workers=1) as stack:
+        _upload(stack, out, "c", 1)
+        (job_id,) = out.accepted
+        wait_until(lambda: holder_pid(stack, job_id) is not None, 60, "the job to run")
+        client = _redis(stack)
+        try:
+            # What CancelJob stores, without its PUBLISH (as if the listener's link was down).
+            client.hset(f"dp:job:{job_id}", mapping={"status": "cancelled"})
+            wait_until(
+                lambda: bool(job_fields(stack, job_id).get("stopped_at")),
+                60,
+                "the worker to stop the cancelled job",
+            )
+            pending = client.xpending("dp:jobs:stream", "dp-workers")["pending"]
+        finally:
+            client.close()
+        settle(stack.gateway_url, out, timeout=30)
+    report(out)
+    assert pending == 0, "the cancelled job's entry was not acknowledged"
+    assert out.final[job_id].status == "cancelled"
