@@ -7,10 +7,13 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 import redis
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from datapilot_runtime.grpc_host import READINESS_SERVICE
 from devstack.processes import wait_tcp
 from devstack.stack import Stack
 from tests.chaos.harness import (
@@ -218,3 +221,50 @@ def test_a_cancel_whose_announcement_was_lost_still_stops_the_job(tmp_path: Path
     report(out)
     assert pending == 0, "the cancelled job's entry was not acknowledged"
     assert out.final[job_id].status == "cancelled"
+
+
+def _readiness(stack: Stack, name: str) -> int:
+    with grpc.insecure_channel(stack.addresses[name]) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=READINESS_SERVICE), timeout=5
+        )
+    return int(reply.status)
+
+
+def test_readiness_and_a_metric_say_when_the_queue_cannot_be_read(tmp_path: Path) -> None:
+    """The consumer group is lost and Redis refuses to recreate it (an ACL): not ready, metric 0.
+
+    Once Redis accepts it again, the group is recreated and a new job completes, no restart.
+    """
+    out = Outcomes("12 queue unreadable")
+    serving = health_pb2.HealthCheckResponse.SERVING
+    with running_stack(tmp_path, ENV, workers=1) as stack:
+        port = stack.metrics_ports["worker-1"]
+        wait_until(lambda: _readiness(stack, "worker-1") == serving, 60, "the worker ready")
+        client = _redis(stack)
+        try:
+            client.execute_command("ACL", "SETUSER", "default", "-xgroup|create")  # type: ignore[no-untyped-call]
+            client.delete("dp:jobs:stream")  # the group goes with it
+            wait_until(
+                lambda: (
+                    _readiness(stack, "worker-1") != serving
+                    and metric_total(port, "datapilot_queue_healthy") == 0
+                ),
+                60,
+                "readiness and the metric to report the unreadable queue",
+            )
+            client.execute_command("ACL", "SETUSER", "default", "+xgroup|create")  # type: ignore[no-untyped-call]
+        finally:
+            client.close()
+        wait_until(
+            lambda: (
+                _readiness(stack, "worker-1") == serving
+                and metric_total(port, "datapilot_queue_healthy") == 1
+            ),
+            60,
+            "the worker ready again",
+        )
+        _upload(stack, out, "q", 1)
+        settle(stack.gateway_url, out, timeout=60)
+    report(out)
+    check(out, allowed_failures=set(), allowed_refusals=set())

@@ -111,6 +111,9 @@ async def test_a_half_open_connection_fails_commands_instead_of_hanging(
         async with asyncio.timeout(HANG):
             with pytest.raises(RedisTimeoutError):
                 await client.get("anything")
+        proxy.blackholed = False  # the link is back: a new connection serves the next command
+        async with asyncio.timeout(HANG):
+            assert await client.ping()
     finally:
         await client.aclose()
 
