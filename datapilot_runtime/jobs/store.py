@@ -32,18 +32,20 @@ LIST_SCAN_LIMIT = 1000
 # ARGV[3] TTL seconds to set when the new state is terminal (0 = none), ARGV[4] pub/sub channel
 # to announce the new state on ("" = none), ARGV[5] lease token the job must be held under
 # ("" = any), ARGV[6..] field/value pairs to set.
-# Returns {1, new} on success, {0, current} when refused, {-1, ""} when the job does not exist.
+# Returns {1, new} on success (or when the job is already in the new state under this very lease
+# token), {0, current} when refused, {-1, ""} when the job does not exist.
 _TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {-1, ''} end
+local token = redis.call('HGET', KEYS[1], 'lease_token')
+-- Already done under this lease: the same call, re-sent after a lost reply.
+if current == ARGV[2] and ARGV[5] ~= '' and token == ARGV[5] then return {1, current} end
 local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return {0, current} end
-if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[5] then
-  return {0, current}
-end
+if ARGV[5] ~= '' and token ~= ARGV[5] then return {0, current} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
 for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])

@@ -241,3 +241,29 @@ async def test_marking_a_vanished_job_stopped_recreates_nothing(
     job_id = uuid.uuid4().hex
     await store.mark_stopped(job_id)
     assert await store.redis.exists(f"dp:job:{job_id}") == 0
+
+
+async def test_a_completion_resent_after_a_lost_reply_is_ours(
+    parts: tuple[JobQueue, JobStore], proxy: FaultProxy
+) -> None:
+    queue, _store = parts
+    client = await connect_redis(proxy.url, socket_timeout=TEST_SOCKET_TIMEOUT)
+    try:
+        store = JobStore(client, record_ttl_seconds=3600)
+        warm = await _submitted(queue, "a")  # loads the script: the lost reply is not NOSCRIPT
+        await store.transition(warm.job_id, ACTIVE, Status.CANCELLED)
+        d = await _submitted(queue, "a")
+        await store.claim(d.job_id, "tok", 3, take_over=False, owner="a", message_id=d.message_id)
+        proxy.drop_replies = 1
+        async with asyncio.timeout(HANG):
+            done = await store.transition(
+                d.job_id, (Status.PROCESSING,), Status.COMPLETED, lease_token="tok"
+            )
+        assert proxy.dropped.is_set()
+        assert done.applied and done.status is Status.COMPLETED
+        stale = await store.transition(
+            d.job_id, (Status.PROCESSING,), Status.COMPLETED, lease_token="other"
+        )
+        assert not stale.applied
+    finally:
+        await client.aclose()
