@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import UTC, datetime
@@ -16,8 +17,15 @@ def input_key(job_id: str) -> str:
     return f"jobs/{job_id}/input"
 
 
-def result_key(job_id: str) -> str:
-    return f"jobs/{job_id}/result.json"
+def result_key(job_id: str, lease_token: str) -> str:
+    """Where the delivery holding `lease_token` writes its result.json.
+
+    One name per delivery: a stale writer can neither overwrite nor delete the winner's result.
+    The completed record's lease token (fixed by the fenced transition that completed it) names
+    the one that is served; the public resultUrl stays /api/jobs/{id}/result.
+    """
+    delivery = hashlib.sha256(lease_token.encode()).hexdigest()[:32]
+    return f"jobs/{job_id}/results/{delivery}.json"
 
 
 def error_key(job_id: str) -> str:

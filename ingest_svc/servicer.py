@@ -39,11 +39,18 @@ MAX_CHUNK_BYTES = 1024 * 1024
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 _BLOB_WRITING_METHODS = frozenset({"Upload", "PutArtifact"})
-_KIND_TO_KEY = {
-    ingest_pb2.BLOB_KIND_INPUT: artifacts.input_key,
-    ingest_pb2.BLOB_KIND_RESULT: artifacts.result_key,
-    ingest_pb2.BLOB_KIND_ERROR: artifacts.error_key,
-}
+_BLOB_KINDS = (ingest_pb2.BLOB_KIND_INPUT, ingest_pb2.BLOB_KIND_RESULT, ingest_pb2.BLOB_KIND_ERROR)
+
+
+def _blob_key(kind: int, record: JobRecord) -> str | None:
+    """The blob a job's record names for `kind`; a result only once the job completed."""
+    if kind == ingest_pb2.BLOB_KIND_INPUT:
+        return artifacts.input_key(record.job_id)
+    if kind == ingest_pb2.BLOB_KIND_ERROR:
+        return artifacts.error_key(record.job_id)
+    if record.status is Status.COMPLETED:
+        return artifacts.result_key(record.job_id, record.lease_token)
+    return None
 
 
 def _encode_cursor(cursor: str) -> str:
@@ -276,8 +283,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     ErrorCode.JOB_NOT_CANCELLABLE,
                     f"The job is already {state} and cannot be cancelled.",
                 )
-            # A result written just before the cancel won must not outlive it.
-            await self._blobs.delete(artifacts.result_key(record.job_id))
+            # A result written just before the cancel won is never served: only a completed
+            # record names its result (the blob janitor removes the orphan).
             _LOGGER.info("job cancelled")
         fresh = await self._jobs.get(record.job_id)
         return ingest_pb2.CancelJobResponse(job=record_to_proto(fresh or record))
@@ -285,12 +292,14 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
     async def Download(
         self, request: ingest_pb2.DownloadRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[ingest_pb2.DownloadResponse]:
-        key_of = _KIND_TO_KEY.get(request.kind)
-        if key_of is None:
+        if request.kind not in _BLOB_KINDS:
             await abort(context, ErrorCode.BAD_KIND, "unknown blob kind")
         record = await self._existing(request.job_id, context)
+        key = _blob_key(request.kind, record)
+        if key is None:
+            await abort(context, ErrorCode.NOT_FOUND, "the job has no such blob")
         try:
-            async for chunk in self._blobs.read_chunks(key_of(record.job_id)):
+            async for chunk in self._blobs.read_chunks(key):
                 yield ingest_pb2.DownloadResponse(chunk=chunk)
         except BlobNotFound:
             await abort(context, ErrorCode.NOT_FOUND, "the job has no such blob")
@@ -308,12 +317,18 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 ErrorCode.LEASE_LOST,
                 "The job is not processing under this lease; the result is not stored.",
             )
-        key = _KIND_TO_KEY[request.kind](record.job_id)
+        key = (
+            artifacts.result_key(record.job_id, request.lease_token)
+            if is_result
+            else artifacts.error_key(record.job_id)
+        )
         blob = await self._put(key, request.content)
         if is_result:
             after = await self._jobs.get(record.job_id)
             if after is None or not self._holds(after, request.lease_token):
-                await self._blobs.delete(key)  # lost a race with cancel or a lease takeover
+                # Lost a race with cancel or a lease takeover: this delivery's own blob goes,
+                # never the winner's (each delivery writes under its own name).
+                await self._blobs.delete(key)
                 await abort(
                     context,
                     ErrorCode.LEASE_LOST,
@@ -325,8 +340,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
 
     @staticmethod
     def _holds(record: JobRecord, lease_token: str) -> bool:
-        return record.status is Status.PROCESSING and (
-            not lease_token or record.lease_token == lease_token
+        return (
+            record.status is Status.PROCESSING
+            and bool(lease_token)
+            and record.lease_token == lease_token
         )
 
     async def _put(self, key: str, content: bytes) -> StoredBlob:

@@ -20,3 +20,12 @@ QUEUE_PENDING = Gauge(
     "datapilot_queue_pending", "Job stream entries delivered but not acknowledged"
 )
 JOBS_RUNNING = Gauge("datapilot_worker_jobs_running", "Jobs this worker runs now")
+QUEUE_HEALTHY = Gauge(
+    "datapilot_queue_healthy",
+    "1 while this worker can read the job queue (consumer group present), else 0",
+)
+QUEUE_REPAIRS = Counter(
+    "datapilot_queue_repairs_total",
+    "What the queue rebuilt: a lost consumer group, a job re-enqueued, an expired job failed",
+    ["kind"],
+)

@@ -85,11 +85,18 @@ class JobRunner:
         self._ingest = ingest
         self._llm = llm
 
-    async def run(self, job_id: str, lease_token: str, *, take_over: bool) -> None:
+    async def run(
+        self, job_id: str, lease_token: str, *, take_over: bool, owner: str, message_id: str
+    ) -> None:
         """Claim the job under `lease_token` and run it; returns when it needs no more work."""
         job_id_var.set(job_id)
         claim = await self._jobs.claim(
-            job_id, lease_token, self._settings.job_max_attempts, take_over=take_over
+            job_id,
+            lease_token,
+            self._settings.job_max_attempts,
+            take_over=take_over,
+            owner=owner,
+            message_id=message_id,
         )
         if claim.outcome is ClaimOutcome.EXHAUSTED:
             await self.fail_unowned(

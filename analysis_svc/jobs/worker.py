@@ -1,10 +1,12 @@
 """The job worker: consumes the job queue with leases, reclaim, cancellation and drain.
 
 A job's queue entry stays pending until the job is terminal or handed back. While a job runs,
-its worker renews the entry's lease every third of JOB_LEASE_SECONDS. Every worker also reclaims
-entries idle for longer than the lease: those of a worker that died. Cancellations cancel the
-job's task, which kills its analysis child and cancels its in-flight gRPC calls. The Redis
-Streams protocol itself is `datapilot_runtime.jobs.queue`.
+its worker renews the entry's lease every third of JOB_LEASE_SECONDS (only while it still holds
+it) and checks the job's record: a cancelled, vanished or taken-over job is stopped. Every worker
+also reclaims entries idle for longer than the lease (those of a worker that died), recreates a
+consumer group Redis lost, and takes its turn as the sweeper. Cancellations cancel the job's
+task, which kills its analysis child and cancels its in-flight gRPC calls. The Redis Streams
+protocol itself is `datapilot_runtime.jobs.queue`.
 """
 
 from __future__ import annotations
@@ -20,32 +22,45 @@ from datapilot.ingest.v1 import ingest_pb2_grpc
 from datapilot.llm.v1 import llm_pb2_grpc
 from redis.exceptions import RedisError
 
-from analysis_svc.jobs.metrics import JOBS_RUNNING, QUEUE_DEPTH, QUEUE_PENDING
+from analysis_svc.jobs.metrics import (
+    JOBS_RUNNING,
+    QUEUE_DEPTH,
+    QUEUE_HEALTHY,
+    QUEUE_PENDING,
+    QUEUE_REPAIRS,
+)
 from analysis_svc.jobs.runner import JobRunner
+from analysis_svc.jobs.sweeper import Sweeper
 from analysis_svc.sandbox import pool as sandbox
 from analysis_svc.settings import WorkerSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
-from datapilot_runtime.jobs.queue import STREAM_KEY, Delivery, JobQueue
-from datapilot_runtime.jobs.store import JobStore
+from datapilot_runtime.jobs.queue import STREAM_KEY, Delivery, JobQueue, is_nogroup
+from datapilot_runtime.jobs.store import JobRecord, JobStore, Status
 from datapilot_runtime.metrics import start_metrics_server
 from datapilot_runtime.redis_client import connect_redis
 
 _LOGGER = logging.getLogger(__name__)
 READ_BLOCK_MS = 500
 QUEUE_METRICS_INTERVAL_SECONDS = 2.0
+# Consecutive failed reads of the stream after which readiness and the health metric say no.
+UNHEALTHY_READ_FAILURES = 3
 
 
 @dataclass
 class Running:
-    """A job this worker runs: its stream entry, lease token and task."""
+    """A job this worker runs: its delivery, lease token and task."""
 
-    message_id: str
-    job_id: str
+    delivery: Delivery
     lease_token: str
     task: asyncio.Task[None]
     cancel_reason: str = ""
+    held: bool = False  # the heartbeat saw the job's record held under this lease
+
+
+class QueueUnhealthy(Exception):
+    """The worker cannot read the job queue (readiness fails on it)."""
 
 
 class Worker:
@@ -63,6 +78,8 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self._sweeper = Sweeper(settings, jobs, queue, runner, self.consumer)
+        self._read_failures = 0
 
     @property
     def free_slots(self) -> int:
@@ -77,6 +94,7 @@ class Worker:
             asyncio.create_task(self._reclaim_loop()),
             asyncio.create_task(self._cancel_listener()),
             asyncio.create_task(self._queue_metrics()),
+            asyncio.create_task(self._sweeper.run()),
         ]
         while not self._stopping.is_set():
             if self.free_slots <= 0:
@@ -86,52 +104,121 @@ class Worker:
             try:
                 deliveries = await self._queue.read(self.consumer, self.free_slots, READ_BLOCK_MS)
             except RedisError as exc:
+                self._read_failures += 1
+                if await self._heal(exc):
+                    continue
                 _LOGGER.warning("reading the job stream failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
+            self._read_failures = 0
             for delivery in deliveries:
                 self._start(delivery, take_over=False)
 
-    def _start(self, delivery: Delivery, *, take_over: bool) -> None:
-        message_id, job_id = delivery.message_id, delivery.job_id
-        token = f"{self.consumer}/{message_id}"
-        task = asyncio.create_task(self._handle(message_id, job_id, token, take_over))
-        self._running[message_id] = Running(message_id, job_id, token, task)
+    async def _heal(self, exc: RedisError) -> bool:
+        """Recreate a vanished consumer group (Redis lost its data); True if that was it."""
+        if not is_nogroup(exc):
+            return False
+        _LOGGER.warning("the consumer group is gone (Redis lost data?); recreating it")
+        try:
+            await self._queue.ensure_group()
+        except RedisError:
+            return False
+        QUEUE_REPAIRS.labels("group_recreated").inc()
+        return True
 
-    async def _handle(self, message_id: str, job_id: str, token: str, take_over: bool) -> None:
+    async def check_queue(self) -> None:
+        """Readiness: the consumer group exists and reading the stream works."""
+        if self._read_failures >= UNHEALTHY_READ_FAILURES:
+            raise QueueUnhealthy(f"{self._read_failures} failed reads in a row")
+        if await self._queue.stats() is None:
+            raise QueueUnhealthy("no consumer group")
+
+    def _start(self, delivery: Delivery, *, take_over: bool) -> None:
+        token = uuid.uuid4().hex  # random per delivery: two runs of one entry differ
+        task = asyncio.create_task(self._handle(delivery, token, take_over))
+        self._running[delivery.message_id] = Running(delivery, token, task)
+
+    async def _handle(self, delivery: Delivery, token: str, take_over: bool) -> None:
+        job_id = delivery.job_id
         job_id_var.set(job_id)
         try:
             if artifacts.JOB_ID_RE.match(job_id):
-                await self._runner.run(job_id, token, take_over=take_over)
-            await self._queue.acknowledge(message_id)
+                await self._runner.run(
+                    job_id,
+                    token,
+                    take_over=take_over,
+                    owner=self.consumer,
+                    message_id=delivery.message_id,
+                )
+            await self._release(delivery)
         except asyncio.CancelledError:
-            entry = self._running.get(message_id)
+            entry = self._running.get(delivery.message_id)
             reason = entry.cancel_reason if entry else ""
+            if reason == "shutdown":
+                await self._runner.hand_back(job_id, token, delivery.message_id)
+                await self._release(delivery)
+                raise
             if reason == "cancelled":
                 await self._jobs.mark_stopped(job_id)
-                await self._queue.acknowledge(message_id)
                 _LOGGER.info("job cancelled; its work has stopped")
+            elif reason:
+                _LOGGER.warning("job stopped: %s", reason)
             else:
-                await self._runner.hand_back(job_id, token, message_id)
                 raise
+            # Acknowledged only if the job is terminal or gone: a lost lease leaves the entry
+            # to the worker that holds it now.
+            await self._release(delivery)
         except Exception:
             _LOGGER.exception("job handling failed; its entry stays pending for reclaim")
         finally:
-            self._running.pop(message_id, None)
+            self._running.pop(delivery.message_id, None)
             self._slot_freed.set()
 
+    async def _release(self, delivery: Delivery) -> None:
+        """Acknowledge the ended run's entry if nothing more can come of it (see release)."""
+        try:
+            await self._queue.release(delivery)
+        except RedisError as exc:
+            # Left pending: a later reclaim finds the job terminal (or gone) and acknowledges.
+            _LOGGER.warning("acknowledging the entry failed (%s)", type(exc).__name__)
+
     async def _heartbeat(self) -> None:
-        """Renew the lease of every running job (reset its entry's idle time)."""
+        """Every third of a lease: renew the entries still ours, stop what is no longer ours.
+
+        A run stops when its job was cancelled (pub/sub is only the fast path), when its record
+        vanished (Redis lost its data), or when another delivery took the job over.
+        """
         interval = self._settings.job_lease_seconds / 3
         while True:
             await asyncio.sleep(interval)
-            ids = list(self._running)
-            if not ids:
+            running = list(self._running.values())
+            if not running:
                 continue
             try:
-                await self._queue.renew(self.consumer, ids)
+                await self._queue.renew(self.consumer, [r.delivery.message_id for r in running])
+                records = [await self._jobs.get(r.delivery.job_id) for r in running]
             except RedisError as exc:
                 _LOGGER.warning("lease renewal failed (%s)", type(exc).__name__)
+                continue
+            for entry, record in zip(running, records, strict=True):
+                self._check_lease(entry, record)
+
+    def _check_lease(self, entry: Running, record: JobRecord | None) -> None:
+        if entry.task.done() or entry.cancel_reason:
+            return
+        if record is None:
+            reason = "its record vanished"
+        elif record.status is Status.CANCELLED:
+            reason = "cancelled"
+        elif record.lease_token == entry.lease_token:
+            entry.held = True
+            return
+        elif entry.held and not record.status.terminal:
+            reason = "its lease was taken over"
+        else:
+            return  # not claimed yet, or finished: the run ends by itself
+        entry.cancel_reason = reason
+        entry.task.cancel()
 
     async def _reclaim_loop(self) -> None:
         """Take over entries whose worker stopped renewing their lease."""
@@ -144,9 +231,12 @@ class Worker:
             try:
                 deliveries = await self._queue.reclaim(self.consumer, idle_ms, self.free_slots)
             except RedisError as exc:
-                _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
+                if not await self._heal(exc):
+                    _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
                 continue
             for delivery in deliveries:
+                if delivery.message_id in self._running:
+                    continue  # ours and running here (a late renewal): not a second run
                 _LOGGER.warning(
                     "reclaiming a job whose worker stopped renewing its lease",
                     extra={"job_id": delivery.job_id},
@@ -154,7 +244,7 @@ class Worker:
                 self._start(delivery, take_over=True)
 
     async def _queue_metrics(self) -> None:
-        """Export the stream's backlog (lag) and unacknowledged (pending) counts."""
+        """Export the stream's backlog (lag), unacknowledged (pending) counts and its health."""
         while True:
             JOBS_RUNNING.set(len(self._running))
             try:
@@ -164,6 +254,8 @@ class Worker:
             if stats is not None:
                 QUEUE_PENDING.set(stats.pending)
                 QUEUE_DEPTH.set(stats.lag)
+            healthy = stats is not None and self._read_failures < UNHEALTHY_READ_FAILURES
+            QUEUE_HEALTHY.set(1 if healthy else 0)
             await asyncio.sleep(QUEUE_METRICS_INTERVAL_SECONDS)
 
     async def _cancel_listener(self) -> None:
@@ -180,7 +272,7 @@ class Worker:
 
     def cancel_job(self, job_id: str) -> None:
         for entry in self._running.values():
-            if entry.job_id == job_id and not entry.task.done():
+            if entry.delivery.job_id == job_id and not entry.task.done():
                 entry.cancel_reason = "cancelled"
                 entry.task.cancel()
 
@@ -231,6 +323,7 @@ async def run_worker(settings: WorkerSettings) -> None:
     host.watch_readiness(
         {
             "redis": redis.ping,
+            "job_queue": worker.check_queue,
             "ingest_svc": lambda: upstream_serving(ingest_channel),
             "llm_svc": lambda: upstream_serving(llm_channel),
         }

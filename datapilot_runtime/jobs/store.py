@@ -21,6 +21,9 @@ JOB_KEY_PREFIX = "dp:job:"
 CANCEL_CHANNEL = "dp:jobs:cancel"
 IDEMPOTENCY_KEY_PREFIX = "dp:idem:"
 TENANT_INDEX_PREFIX = "dp:tenant-jobs:"
+# Every job that may still be non-terminal, scored by its timeout_at: what the sweeper checks
+# (it never scans keys). Entries of terminal or expired records are removed by the sweeper.
+ACTIVE_INDEX_KEY = "dp:jobs:active"
 LIST_SCAN_BATCH = 100
 LIST_SCAN_LIMIT = 1000
 
@@ -29,18 +32,20 @@ LIST_SCAN_LIMIT = 1000
 # ARGV[3] TTL seconds to set when the new state is terminal (0 = none), ARGV[4] pub/sub channel
 # to announce the new state on ("" = none), ARGV[5] lease token the job must be held under
 # ("" = any), ARGV[6..] field/value pairs to set.
-# Returns {1, new} on success, {0, current} when refused, {-1, ""} when the job does not exist.
+# Returns {1, new} on success (or when the job is already in the new state under this very lease
+# token), {0, current} when refused, {-1, ""} when the job does not exist.
 _TRANSITION_LUA = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {-1, ''} end
+local token = redis.call('HGET', KEYS[1], 'lease_token')
+-- Already done under this lease: the same call, re-sent after a lost reply.
+if current == ARGV[2] and ARGV[5] ~= '' and token == ARGV[5] then return {1, current} end
 local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return {0, current} end
-if ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[5] then
-  return {0, current}
-end
+if ARGV[5] ~= '' and token ~= ARGV[5] then return {0, current} end
 redis.call('HSET', KEYS[1], 'status', ARGV[2])
 for i = 6, #ARGV, 2 do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -53,21 +58,27 @@ end
 return {1, ARGV[2]}
 """
 
-# KEYS[1] job hash. ARGV[1] new lease token, ARGV[2] max attempts, ARGV[3] '1' to take over a
-# job left processing by a lost worker, ARGV[4] now (Unix seconds).
-# Returns {1, attempt} when claimed, {0, status} when not claimable, {2, attempt} when the job has
-# used all its attempts, {-1, ''} when it does not exist.
+# KEYS[1] job hash. ARGV[1] the delivery's random lease token, ARGV[2] max attempts, ARGV[3] '1'
+# to take over a job left processing by a lost worker, ARGV[4] now (Unix seconds), ARGV[5] the
+# consumer claiming it, ARGV[6] the stream entry delivering it.
+# Returns {1, attempt} when claimed (or already claimed under this very token: a claim re-sent
+# after a lost reply is ours), {0, status} when not claimable, {2, attempt} when the job has used
+# all its attempts, {-1, ''} when it does not exist. A take-over needs the job's current entry:
+# a stale duplicate entry of a processing job never takes it from its holder.
 _CLAIM_LUA = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, ''} end
-if status ~= 'queued' and not (status == 'processing' and ARGV[3] == '1') then
-  return {0, status}
-end
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
+if status == 'processing' and redis.call('HGET', KEYS[1], 'lease_token') == ARGV[1] then
+  return {1, tostring(attempt)}
+end
+local current = redis.call('HGET', KEYS[1], 'message_id')
+local takes_over = status == 'processing' and ARGV[3] == '1' and current == ARGV[6]
+if status ~= 'queued' and not takes_over then return {0, status} end
 if attempt >= tonumber(ARGV[2]) then return {2, tostring(attempt)} end
 attempt = attempt + 1
 redis.call('HSET', KEYS[1], 'status', 'processing', 'lease_token', ARGV[1],
-  'attempt', tostring(attempt))
+  'attempt', tostring(attempt), 'lease_owner', ARGV[5], 'message_id', ARGV[6])
 local started = redis.call('HGET', KEYS[1], 'started_at')
 if not started or started == '' then redis.call('HSET', KEYS[1], 'started_at', ARGV[4]) end
 return {1, tostring(attempt)}
@@ -80,6 +91,14 @@ local old = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 local new = tonumber(ARGV[1])
 if new > old then redis.call('HSET', KEYS[1], 'progress', ARGV[1]) return 1 end
 return 0
+"""
+
+
+# KEYS[1] job hash, ARGV[1] now. Sets stopped_at on an existing record only.
+_MARK_STOPPED_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'stopped_at', ARGV[1])
+return 1
 """
 
 
@@ -105,6 +124,9 @@ class JobRecord:
     content_type: str = ""
     input_key: str = ""
     lease_token: str = ""
+    # The consumer holding the lease, and the stream entry of the job's current delivery.
+    lease_owner: str = ""
+    message_id: str = ""
     stopped_at: float | None = None
     request_id: str = ""
     # Canonical JSON of the upload's analysis options (report/options.py), '' for none.
@@ -135,6 +157,8 @@ class JobRecord:
             content_type=data.get("content_type", ""),
             input_key=data.get("input_key", ""),
             lease_token=data.get("lease_token", ""),
+            lease_owner=data.get("lease_owner", ""),
+            message_id=data.get("message_id", ""),
             stopped_at=opt_float("stopped_at"),
             request_id=data.get("request_id", ""),
             options_json=data.get("options_json", ""),
@@ -198,6 +222,7 @@ class JobStore:
         self._transition = client.register_script(_TRANSITION_LUA)
         self._progress = client.register_script(_PROGRESS_LUA)
         self._claim = client.register_script(_CLAIM_LUA)
+        self._mark_stopped = client.register_script(_MARK_STOPPED_LUA)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -232,12 +257,29 @@ class JobStore:
         return TransitionResult(int(code) == 1, Status(status))
 
     async def claim(
-        self, job_id: str, lease_token: str, max_attempts: int, *, take_over: bool
+        self,
+        job_id: str,
+        lease_token: str,
+        max_attempts: int,
+        *,
+        take_over: bool,
+        owner: str = "",
+        message_id: str = "",
     ) -> Claim:
-        """Move a queued job (or, with take_over, one a lost worker held) to processing."""
+        """Move a queued job (or, with take_over, one a lost worker held) to processing.
+
+        Idempotent for the same token, so redis-py re-sending it after a lost reply is harmless.
+        """
         code, value = await self._claim(
             keys=[JOB_KEY_PREFIX + job_id],
-            args=[lease_token, str(max_attempts), "1" if take_over else "0", repr(time.time())],
+            args=[
+                lease_token,
+                str(max_attempts),
+                "1" if take_over else "0",
+                repr(time.time()),
+                owner,
+                message_id,
+            ],
         )
         code = int(code)
         if code == 1:
@@ -279,8 +321,11 @@ class JobStore:
         return found, upper[1:]
 
     async def mark_stopped(self, job_id: str) -> None:
-        """Record when a cancelled or failed job's work had fully stopped (for operators)."""
-        await self._redis.hset(JOB_KEY_PREFIX + job_id, "stopped_at", repr(time.time()))
+        """Record when a cancelled or failed job's work had fully stopped (for operators).
+
+        Never recreates a record that vanished (Redis lost its data): HSET only if it exists.
+        """
+        await self._mark_stopped(keys=[JOB_KEY_PREFIX + job_id], args=[repr(time.time())])
 
     async def set_progress(self, job_id: str, progress: int) -> bool:
         """Raise the job's progress (0-100); never lowers it, only while processing."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from datapilot_runtime import artifacts
 from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.jobs_redis import holder_pid, job_fields, worker_name_by_pid
@@ -53,8 +54,19 @@ def client(slow_stack: Stack) -> Iterator[httpx.Client]:
         yield http
 
 
+def _job_dir(stack: Stack, job_id: str) -> Path:
+    return stack.config.run_dir / "blobs" / "jobs" / job_id
+
+
 def _result_path(stack: Stack, job_id: str) -> Path:
-    return stack.config.run_dir / "blobs" / "jobs" / job_id / "result.json"
+    """The result.json the completed record names (each delivery writes under its own name)."""
+    token = job_fields(stack, job_id).get("lease_token", "")
+    return stack.config.run_dir / "blobs" / artifacts.result_key(job_id, token)
+
+
+def _results(stack: Stack, job_id: str) -> list[Path]:
+    """Every result any delivery of the job stored."""
+    return sorted((_job_dir(stack, job_id) / "results").glob("*"))
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -92,8 +104,12 @@ def test_sigkill_of_a_worker_loses_no_job(slow_stack: Stack, client: httpx.Clien
     assert by_id[victim_job]["attempt"] >= 2
     for job_id in jobs:
         assert _result_path(slow_stack, job_id).is_file()
-        leftovers = [p.name for p in _result_path(slow_stack, job_id).parent.iterdir()]
-        assert sorted(leftovers) == ["input", "result.json"]
+        leftovers = [p.name for p in _job_dir(slow_stack, job_id).iterdir()]
+        assert sorted(leftovers) == ["input", "results"]
+        results = _results(slow_stack, job_id)
+        # Only the killed delivery may have left a (never served) result of its own.
+        assert len(results) == 1 or (job_id == victim_job and len(results) == 2), results
+        assert all(path.suffix == ".json" for path in results), results
 
 
 def test_sigterm_hands_back_running_jobs_and_exits_zero(
@@ -128,7 +144,7 @@ def test_cancel_stops_a_running_job_at_once_and_frees_the_worker(
     # cancelled one would have published its result had it kept going.
     follow_up = upload(client, "next.csv", CSV)["jobId"]
     assert wait_terminal(client, follow_up, timeout=30)["status"] == "completed"
-    assert not _result_path(slow_stack, job_id).exists()
+    assert not _results(slow_stack, job_id)
     assert client.get("/api/job-status", params={"jobId": job_id}).json()["status"] == "cancelled"
     assert client.get(f"/api/jobs/{job_id}/result").status_code == 409
     again = client.post("/api/cancel", params={"jobId": job_id})
@@ -206,6 +222,6 @@ def test_timeout_fails_the_job_with_error_json(tmp_path: Path) -> None:
             assert timeout_at - 0.1 < finished < float(fields["started_at"]) + 5, fields
             error = http.get(f"/api/jobs/{job_id}/error").json()
             assert error["error"] == "timeout"
-            assert not _result_path(stack, job_id).exists()
+            assert not _results(stack, job_id)
     finally:
         stack.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -358,3 +359,66 @@ async def test_ingest_answers_only_callers_with_the_internal_token(
         assert raised.value.code() is expected
     finally:
         await channel.close()
+
+
+STALE_RACE_ROUNDS = 20
+
+
+async def test_a_stale_result_racing_the_winner_never_replaces_or_removes_it(
+    gw: InProcessGateway, http: httpx.AsyncClient
+) -> None:
+    """Delivery A stores its result while B takes the job over, stores its own and completes.
+
+    Each round races A's PutArtifact (which may pass its pre-check before B's takeover and end
+    after B completed) against B, B starting a little later each round so that the rounds
+    cover the interleavings; whatever the interleaving, the served result is B's.
+    """
+    outcomes: Counter[str] = Counter()
+
+    async def put(job_id: str, token: str) -> None:
+        document = {"jobId": job_id, "writer": token}
+        if token == "stale":  # a large stale result: a long write, a wide window for the race
+            document["padding"] = "x" * LIMIT
+        await gw.internal.PutArtifact(
+            ingest_pb2.PutArtifactRequest(
+                job_id=job_id,
+                kind=ingest_pb2.BLOB_KIND_RESULT,
+                content=json.dumps(document).encode(),
+                lease_token=token,
+            ),
+            timeout=10,
+        )
+
+    async def stale(job_id: str) -> None:
+        try:
+            await put(job_id, "stale")
+            outcomes["stale stored"] += 1
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() is grpc.StatusCode.FAILED_PRECONDITION, exc
+            outcomes[str(exc.details())[:30]] += 1
+
+    async def winner(job_id: str, message_id: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        claim = await gw.store.claim(
+            job_id, "winner", 3, take_over=True, owner="b", message_id=message_id
+        )
+        assert claim.attempt == 2
+        await put(job_id, "winner")
+        fields = {"result_url": f"/api/jobs/{job_id}/result", "finished_at": time.time()}
+        done = await gw.store.transition(
+            job_id, ACTIVE, Status.COMPLETED, fields, lease_token="winner"
+        )
+        assert done.applied
+
+    for n in range(STALE_RACE_ROUNDS):
+        job_id = str((await upload(http))["jobId"])
+        record = await gw.store.get(job_id)
+        assert record is not None and record.message_id
+        await gw.store.claim(
+            job_id, "stale", 3, take_over=False, owner="a", message_id=record.message_id
+        )
+        await asyncio.gather(stale(job_id), winner(job_id, record.message_id, n * 0.0005))
+        result = await http.get(f"/api/jobs/{job_id}/result", headers=ACME)
+        assert result.status_code == 200, result.text
+        assert result.json() == {"jobId": job_id, "writer": "winner"}
+    assert sum(outcomes.values()) == STALE_RACE_ROUNDS

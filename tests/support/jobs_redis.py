@@ -19,10 +19,9 @@ def job_fields(stack: Stack, job_id: str) -> dict[str, str]:
 def holder_pid(stack: Stack, job_id: str) -> int | None:
     """The pid of the worker process whose lease the job is processing under."""
     fields = job_fields(stack, job_id)
-    if fields.get("status") != "processing" or not fields.get("lease_token"):
+    if fields.get("status") != "processing" or not fields.get("lease_owner"):
         return None
-    consumer = fields["lease_token"].split("/", 1)[0]
-    return int(consumer.rsplit("-", 2)[-2])
+    return int(fields["lease_owner"].rsplit("-", 2)[-2])
 
 
 def worker_name_by_pid(stack: Stack, pid: int) -> str | None:
