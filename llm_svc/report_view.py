@@ -86,9 +86,12 @@ def display(label: str) -> str:
 
 
 def humanise(column: str) -> str:
-    """A column name as words: `unit_price` -> `unit price`, `unitPrice` -> `unit price`."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", column)
-    return " ".join(re.sub(r"[_.]+", " ", spaced).split())
+    """A column name as words: `unit_price` -> `unit price`, `Sepal.Length` -> `Sepal Length`.
+
+    Case and camelCase are kept (`gdpPercap` stays `gdpPercap`): a reader must recognise the name.
+    """
+    spaced = re.sub(r"(?<=[^\W\d_])\.(?=[^\W\d_])", " ", column.replace("_", " "))
+    return " ".join(spaced.split())
 
 
 def candidates_of(report: Any) -> list[Insight]:
