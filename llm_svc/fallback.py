@@ -446,7 +446,8 @@ def phrase(candidate: Insight, *, pure_series: bool = False) -> InsightDraft | N
     `pure_series`: the dataset has one row per period, so a per-period average or total is the
     measure itself and is not called one.
     """
-    template = _TEMPLATES.get(type(candidate))
+    # By class, subclasses included: a model the engine extends still has its template.
+    template = next((t for cls, t in _TEMPLATES.items() if isinstance(candidate, cls)), None)
     if template is None:
         return None
     words = _Phrase(candidate, pure_series=pure_series)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from datapilot_runtime.report.insights import LABEL_FIELDS, Insight
 
@@ -135,8 +136,8 @@ def labels_of(candidate: BaseModel) -> list[str]:
 
 def alias_of(candidate: BaseModel, field: str) -> str:
     """The camelCase name of a field on the wire (what evidence keys use)."""
-    alias = type(candidate).model_fields[field].alias
-    return alias or field
+    info = type(candidate).model_fields.get(field)
+    return (info.alias if info else None) or to_camel(field)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from datapilot_runtime.report.insights import (
     TrendInsight,
     UnusualInsight,
 )
-from llm_svc.fallback import fallback_insights, format_number
+from llm_svc.fallback import InsightDraft, fallback_insights, format_number, phrase
 from llm_svc.grounding import ground
 
 SEGMENT = SegmentInsight(
@@ -448,3 +448,125 @@ def test_quality_kinds_are_phrased(
 ) -> None:
     note = QUALITY.model_copy(update={"kind": kind, "column": column, "count": count, "pct": pct})
     assert fallback_insights(report_of(note))[0].text == text
+
+
+# The engine is adding these optional fields (issue 12); the fallback reads them when present.
+class _SegmentWithChange(SegmentInsight):
+    change_pct: float | None = None
+
+
+class _OutliersWithSides(OutliersInsight):
+    low_count: int | None = None
+    high_count: int | None = None
+
+
+def _text(candidate: Any, **extra: Any) -> str:
+    (draft,) = fallback_insights(report_of(candidate, **extra))
+    return draft.text
+
+
+def test_column_names_keep_their_case_and_no_sentence_starts_with_one() -> None:
+    life = SEGMENT.model_copy(update={"measure": "lifeExp", "dimension": "continent"})
+    assert _text(life).startswith("Average lifeExp is highest in continent North:")
+    said = SEGMENT.model_copy(update={"measure": "avg_temp"})
+    assert _text(said).startswith("The highest avg temp is in region North:")
+    gdp = LEVEL_SHIFT.model_copy(update={"measure": "gdpPercap"})
+    assert _text(gdp).startswith("In 1898, gdpPercap dropped from")
+    sepal = CORRELATION.model_copy(update={"measure": "Sepal.Length", "other": "petal_width"})
+    assert _text(sepal).startswith("As Sepal Length rises, petal width tends to fall")
+
+
+@pytest.mark.parametrize(
+    ("dimension", "others"),
+    [
+        ("city", "the other cities"),
+        ("clarity", "the other clarities"),
+        ("class", "the other classes"),
+        ("box", "the other boxes"),
+        ("day", "the other days"),
+        ("region", "the other regions"),
+        ("Sex", "the other values of Sex"),
+        ("Survived", "the other values of Survived"),
+        ("sales", "the other values of sales"),  # may already be a plural
+        ("store_id", "the other values of store id"),
+    ],
+)
+def test_a_dimension_is_pluralised_only_when_that_is_safe(dimension: str, others: str) -> None:
+    text = _text(SEGMENT.model_copy(update={"dimension": dimension}))
+    assert f"for {others} (" in text
+
+
+def test_a_ratio_is_printed_only_when_it_says_something() -> None:
+    close = SEGMENT.model_copy(update={"segment_value": 64.04, "rest_value": 61.68, "ratio": 1.04})
+    assert _text(close) == (
+        "Average price is highest in region North: 64.04 against 61.68 for the other regions."
+    )
+    low = SEGMENT.model_copy(update={"direction": "low", "ratio": 0.3})
+    assert "\u00d7" not in _text(low)
+    # With the engine's change_pct, a lower segment says by how much (23.4% -> "23%").
+    lower = _SegmentWithChange(
+        **{**low.model_dump(), "ratio": 0.77, "change_pct": -23.4, "segment_value": 6.2}
+    )
+    draft = phrase(lower)
+    assert draft is not None and draft.text.endswith("for the other regions (23% lower).")
+    assert "candidates.segment.price.region.changePct" in draft.evidence
+    higher = _SegmentWithChange(**{**SEGMENT.model_dump(), "ratio": 1.1, "change_pct": 10.2})
+    higher_draft = phrase(higher)
+    assert higher_draft is not None and higher_draft.text.endswith("(10% higher).")
+
+
+def test_a_measure_named_total_is_not_a_total_of_a_total() -> None:
+    bill = CONCENTRATION.model_copy(update={"measure": "total_bill", "dimension": "day"})
+    assert _text(bill).startswith("West carries 41.2% of all total bill (by day); the top 3 days")
+
+
+def test_a_pure_series_is_not_called_an_average_and_day_periods_take_on() -> None:
+    flow = TREND.model_copy(
+        update={
+            "measure": "flow",
+            "aggregation": "mean",
+            "granularity": "year",
+            "direction": "down",
+            "first_period": "1871",
+            "last_period": "1970",
+            "first_value": 1120,
+            "last_value": 740,
+            "change_pct": -33.93,
+            "periods": 100,
+        }
+    )
+    axis = {"name": "year", "granularity": "year", "periods": 100}
+    pure = report_of(flow, timeAxis=axis, dataset={"rows": 100, "columns": 2})
+    (draft,) = fallback_insights(pure)
+    assert draft.text == "Over 100 years, flow fell from 1,120 in 1871 to 740 in 1970 (-33.9%)."
+    assert not ground([draft], pure)[1]
+    panel = report_of(flow, timeAxis=axis, dataset={"rows": 1200, "columns": 3})
+    assert fallback_insights(panel)[0].text.startswith("Average flow per year fell over 100 years")
+    daily = TREND.model_copy(
+        update={"granularity": "day", "first_period": "2013-01-01", "last_period": "2013-10-01"}
+    )
+    assert "from 1,200 on 2013-01-01 to 1,850 on 2013-10-01" in _text(daily)
+    record = RECORD.model_copy(update={"granularity": "day", "period": "2013-10-01"})
+    assert _text(record).startswith("On 2013-10-01, total sales reached a record high")
+
+
+def test_outliers_name_only_the_side_that_has_them() -> None:
+    fields = {**OUTLIERS.model_dump(), "lower_fence": -12.5}
+    above = phrase(_OutliersWithSides(**fields, low_count=0, high_count=12))
+    assert above is not None
+    assert above.text == "12 values of unit price are above 40 (1.0% of its values)."
+    below = phrase(_OutliersWithSides(**fields, low_count=12, high_count=0))
+    assert below is not None and "are below -12.50 (" in below.text
+    both = phrase(_OutliersWithSides(**fields, low_count=4, high_count=8))
+    assert both is not None and "outside the usual range of -12.50 to 40" in both.text
+
+
+def test_large_numbers_printed_with_scale_words_are_grounded() -> None:
+    big = CONCENTRATION.model_copy(update={"top_value": 16_950_402.5})
+    segment = SEGMENT.model_copy(update={"segment_value": 10_108_543_400, "rest_value": 1.2e12})
+    report = report_of(segment, big)
+    (draft, _concentration) = fallback_insights(report)
+    assert "10.11 billion against 1.2 trillion" in draft.text
+    assert not ground(fallback_insights(report), report)[1]
+    wrong = InsightDraft("x", "North: 10.21 billion.", [f"candidates.{SEGMENT.key}"])
+    assert ground([wrong], report)[1]
