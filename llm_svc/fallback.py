@@ -168,11 +168,13 @@ def _at(granularity: str) -> str:
 class _Phrase:
     """Collects the evidence key of every field a template prints; knows the report's shape."""
 
-    def __init__(self, candidate: Insight, *, pure_series: bool = False) -> None:
+    def __init__(self, candidate: Insight, *, series_grain: str | None = None) -> None:
         self.candidate = candidate
         self.evidence: list[str] = []
-        # One row per period: the series is the measure itself, no average or total of it.
-        self.pure_series = pure_series
+        # One row per period of this grain: the series is the measure itself, no average or
+        # total of it. A candidate of a coarser grain (months of daily rows) still aggregates.
+        grain = getattr(candidate, "granularity", None)
+        self.pure_series = series_grain is not None and grain == series_grain
 
     def cite(self, field_name: str) -> None:
         key = f"candidates.{self.candidate.key}.{alias_of(self.candidate, field_name)}"
@@ -440,17 +442,17 @@ _TEMPLATES: dict[type[Any], Callable[[Any, _Phrase], tuple[str, str] | None]] = 
 }
 
 
-def phrase(candidate: Insight, *, pure_series: bool = False) -> InsightDraft | None:
+def phrase(candidate: Insight, *, series_grain: str | None = None) -> InsightDraft | None:
     """One candidate as an analyst's sentence with the evidence of its numbers, or None.
 
-    `pure_series`: the dataset has one row per period, so a per-period average or total is the
-    measure itself and is not called one.
+    `series_grain`: the dataset has one row per period of this grain, so a per-period average or
+    total at that grain is the measure itself and is not called one.
     """
     # By class, subclasses included: a model the engine extends still has its template.
     template = next((t for cls, t in _TEMPLATES.items() if isinstance(candidate, cls)), None)
     if template is None:
         return None
-    words = _Phrase(candidate, pure_series=pure_series)
+    words = _Phrase(candidate, series_grain=series_grain)
     phrased = template(candidate, words)
     if phrased is None:
         return None
@@ -524,6 +526,7 @@ def fallback_insights(report: Any, limit: int = INSIGHTS_MAX) -> list[InsightDra
     summary = summary_of(report)
     axis = summary.time_axis
     pure = axis is not None and axis.periods is not None and summary.rows == axis.periods
+    series_grain = axis.granularity if axis is not None and pure else None
     findings: list[InsightDraft] = []
     notes: list[InsightDraft] = []
     for candidate in candidates_of(report):
@@ -531,7 +534,7 @@ def fallback_insights(report: Any, limit: int = INSIGHTS_MAX) -> list[InsightDra
         bucket, room = (notes, MAX_TRAILING_NOTES) if trailing else (findings, limit)
         if len(bucket) >= room:
             continue
-        draft = phrase(candidate, pure_series=pure)
+        draft = phrase(candidate, series_grain=series_grain)
         if draft is not None:
             bucket.append(draft)
     return findings + notes

@@ -542,6 +542,10 @@ def test_a_pure_series_is_not_called_an_average_and_day_periods_take_on() -> Non
     assert not ground([draft], pure)[1]
     panel = report_of(flow, timeAxis=axis, dataset={"rows": 1200, "columns": 3})
     assert fallback_insights(panel)[0].text.startswith("Average flow per year fell over 100 years")
+    # One row per day, a monthly candidate: a month still sums many rows.
+    days = {"name": "date", "granularity": "day", "periods": 1200}
+    monthly = report_of(TREND, timeAxis=days, dataset={"rows": 1200, "columns": 3})
+    assert fallback_insights(monthly)[0].text.startswith("Total sales per month rose")
     daily = TREND.model_copy(
         update={"granularity": "day", "first_period": "2013-01-01", "last_period": "2013-10-01"}
     )
