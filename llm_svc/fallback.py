@@ -324,7 +324,7 @@ def _period_change(c: PeriodChangeInsight, p: _Phrase) -> tuple[str, str] | None
     else:
         change = f"{direction} {p.number('change', lambda v: format_number(abs(v)))}"
     text = (
-        f"{_start(period)}, {measure} was {p.number('value')}, {change} on {previous} "
+        f"{_start(period)}, {measure} came to {p.number('value')}, {change} on {previous} "
         f"({against}: {p.number('previous_value')})"
     )
     return f"{_start(measure, name)} {period}", text + "."

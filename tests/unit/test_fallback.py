@@ -204,7 +204,7 @@ EXPECTED = {
     "level_shift": "In 1898, flow dropped from a mean of 1,098 before to 850 after (-22.6%).",
     "trend": "Total sales per month rose over 36 months, from 1,200 in 2019-01 to 1,850 in "
     "2021-12 (+54.2%).",
-    "period_change": "In 2021-12, total sales was 1,850, up 12.1% on 2021-11 (the period "
+    "period_change": "In 2021-12, total sales came to 1,850, up 12.1% on 2021-11 (the period "
     "before: 1,650).",
     "unusual": "Unusually high total sales in 2021-12: 1,850, 3.4 standard deviations above the "
     "expected 1,200.",
@@ -428,7 +428,9 @@ def test_any_labels_and_values_give_grounded_insights(
 def test_a_measure_named_as_an_average_is_not_averaged_twice_and_one_value_is_singular() -> None:
     temp = PERIOD_CHANGE.model_copy(update={"measure": "avg_temp", "aggregation": "mean"})
     # The name keeps its case: the sentence is built not to start with it.
-    assert fallback_insights(report_of(temp))[0].text.startswith("In 2021-12, avg temp was 1,850,")
+    assert fallback_insights(report_of(temp))[0].text.startswith(
+        "In 2021-12, avg temp came to 1,850,"
+    )
     one = OUTLIERS.model_copy(update={"count": 1})
     assert "1 value of unit price is outside" in fallback_insights(report_of(one))[0].text
 
