@@ -1,24 +1,32 @@
 """Deterministic insights: each typed candidate of the KPI report phrased by a template.
 
 Number rules (every number printed is one field of the candidate it phrases):
-- `format_number`: integers as such with `,` thousands; others with two decimals; more decimals
-  only for values below 0.01 so nothing non-zero reads as zero.
+- `format_number`: |x| >= 1e6 with a scale word and at most two decimals, trailing zeros
+  dropped (`16.95 million`, `10.11 billion`, `1.2 trillion`); 1,000 <= |x| < 1e6 without
+  decimals (`1,098`); 100 <= |x| < 1,000 with one decimal at most (`351.3`); below, integers as
+  such and others with two decimals, more only so nothing non-zero reads as zero. Grounding's
+  tolerance follows the printed digits and scale word, so every such rendering is grounded.
 - `format_share`: a 0-1 share (`topShare`, `topKShare`) as a percentage with one decimal.
 - `format_pct`: a value that already is a percentage (`changePct`, `pct`) with one decimal, and
   its sign for a change.
-- `format_ratio`: a ratio with one decimal and the multiplication sign (U+00D7); a
-  correlation `r` with two decimals.
+- `format_ratio`: a ratio with one decimal and the multiplication sign (U+00D7), printed only
+  when it is at least RATIO_MIN (a lower segment says "23% lower" from `change_pct`, or nothing);
+  a correlation `r` with two decimals.
 Data values (segment and period labels, column names) are sanitised (control characters dropped,
 whitespace collapsed, at most 40 characters) and printed as is when they read as a name, else in
-double quotes (`report_view.display`). Column names are printed as words (`unit_price` ->
-`unit price`). Candidates come ranked; the top `limit` business findings come first, then at most
-MAX_TRAILING_NOTES outlier and data-quality notes. A candidate of an unknown type is skipped; a
-report without candidates (an older schema) gets its size and quality notes only. Never raises.
+double quotes (`report_view.display`). Column names are printed as written but for `_` (and `.`
+between words) as a space (`unit_price` -> `unit price`, `gdpPercap` stays); a sentence that
+starts with a name keeps the name's case. A dimension is pluralised only when it is a plain
+lowercase English word, else "the other values of <name>". Candidates come ranked; the top
+`limit` business findings come first, then at most MAX_TRAILING_NOTES outlier and data-quality
+notes. A candidate of an unknown type is skipped; a report without candidates (an older schema)
+gets its size and quality notes only. Never raises.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,14 +47,19 @@ from datapilot_runtime.report.insights import (
     TrendInsight,
     UnusualInsight,
 )
-from llm_svc.report_view import alias_of, candidates_of, display, humanise
+from llm_svc.report_view import alias_of, candidates_of, display, humanise, summary_of
 
 INSIGHTS_MAX = 8
 MAX_TRAILING_NOTES = 3
+#: The smallest segment/rest ratio printed: "1.0x" for 64.04 against 61.68 says nothing.
+RATIO_MIN = 1.15
 _SMALLEST = 1e-9
 _CYCLES = {"year": "yearly", "week": "weekly", "day": "daily"}
 _AVERAGE_WORDS = frozenset({"avg", "average", "mean", "median"})
-_SCALE_WORDS = frozenset({"thousand", "million", "billion", "percent", "times", "fold"})
+_SCALE_WORDS = frozenset({"thousand", "million", "billion", "trillion", "percent", "times", "fold"})
+_SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))
+# How a period of each grain is introduced: "on 2013-10-01", "at 14:00", "in 2013-10".
+_PREPOSITIONS = {"day": "on", "hour": "at", "minute": "at"}
 
 
 @dataclass(frozen=True)
@@ -63,11 +76,22 @@ class InsightDraft:
 
 
 def format_number(value: float) -> str:
-    """The documented rounding: integers as such, others with two decimals, `,` thousands."""
+    """The documented rounding (module docstring): scale words from a million, fewer decimals
+    the larger the value, never a non-zero value that reads as zero."""
+    magnitude = abs(value)
+    if not math.isfinite(value):
+        return str(value)
+    for scale, word in _SCALES:
+        # Largest scale first, by the rounded value: 999,996,000 is "1 billion", not "1000 million".
+        if round(magnitude / scale, 2) >= 1:
+            return f"{value / scale:,.2f}".rstrip("0").rstrip(".") + f" {word}"
+    if round(magnitude) >= 1000:
+        return f"{value:,.0f}"
+    if round(magnitude, 1) >= 100:
+        return f"{value:,.1f}".removesuffix(".0")
     if float(value).is_integer():
         return f"{int(value):,}"
-    magnitude = abs(value)
-    if magnitude >= 0.01:
+    if magnitude >= 0.01 or round(magnitude, 2) >= 0.01:
         return f"{value:,.2f}"
     decimals = min(12, 1 - math.floor(math.log10(magnitude)))
     return f"{value:,.{decimals}f}"
@@ -92,7 +116,10 @@ def format_ratio(ratio: float) -> str:
     return f"{ratio:.2f}\u00d7" if abs(ratio) < 0.1 else f"{ratio:,.1f}\u00d7"
 
 
-def _capital(text: str) -> str:
+def _start(text: str, name: str = "") -> str:
+    """A sentence or title start: the template's own first word capitalised, a name kept as is."""
+    if name and text.startswith(name):
+        return text  # "gdpPercap rose", never "GdpPercap rose"
     first = text[:1].upper()
     # Only a one-to-one case change ("ß" -> "SS" is not): names must stay recognisable.
     return (first if len(first) == 1 else text[:1]) + text[1:]
@@ -102,41 +129,52 @@ def _column(name: str | None, default: str) -> str:
     return display(humanise(name)) if name else default
 
 
-def _plural(noun: str) -> str:
-    """The plural of a dimension ("sales regions"), or "values of <name>" for any other name.
+def _plural(noun: str) -> str | None:
+    """The plural of a plain lowercase English word ("regions", "cities", "classes"), else None.
 
-    Never a bare name right after a number: "the top 3 k A" would read as 3,000.
+    A name with capitals, digits or several words ("Sex", "Survived", "store 12") has no safe
+    plural, nor a word that may already be one ("sales"); a scale word would read as a number.
     """
-    words = noun.split()
-    plain = all(w.isalpha() for w in words) and len(words[0]) >= 3 if words else False
-    if not plain or words[0].lower() in _SCALE_WORDS:
-        return f"values of {noun}"
-    return noun if noun.endswith("s") else noun + "s"
+    if not noun.isalpha() or not noun.islower() or len(noun) < 3 or noun in _SCALE_WORDS:
+        return None
+    if noun.endswith("s") and not noun.endswith("ss"):
+        return None
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
+
+
+def _others(dimension: str) -> str:
+    """ "the other regions", or "the other values of Sex" when no plural is safe."""
+    plural = _plural(dimension)
+    return f"the other {plural}" if plural else f"the other values of {dimension}"
+
+
+def _many(dimension: str) -> str:
+    """ "regions" after a count, or "values of Sex" (never a bare name after a number)."""
+    return _plural(dimension) or f"values of {dimension}"
 
 
 def _usable(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) and not 0 < abs(v) < _SMALLEST for v in values)
 
 
-def _measure_phrase(aggregation: Aggregation, measure: str) -> str:
-    """The measure as aggregated: average price, total sales, the number of rows, a level."""
-    if aggregation == "mean":
-        # "avg temp", "median income": the name already says how it is aggregated.
-        said = measure.split()[0].lower() in _AVERAGE_WORDS if measure else False
-        return measure if said else f"average {measure}"
-    if aggregation == "sum":
-        return f"total {measure}"
-    if aggregation == "count":
-        return "the number of rows"
-    return measure
+def _at(granularity: str) -> str:
+    return _PREPOSITIONS.get(granularity, "in")
 
 
 class _Phrase:
-    """Collects the evidence key of every field a template prints."""
+    """Collects the evidence key of every field a template prints; knows the report's shape."""
 
-    def __init__(self, candidate: Insight) -> None:
+    def __init__(self, candidate: Insight, *, series_grain: str | None = None) -> None:
         self.candidate = candidate
         self.evidence: list[str] = []
+        # One row per period of this grain: the series is the measure itself, no average or
+        # total of it. A candidate of a coarser grain (months of daily rows) still aggregates.
+        grain = getattr(candidate, "granularity", None)
+        self.pure_series = series_grain is not None and grain == series_grain
 
     def cite(self, field_name: str) -> None:
         key = f"candidates.{self.candidate.key}.{alias_of(self.candidate, field_name)}"
@@ -148,22 +186,53 @@ class _Phrase:
         value = getattr(self.candidate, field_name)
         return formatter(float(value))
 
+    def measure(self, aggregation: Aggregation, measure: str, *, over_time: bool) -> str:
+        """The measure as aggregated: average price, total sales, the number of rows, a level."""
+        if over_time and self.pure_series and aggregation in ("mean", "sum", "last"):
+            return measure
+        if aggregation == "mean":
+            # "avg temp", "median income": the name already says how it is aggregated.
+            said = measure.split()[0].lower() in _AVERAGE_WORDS if measure else False
+            return measure if said else f"average {measure}"
+        if aggregation == "sum":
+            return f"total {measure}"
+        if aggregation == "count":
+            return "the number of rows"
+        return measure
+
+
+def _optional_number(candidate: Insight, field_name: str) -> float | None:
+    """A field the engine may not set yet (`change_pct` of a segment, outlier counts)."""
+    value = getattr(candidate, field_name, None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if _usable(float(value)) else None
+
 
 def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.segment_value, c.rest_value):
         return None
-    measure = _measure_phrase(c.aggregation, _column(c.measure, "the value"))
+    name = _column(c.measure, "the value")
+    measure = p.measure(c.aggregation, name, over_time=False)
     dimension = _column(c.dimension, "segment")
     label = display(c.segment)
     extreme = "highest" if c.direction == "high" else "lowest"
-    text = (
-        f"{_capital(measure)} is {extreme} in {dimension} {label}: "
-        f"{p.number('segment_value')} against {p.number('rest_value')} "
-        f"for the other {_plural(dimension)}"
+    lead = (
+        f"The {extreme} {measure} is in {dimension} {label}"
+        if measure.startswith(name)  # never a sentence that starts with a column's name
+        else f"{_start(measure)} is {extreme} in {dimension} {label}"
     )
-    if c.ratio is not None and _usable(c.ratio) and c.ratio > 0:
+    text = (
+        f"{lead}: {p.number('segment_value')} against {p.number('rest_value')} "
+        f"for {_others(dimension)}"
+    )
+    change_pct = _optional_number(c, "change_pct")
+    if c.ratio is not None and _usable(c.ratio) and c.ratio >= RATIO_MIN:
         text += f" ({p.number('ratio', format_ratio)})"
-    title = f"{_capital(dimension)} {label} stands out on {measure}"
+    elif change_pct is not None and round(abs(change_pct)) >= 1:
+        side = "higher" if change_pct > 0 else "lower"
+        text += f" ({p.number('change_pct', lambda v: f'{abs(v):.0f}%')} {side})"
+    title = f"{label} stands out on {measure}"
     return title, text + "."
 
 
@@ -172,13 +241,15 @@ def _concentration(c: ConcentrationInsight, p: _Phrase) -> tuple[str, str] | Non
         return None
     measure = _column(c.measure, "the total")
     dimension = _column(c.dimension, "value")
+    # "of total total bill" reads as a typo: a name that says "total" already is the total.
+    of = "all" if measure.lower().split()[:1] == ["total"] else "total"
     text = (
-        f"{_capital(dimension)} {display(c.top)} carries "
-        f"{p.number('top_share', format_share)} of total {measure}"
+        f"{display(c.top)} carries {p.number('top_share', format_share)} of {of} {measure} "
+        f"(by {dimension})"
     )
     if c.top_k > 1 and _usable(c.top_k_share) and 0 <= c.top_k_share <= 1:
         text += (
-            f"; the top {p.number('top_k')} {_plural(dimension)} hold "
+            f"; the top {p.number('top_k')} {_many(dimension)} hold "
             f"{p.number('top_k_share', format_share)}"
         )
     return f"{display(c.top)} leads {measure}", text + "."
@@ -187,16 +258,24 @@ def _concentration(c: ConcentrationInsight, p: _Phrase) -> tuple[str, str] | Non
 def _trend(c: TrendInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.first_value, c.last_value):
         return None
-    measure = _measure_phrase(c.aggregation, _column(c.measure, "the value"))
+    name = _column(c.measure, "the value")
+    measure = p.measure(c.aggregation, name, over_time=True)
+    per = "" if measure == name else f" per {c.granularity}"
     moved = "rose" if c.direction == "up" else "fell"
+    at = _at(c.granularity)
+    span = f"{p.number('periods')} {_many(c.granularity)}"
+    lead = (
+        f"Over {span}, {measure}{per} {moved}"
+        if measure.startswith(name)  # never a sentence that starts with a column's name
+        else f"{_start(measure)}{per} {moved} over {span},"
+    )
     text = (
-        f"{_capital(measure)} per {c.granularity} {moved} over {p.number('periods')} "
-        f"{_plural(c.granularity)}, from {p.number('first_value')} in {display(c.first_period)} "
-        f"to {p.number('last_value')} in {display(c.last_period)}"
+        f"{lead} from {p.number('first_value')} {at} {display(c.first_period)} "
+        f"to {p.number('last_value')} {at} {display(c.last_period)}"
     )
     if c.change_pct is not None and _usable(c.change_pct):
         text += f" ({p.number('change_pct', lambda v: format_pct(v, signed=True))})"
-    title = f"{_capital(measure)} trending {c.direction}"
+    title = f"{_start(measure, name)} trending {c.direction}"
     return title, text + "."
 
 
@@ -205,16 +284,12 @@ def _season(c: SeasonInsight, p: _Phrase) -> tuple[str, str] | None:
         return None
     measure = _column(c.measure, "the value")
     cycle = _CYCLES.get(c.cycle, c.cycle)
-    plural = measure.endswith("s") and not measure.endswith("ss")
-    follow, they, peak, are = (
-        ("follow", "they", "peak", "are") if plural else ("follows", "it", "peaks", "is")
-    )
+    at = {"week": "on", "day": "at"}.get(c.cycle, "in")
     text = (
-        f"{_capital(measure)} {follow} a {cycle} season: {they} {peak} in {display(c.peak)} and "
-        f"{are} lowest in {display(c.trough)} ({p.number('peak_value')} against "
-        f"{p.number('trough_value')})"
+        f"A {cycle} season in {measure}: highest {at} {display(c.peak)}, lowest {at} "
+        f"{display(c.trough)} ({p.number('peak_value')} against {p.number('trough_value')})"
     )
-    return f"{_capital(cycle)} season in {measure}", text + "."
+    return f"{_start(cycle)} season in {measure}", text + "."
 
 
 def _level_shift(c: LevelShiftInsight, p: _Phrase) -> tuple[str, str] | None:
@@ -222,22 +297,24 @@ def _level_shift(c: LevelShiftInsight, p: _Phrase) -> tuple[str, str] | None:
         return None
     measure = _column(c.measure, "the value")
     moved = "dropped" if c.after < c.before else "rose"
-    level = "a mean of" if c.aggregation == "mean" else "a level of"
-    period = display(c.period)
+    level = "a mean of" if c.aggregation == "mean" and not p.pure_series else "a level of"
+    period = f"{_at(c.granularity)} {display(c.period)}"
     text = (
-        f"{_capital(measure)} {moved} in {period}: from {level} {p.number('before')} before "
-        f"to {p.number('after')} after"
+        f"{_start(period)}, {measure} {moved} from {level} {p.number('before')} "
+        f"before to {p.number('after')} after"
     )
     if c.change_pct is not None and _usable(c.change_pct):
         text += f" ({p.number('change_pct', lambda v: format_pct(v, signed=True))})"
-    return f"{_capital(measure)} shifted in {period}", text + "."
+    return f"{_start(measure, measure)} shifted {period}", text + "."
 
 
 def _period_change(c: PeriodChangeInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.value, c.previous_value, c.change):
         return None
-    measure = _measure_phrase(c.aggregation, _column(c.measure, "the value"))
-    period, previous = display(c.period), display(c.previous_period)
+    name = _column(c.measure, "the value")
+    measure = p.measure(c.aggregation, name, over_time=True)
+    at = _at(c.granularity)
+    period, previous = f"{at} {display(c.period)}", display(c.previous_period)
     against = "a year before" if c.comparison == "year_over_year" else "the period before"
     direction = "up" if c.change > 0 else "down" if c.change < 0 else "unchanged"
     if direction == "unchanged":
@@ -247,61 +324,71 @@ def _period_change(c: PeriodChangeInsight, p: _Phrase) -> tuple[str, str] | None
     else:
         change = f"{direction} {p.number('change', lambda v: format_number(abs(v)))}"
     text = (
-        f"{_capital(measure)} in {period}: {p.number('value')}, {change} on {previous} "
+        f"{_start(period)}, {measure} came to {p.number('value')}, {change} on {previous} "
         f"({against}: {p.number('previous_value')})"
     )
-    return f"{_capital(measure)} in {period}", text + "."
+    return f"{_start(measure, name)} {period}", text + "."
 
 
 def _unusual(c: UnusualInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.value, c.expected, c.z_score):
         return None
-    measure = _measure_phrase(c.aggregation, _column(c.measure, "the value"))
-    period = display(c.period)
+    measure = p.measure(c.aggregation, _column(c.measure, "the value"), over_time=True)
+    period = f"{_at(c.granularity)} {display(c.period)}"
     side = "above" if c.direction == "high" else "below"
     text = (
-        f"Unusually {c.direction} {measure} in {period}: {p.number('value')}, "
+        f"Unusually {c.direction} {measure} {period}: {p.number('value')}, "
         f"{p.number('z_score', lambda v: f'{abs(v):.1f}')} standard deviations {side} the "
         f"expected {p.number('expected')}"
     )
-    return f"Unusual {measure} in {period}", text + "."
+    return f"Unusual {measure} {period}", text + "."
 
 
 def _record(c: RecordInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.value, c.previous_record):
         return None
-    measure = _measure_phrase(c.aggregation, _column(c.measure, "the value"))
-    period = display(c.period)
+    name = _column(c.measure, "the value")
+    measure = p.measure(c.aggregation, name, over_time=True)
+    at = _at(c.granularity)
+    period = f"{at} {display(c.period)}"
     side = "above" if c.direction == "high" else "below"
     text = (
-        f"{_capital(measure)} reached a record {c.direction} in {period}: {p.number('value')}, "
-        f"{side} the previous record of {p.number('previous_record')} in "
-        f"{display(c.previous_record_period)}"
+        f"{_start(period)}, {measure} reached a record {c.direction}: "
+        f"{p.number('value')}, {side} the previous record of {p.number('previous_record')} "
+        f"{at} {display(c.previous_record_period)}"
     )
-    return f"Record {c.direction} {measure} in {period}", text + "."
+    return f"Record {c.direction} {measure} {period}", text + "."
 
 
 def _correlation(c: CorrelationInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.r) or not -1 <= c.r <= 1:
         return None
     first, second = _column(c.measure, "one measure"), _column(c.other, "another")
-    together = "move together" if c.r > 0 else "move in opposite directions"
+    together = "tends to rise" if c.r > 0 else "tends to fall"
     text = (
-        f"{_capital(first)} and {second} {together} "
+        f"As {first} rises, {second} {together} "
         f"(r = {p.number('r', lambda v: f'{v:.2f}')} over {p.number('n')} rows); "
         "an association, not a cause"
     )
-    return f"{_capital(first)} and {second} {together}", text + "."
+    return f"Correlation of {first} and {second}", text + "."
 
 
 def _outliers(c: OutliersInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.lower_fence, c.upper_fence, c.pct):
         return None
     measure = _column(c.measure, "a measure")
+    values, are = ("value", "is") if c.count == 1 else ("values", "are")
+    low, high = _optional_number(c, "low_count"), _optional_number(c, "high_count")
+    # A side without outliers is not named: "below -12.5" for a measure that is never
+    # negative would print a bound outside the data.
+    if low == 0 and high:
+        where = f"above {p.number('upper_fence')}"
+    elif high == 0 and low:
+        where = f"below {p.number('lower_fence')}"
+    else:
+        where = f"outside the usual range of {p.number('lower_fence')} to {p.number('upper_fence')}"
     text = (
-        f"{_capital(measure)} has {p.number('count')} value{'' if c.count == 1 else 's'} "
-        "outside its usual range of "
-        f"{p.number('lower_fence')} to {p.number('upper_fence')} "
+        f"{p.number('count')} {values} of {measure} {are} {where} "
         f"({p.number('pct', format_pct)} of its values)"
     )
     return f"Outliers in {measure}", text + "."
@@ -326,14 +413,18 @@ def _quality(c: QualityInsight, p: _Phrase) -> tuple[str, str] | None:
         return "Duplicate rows", text + "."
     if c.kind == "skippedRows" and c.count is not None:
         return "Skipped rows", f"{p.number('count')} rows could not be read and were skipped."
-    kind = humanise(c.kind).lower() or "issue"
+    # A kind is the engine's camelCase identifier, not a column name: its words are split.
+    kind = " ".join(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", humanise(c.kind)).lower().split())
+    kind = kind or "issue"
     if c.column and c.kind in _COLUMN_NOTES:
         column = _column(c.column, "")
-        text = f"{_capital(column)} {_COLUMN_NOTES[c.kind]}{share}"
+        text = f"Column {column} {_COLUMN_NOTES[c.kind]}{share}"
         return f"Data quality: {column}", text + "."
-    where = f"{_capital(_column(c.column, ''))}: " if c.column else ""
+    column = _column(c.column, "")
+    where = f"Column {column}: " if c.column else ""
     count = f"{p.number('count')} " if c.count is not None else ""
-    return f"Data quality: {display(kind)}", _capital(f"{where}{count}{display(kind)}{share}.")
+    text = _start(f"{where}{count}{display(kind)}{share}.")
+    return f"Data quality: {display(kind)}", text
 
 
 _TEMPLATES: dict[type[Any], Callable[[Any, _Phrase], tuple[str, str] | None]] = {
@@ -351,12 +442,17 @@ _TEMPLATES: dict[type[Any], Callable[[Any, _Phrase], tuple[str, str] | None]] = 
 }
 
 
-def phrase(candidate: Insight) -> InsightDraft | None:
-    """One candidate as an analyst's sentence with the evidence of its numbers, or None."""
-    template = _TEMPLATES.get(type(candidate))
+def phrase(candidate: Insight, *, series_grain: str | None = None) -> InsightDraft | None:
+    """One candidate as an analyst's sentence with the evidence of its numbers, or None.
+
+    `series_grain`: the dataset has one row per period of this grain, so a per-period average or
+    total at that grain is the measure itself and is not called one.
+    """
+    # By class, subclasses included: a model the engine extends still has its template.
+    template = next((t for cls, t in _TEMPLATES.items() if isinstance(candidate, cls)), None)
     if template is None:
         return None
-    words = _Phrase(candidate)
+    words = _Phrase(candidate, series_grain=series_grain)
     phrased = template(candidate, words)
     if phrased is None:
         return None
@@ -427,6 +523,10 @@ def fallback_insights(report: Any, limit: int = INSIGHTS_MAX) -> list[InsightDra
         return []
     if not isinstance(report.get("candidates"), list):
         return _dataset_notes(report)
+    summary = summary_of(report)
+    axis = summary.time_axis
+    pure = axis is not None and axis.periods is not None and summary.rows == axis.periods
+    series_grain = axis.granularity if axis is not None and pure else None
     findings: list[InsightDraft] = []
     notes: list[InsightDraft] = []
     for candidate in candidates_of(report):
@@ -434,7 +534,7 @@ def fallback_insights(report: Any, limit: int = INSIGHTS_MAX) -> list[InsightDra
         bucket, room = (notes, MAX_TRAILING_NOTES) if trailing else (findings, limit)
         if len(bucket) >= room:
             continue
-        draft = phrase(candidate)
+        draft = phrase(candidate, series_grain=series_grain)
         if draft is not None:
             bucket.append(draft)
     return findings + notes

@@ -32,8 +32,9 @@ Numbers written with digits:
 2. Written with d decimals, it matches a value x when |x - n| <= 0.5 * 10^-d.
 3. Zero matches only a value that is exactly 0.
 4. Followed by `%` or `percent`, it matches x or, for |x| <= 1, the share 100·x.
-5. A scale word or suffix multiplies (`k`/`thousand`, `M`/`million`, `B`/`bn`/`billion`); the
-   tolerance scales with it (`1.2M` matches 1,234,567).
+5. A scale word or suffix multiplies (`k`/`thousand`, `M`/`million`, `B`/`bn`/`billion`,
+   `trillion`); the tolerance scales with it (`1.2M` matches 1,234,567, `16.95 million`
+   matches 16,950,402.5: what the fallback prints for |x| >= 1e6).
 6. Followed by the multiplication sign (U+00D7), `x`, `times` or `-fold`, it is a multiplier:
    it matches a value (a `ratio` field) or a ratio of the candidate's numbers (below), either
    way round, by rule 2.
@@ -84,10 +85,11 @@ _SCALES = {
     "b": 1e9,
     "bn": 1e9,
     "billion": 1e9,
+    "trillion": 1e12,
 }
 _NUMBER_RE = re.compile(
     r"(?<![\w.])[-+\u2212]?(?P<int>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?"
-    r"(?:\s?(?P<scale>thousand|million|billion|bn|[kKmMbB])(?![\w]))?"
+    r"(?:\s?(?P<scale>thousand|million|billion|trillion|bn|[kKmMbB])(?![\w]))?"
     r"(?P<pct>\s?%|\s?percent\b)?",
 )
 _DIGIT_MULTIPLIER_RE = re.compile(
@@ -353,7 +355,7 @@ def _mask_label(text: str, label: str) -> str:
         return text
     before = r"(?<![\w.,$\u20ac\u00a3\u00a5\u20b9])" if label[0].isalnum() else ""
     after = (
-        r"(?![\w]|[.,]\d|\s?%|\s(?:percent|thousand|million|billion|bn)\b)"
+        r"(?![\w]|[.,]\d|\s?%|\s(?:percent|thousand|million|billion|trillion|bn)\b)"
         if label[-1].isalnum()
         else ""
     )

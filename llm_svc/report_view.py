@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.alias_generators import to_camel
 
 from datapilot_runtime.report.insights import LABEL_FIELDS, Insight
 
@@ -86,9 +87,12 @@ def display(label: str) -> str:
 
 
 def humanise(column: str) -> str:
-    """A column name as words: `unit_price` -> `unit price`, `unitPrice` -> `unit price`."""
-    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", column)
-    return " ".join(re.sub(r"[_.]+", " ", spaced).split())
+    """A column name as words: `unit_price` -> `unit price`, `Sepal.Length` -> `Sepal Length`.
+
+    Case and camelCase are kept (`gdpPercap` stays `gdpPercap`): a reader must recognise the name.
+    """
+    spaced = re.sub(r"(?<=[^\W\d_])\.(?=[^\W\d_])", " ", column.replace("_", " "))
+    return " ".join(spaced.split())
 
 
 def candidates_of(report: Any) -> list[Insight]:
@@ -132,8 +136,8 @@ def labels_of(candidate: BaseModel) -> list[str]:
 
 def alias_of(candidate: BaseModel, field: str) -> str:
     """The camelCase name of a field on the wire (what evidence keys use)."""
-    alias = type(candidate).model_fields[field].alias
-    return alias or field
+    info = type(candidate).model_fields.get(field)
+    return (info.alias if info else None) or to_camel(field)
 
 
 @dataclass(frozen=True)

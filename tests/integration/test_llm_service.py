@@ -273,7 +273,8 @@ def test_an_insight_citing_a_number_not_in_the_kpis_is_replaced(
     # The replacement phrases another candidate than the kept LLM insight.
     assert [i.key for i in response.insights] == [SEGMENT.key, CONCENTRATION.key]
     assert response.insights[1].text == (
-        f"Store \u201c{PLANTED}\u201d carries 41.2% of total revenue; the top 3 stores hold 78.0%."
+        f"\u201c{PLANTED}\u201d carries 41.2% of total revenue (by store); the top 3 stores hold "
+        "78.0%."
     )
 
 

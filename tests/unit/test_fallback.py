@@ -24,7 +24,7 @@ from datapilot_runtime.report.insights import (
     TrendInsight,
     UnusualInsight,
 )
-from llm_svc.fallback import fallback_insights, format_number
+from llm_svc.fallback import InsightDraft, fallback_insights, format_number, phrase
 from llm_svc.grounding import ground
 
 SEGMENT = SegmentInsight(
@@ -193,27 +193,28 @@ def report_of(*candidates: Any, **extra: Any) -> dict[str, Any]:
     }
 
 
-# Written by hand: the numbers are the candidates' fields, rounded as an analyst would.
+# Written by hand: the numbers are the candidates' fields, rounded as an analyst would
+# (1,097.75 -> "1,098", 476.25 -> "476.2": fewer decimals the larger the value).
 EXPECTED = {
     "segment": "Average price is highest in region North: 12.40 against 8.10 for the other "
     "regions (1.5\u00d7).",
-    "concentration": "Region West carries 41.2% of total sales; the top 3 regions hold 78.0%.",
-    "season": "Passengers follow a yearly season: they peak in July and are lowest in November "
-    "(476.25 against 330.10).",
-    "level_shift": "Flow dropped in 1898: from a mean of 1,097.75 before to 849.97 after (-22.6%).",
+    "concentration": "West carries 41.2% of total sales (by region); the top 3 regions hold 78.0%.",
+    "season": "A yearly season in passengers: highest in July, lowest in November (476.2 "
+    "against 330.1).",
+    "level_shift": "In 1898, flow dropped from a mean of 1,098 before to 850 after (-22.6%).",
     "trend": "Total sales per month rose over 36 months, from 1,200 in 2019-01 to 1,850 in "
     "2021-12 (+54.2%).",
-    "period_change": "Total sales in 2021-12: 1,850, up 12.1% on 2021-11 (the period before: "
-    "1,650).",
+    "period_change": "In 2021-12, total sales came to 1,850, up 12.1% on 2021-11 (the period "
+    "before: 1,650).",
     "unusual": "Unusually high total sales in 2021-12: 1,850, 3.4 standard deviations above the "
     "expected 1,200.",
-    "record": "Total sales reached a record high in 2021-12: 1,850, above the previous record of "
-    "1,700 in 2020-12.",
-    "correlation": "Price and quantity move in opposite directions (r = -0.87 over 1,200 rows); "
-    "an association, not a cause.",
-    "outliers": "Unit price has 12 values outside its usual range of 2.50 to 40 (1.0% of its "
+    "record": "In 2021-12, total sales reached a record high: 1,850, above the previous record "
+    "of 1,700 in 2020-12.",
+    "correlation": "As price rises, quantity tends to fall (r = -0.87 over 1,200 rows); an "
+    "association, not a cause.",
+    "outliers": "12 values of unit price are outside the usual range of 2.50 to 40 (1.0% of its "
     "values).",
-    "quality": "Discount: 30 missing values (2.5%).",
+    "quality": "Column discount: 30 missing values (2.5%).",
 }
 
 
@@ -231,17 +232,22 @@ def test_each_type_is_phrased_like_an_analyst_would(candidate: Any) -> None:
     )
 
 
-def _field_renderings(candidate: Any) -> set[str]:
-    """Every way the documented rules may print a numeric field (written independently)."""
-    out: set[str] = set()
+_PRINTED_RE = re.compile(r"(\d+(?:,\d{3})*)(?:\.(\d+))?(?: (million|billion|trillion))?")
+_SCALE = {"million": 1e6, "billion": 1e9, "trillion": 1e12}
+
+
+def _is_a_field(printed: re.Match[str], candidate: Any) -> bool:
+    """The printed number is a numeric field (or its percentage) to its printed precision."""
+    whole, decimals, word = printed.group(1), printed.group(2) or "", printed.group(3)
+    scale = _SCALE[word] if word else 1.0
+    written = float(whole.replace(",", "") + "." + (decimals or "0")) * scale
+    tolerance = 0.5 * 10.0 ** -len(decimals) * scale
     for name, value in candidate:
         if name == "score" or isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        for v in (value, abs(value)):
-            out |= {f"{v:,.2f}", f"{v:,.1f}", f"{v * 100:.1f}"}
-            if float(v).is_integer():
-                out.add(f"{int(v):,}")
-    return out
+        if any(abs(abs(v) - written) <= tolerance * 1.000001 for v in (value, value * 100)):
+            return True
+    return False
 
 
 def test_every_number_printed_is_a_field_of_its_candidate() -> None:
@@ -250,12 +256,11 @@ def test_every_number_printed_is_a_field_of_its_candidate() -> None:
     assert {d.key for d in drafts} == set(by_key)
     for draft in drafts:
         candidate = by_key[draft.key]
-        allowed = _field_renderings(candidate)
         masked = f"{draft.title} {draft.text}"
         for label in (v for n, v in candidate if isinstance(v, str) and n != "key"):
             masked = masked.replace(label, "")  # period and segment labels are names
-        for number in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", masked):
-            assert number in allowed, f"{number!r} in {draft.text!r} is no field"
+        for number in _PRINTED_RE.finditer(masked):
+            assert _is_a_field(number, candidate), f"{number[0]!r} in {draft.text!r} is no field"
 
 
 def test_top_findings_first_then_quality_notes_and_the_limit_holds() -> None:
@@ -295,7 +300,7 @@ def test_labels_are_sanitised_capped_and_quoted_unless_plain_names() -> None:
     candidate = CONCENTRATION.model_copy(update={"top": planted, "dimension": "store_name"})
     (draft,) = fallback_insights(report_of(candidate))
     shown = "\u201cRevenue fell 87% to $4,200,000 in Q4 xx\u2026\u201d"
-    assert draft.text.startswith(f"Store name {shown} carries 41.2% of total sales")
+    assert draft.text.startswith(f"{shown} carries 41.2% of total sales (by store name)")
     assert "\n" not in draft.text
     store = SEGMENT.model_copy(update={"segment": "Store 12"})
     assert fallback_insights(report_of(store))[0].text.startswith(
@@ -337,10 +342,45 @@ def test_unexpected_shapes_never_crash(report: Any) -> None:
     fallback_insights(report)
 
 
-def test_tiny_values_never_read_as_zero() -> None:
-    assert format_number(0.004) == "0.0040"
-    assert format_number(1234.5) == "1,234.50"
-    assert format_number(-3.0) == "-3"
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (16_950_402.5, "16.95 million"),
+        (10_108_543_400, "10.11 billion"),
+        (1.2e12, "1.2 trillion"),
+        (-2_500_000, "-2.5 million"),
+        (999_996_000, "1 billion"),  # not "1000 million"
+        (1_097.75, "1,098"),
+        (3_725, "3,725"),
+        (999.96, "1,000"),
+        (351.26, "351.3"),
+        (351.0, "351"),
+        (64.04, "64.04"),
+        (12.4, "12.40"),
+        (-3.0, "-3"),
+        (0.004, "0.0040"),
+        (0.0, "0"),
+    ],
+)
+def test_numbers_are_rounded_as_an_analyst_would(value: float, text: str) -> None:
+    assert format_number(value) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    # Below 1e-9 a value is noise the templates do not print (fallback._SMALLEST).
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e15, max_value=1e15).filter(
+        lambda v: v == 0 or abs(v) >= 1e-9
+    )
+)
+def test_every_printed_number_is_grounded_and_never_reads_as_zero(value: float) -> None:
+    trend = TREND.model_copy(update={"first_value": value})
+    report = report_of(trend)
+    drafts = fallback_insights(report)
+    _kept, dropped = ground(drafts, report)
+    assert not dropped, [(d.text, v) for d, v in dropped]
+    printed = format_number(value)
+    assert (value == 0) == (printed.strip("-0.,") == "")
 
 
 _TRICKY = st.sampled_from(
@@ -387,9 +427,12 @@ def test_any_labels_and_values_give_grounded_insights(
 
 def test_a_measure_named_as_an_average_is_not_averaged_twice_and_one_value_is_singular() -> None:
     temp = PERIOD_CHANGE.model_copy(update={"measure": "avg_temp", "aggregation": "mean"})
-    assert fallback_insights(report_of(temp))[0].text.startswith("Avg temp in 2021-12: 1,850,")
+    # The name keeps its case: the sentence is built not to start with it.
+    assert fallback_insights(report_of(temp))[0].text.startswith(
+        "In 2021-12, avg temp came to 1,850,"
+    )
     one = OUTLIERS.model_copy(update={"count": 1})
-    assert "has 1 value outside" in fallback_insights(report_of(one))[0].text
+    assert "1 value of unit price is outside" in fallback_insights(report_of(one))[0].text
 
 
 @pytest.mark.parametrize(
@@ -397,9 +440,9 @@ def test_a_measure_named_as_an_average_is_not_averaged_twice_and_one_value_is_si
     [
         ("duplicates", None, 4, 0.33, "4 rows are exact duplicates of another row (0.3%)."),
         ("skippedRows", None, 2, None, "2 rows could not be read and were skipped."),
-        ("constant", "product_name", None, None, "Product name holds a single value."),
-        ("highMissing", "discount", None, 42.5, "Discount is often empty (42.5%)."),
-        ("somethingNew", "x_y", None, None, "X y: something new."),
+        ("constant", "product_name", None, None, "Column product name holds a single value."),
+        ("highMissing", "discount", None, 42.5, "Column discount is often empty (42.5%)."),
+        ("somethingNew", "x_y", None, None, "Column x y: something new."),
     ],
 )
 def test_quality_kinds_are_phrased(
@@ -407,3 +450,129 @@ def test_quality_kinds_are_phrased(
 ) -> None:
     note = QUALITY.model_copy(update={"kind": kind, "column": column, "count": count, "pct": pct})
     assert fallback_insights(report_of(note))[0].text == text
+
+
+# The engine is adding these optional fields (issue 12); the fallback reads them when present.
+class _SegmentWithChange(SegmentInsight):
+    change_pct: float | None = None
+
+
+class _OutliersWithSides(OutliersInsight):
+    low_count: int | None = None
+    high_count: int | None = None
+
+
+def _text(candidate: Any, **extra: Any) -> str:
+    (draft,) = fallback_insights(report_of(candidate, **extra))
+    return draft.text
+
+
+def test_column_names_keep_their_case_and_no_sentence_starts_with_one() -> None:
+    life = SEGMENT.model_copy(update={"measure": "lifeExp", "dimension": "continent"})
+    assert _text(life).startswith("Average lifeExp is highest in continent North:")
+    said = SEGMENT.model_copy(update={"measure": "avg_temp"})
+    assert _text(said).startswith("The highest avg temp is in region North:")
+    gdp = LEVEL_SHIFT.model_copy(update={"measure": "gdpPercap"})
+    assert _text(gdp).startswith("In 1898, gdpPercap dropped from")
+    sepal = CORRELATION.model_copy(update={"measure": "Sepal.Length", "other": "petal_width"})
+    assert _text(sepal).startswith("As Sepal Length rises, petal width tends to fall")
+
+
+@pytest.mark.parametrize(
+    ("dimension", "others"),
+    [
+        ("city", "the other cities"),
+        ("clarity", "the other clarities"),
+        ("class", "the other classes"),
+        ("box", "the other boxes"),
+        ("day", "the other days"),
+        ("region", "the other regions"),
+        ("Sex", "the other values of Sex"),
+        ("Survived", "the other values of Survived"),
+        ("sales", "the other values of sales"),  # may already be a plural
+        ("store_id", "the other values of store id"),
+    ],
+)
+def test_a_dimension_is_pluralised_only_when_that_is_safe(dimension: str, others: str) -> None:
+    text = _text(SEGMENT.model_copy(update={"dimension": dimension}))
+    assert f"for {others} (" in text
+
+
+def test_a_ratio_is_printed_only_when_it_says_something() -> None:
+    close = SEGMENT.model_copy(update={"segment_value": 64.04, "rest_value": 61.68, "ratio": 1.04})
+    assert _text(close) == (
+        "Average price is highest in region North: 64.04 against 61.68 for the other regions."
+    )
+    low = SEGMENT.model_copy(update={"direction": "low", "ratio": 0.3})
+    assert "\u00d7" not in _text(low)
+    # With the engine's change_pct, a lower segment says by how much (23.4% -> "23%").
+    lower = _SegmentWithChange(
+        **{**low.model_dump(), "ratio": 0.77, "change_pct": -23.4, "segment_value": 6.2}
+    )
+    draft = phrase(lower)
+    assert draft is not None and draft.text.endswith("for the other regions (23% lower).")
+    assert "candidates.segment.price.region.changePct" in draft.evidence
+    higher = _SegmentWithChange(**{**SEGMENT.model_dump(), "ratio": 1.1, "change_pct": 10.2})
+    higher_draft = phrase(higher)
+    assert higher_draft is not None and higher_draft.text.endswith("(10% higher).")
+
+
+def test_a_measure_named_total_is_not_a_total_of_a_total() -> None:
+    bill = CONCENTRATION.model_copy(update={"measure": "total_bill", "dimension": "day"})
+    assert _text(bill).startswith("West carries 41.2% of all total bill (by day); the top 3 days")
+
+
+def test_a_pure_series_is_not_called_an_average_and_day_periods_take_on() -> None:
+    flow = TREND.model_copy(
+        update={
+            "measure": "flow",
+            "aggregation": "mean",
+            "granularity": "year",
+            "direction": "down",
+            "first_period": "1871",
+            "last_period": "1970",
+            "first_value": 1120,
+            "last_value": 740,
+            "change_pct": -33.93,
+            "periods": 100,
+        }
+    )
+    axis = {"name": "year", "granularity": "year", "periods": 100}
+    pure = report_of(flow, timeAxis=axis, dataset={"rows": 100, "columns": 2})
+    (draft,) = fallback_insights(pure)
+    assert draft.text == "Over 100 years, flow fell from 1,120 in 1871 to 740 in 1970 (-33.9%)."
+    assert not ground([draft], pure)[1]
+    panel = report_of(flow, timeAxis=axis, dataset={"rows": 1200, "columns": 3})
+    assert fallback_insights(panel)[0].text.startswith("Average flow per year fell over 100 years")
+    # One row per day, a monthly candidate: a month still sums many rows.
+    days = {"name": "date", "granularity": "day", "periods": 1200}
+    monthly = report_of(TREND, timeAxis=days, dataset={"rows": 1200, "columns": 3})
+    assert fallback_insights(monthly)[0].text.startswith("Total sales per month rose")
+    daily = TREND.model_copy(
+        update={"granularity": "day", "first_period": "2013-01-01", "last_period": "2013-10-01"}
+    )
+    assert "from 1,200 on 2013-01-01 to 1,850 on 2013-10-01" in _text(daily)
+    record = RECORD.model_copy(update={"granularity": "day", "period": "2013-10-01"})
+    assert _text(record).startswith("On 2013-10-01, total sales reached a record high")
+
+
+def test_outliers_name_only_the_side_that_has_them() -> None:
+    fields = {**OUTLIERS.model_dump(), "lower_fence": -12.5}
+    above = phrase(_OutliersWithSides(**fields, low_count=0, high_count=12))
+    assert above is not None
+    assert above.text == "12 values of unit price are above 40 (1.0% of its values)."
+    below = phrase(_OutliersWithSides(**fields, low_count=12, high_count=0))
+    assert below is not None and "are below -12.50 (" in below.text
+    both = phrase(_OutliersWithSides(**fields, low_count=4, high_count=8))
+    assert both is not None and "outside the usual range of -12.50 to 40" in both.text
+
+
+def test_large_numbers_printed_with_scale_words_are_grounded() -> None:
+    big = CONCENTRATION.model_copy(update={"top_value": 16_950_402.5})
+    segment = SEGMENT.model_copy(update={"segment_value": 10_108_543_400, "rest_value": 1.2e12})
+    report = report_of(segment, big)
+    (draft, _concentration) = fallback_insights(report)
+    assert "10.11 billion against 1.2 trillion" in draft.text
+    assert not ground(fallback_insights(report), report)[1]
+    wrong = InsightDraft("x", "North: 10.21 billion.", [f"candidates.{SEGMENT.key}"])
+    assert ground([wrong], report)[1]
