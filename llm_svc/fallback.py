@@ -202,7 +202,7 @@ class _Phrase:
 
 
 def _optional_number(candidate: Insight, field_name: str) -> float | None:
-    """A field the engine may not set yet (`change_pct` of a segment, outlier counts)."""
+    """A nullable number field (`change_pct` of a segment, outlier counts), if usable."""
     value = getattr(candidate, field_name, None)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -217,6 +217,15 @@ def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
     dimension = _column(c.dimension, "segment")
     label = display(c.segment)
     extreme = "highest" if c.direction == "high" else "lowest"
+    yes = c.measure_label
+    if yes is not None and 0 <= c.segment_value <= 1 and 0 <= c.rest_value <= 1:
+        # A yes/no column: its mean is the share of rows that say yes.
+        text = (
+            f"The share of {name} {display(yes)} is {extreme} in {dimension} {label}: "
+            f"{p.number('segment_value', format_share)} against "
+            f"{p.number('rest_value', format_share)} for {_others(dimension)}"
+        )
+        return f"{label} stands out on {name}", text + "."
     lead = (
         f"The {extreme} {measure} is in {dimension} {label}"
         if measure.startswith(name)  # never a sentence that starts with a column's name

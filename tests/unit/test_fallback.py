@@ -453,15 +453,6 @@ def test_quality_kinds_are_phrased(
 
 
 # The engine is adding these optional fields (issue 12); the fallback reads them when present.
-class _SegmentWithChange(SegmentInsight):
-    change_pct: float | None = None
-
-
-class _OutliersWithSides(OutliersInsight):
-    low_count: int | None = None
-    high_count: int | None = None
-
-
 def _text(candidate: Any, **extra: Any) -> str:
     (draft,) = fallback_insights(report_of(candidate, **extra))
     return draft.text
@@ -506,13 +497,13 @@ def test_a_ratio_is_printed_only_when_it_says_something() -> None:
     low = SEGMENT.model_copy(update={"direction": "low", "ratio": 0.3})
     assert "\u00d7" not in _text(low)
     # With the engine's change_pct, a lower segment says by how much (23.4% -> "23%").
-    lower = _SegmentWithChange(
+    lower = SegmentInsight(
         **{**low.model_dump(), "ratio": 0.77, "change_pct": -23.4, "segment_value": 6.2}
     )
     draft = phrase(lower)
     assert draft is not None and draft.text.endswith("for the other regions (23% lower).")
     assert "candidates.segment.price.region.changePct" in draft.evidence
-    higher = _SegmentWithChange(**{**SEGMENT.model_dump(), "ratio": 1.1, "change_pct": 10.2})
+    higher = SegmentInsight(**{**SEGMENT.model_dump(), "ratio": 1.1, "change_pct": 10.2})
     higher_draft = phrase(higher)
     assert higher_draft is not None and higher_draft.text.endswith("(10% higher).")
 
@@ -557,13 +548,16 @@ def test_a_pure_series_is_not_called_an_average_and_day_periods_take_on() -> Non
 
 
 def test_outliers_name_only_the_side_that_has_them() -> None:
-    fields = {**OUTLIERS.model_dump(), "lower_fence": -12.5}
-    above = phrase(_OutliersWithSides(**fields, low_count=0, high_count=12))
+    fields = {
+        **OUTLIERS.model_dump(exclude={"low_count", "high_count"}),
+        "lower_fence": -12.5,
+    }
+    above = phrase(OutliersInsight(**fields, low_count=0, high_count=12))
     assert above is not None
     assert above.text == "12 values of unit price are above 40 (1.0% of its values)."
-    below = phrase(_OutliersWithSides(**fields, low_count=12, high_count=0))
+    below = phrase(OutliersInsight(**fields, low_count=12, high_count=0))
     assert below is not None and "are below -12.50 (" in below.text
-    both = phrase(_OutliersWithSides(**fields, low_count=4, high_count=8))
+    both = phrase(OutliersInsight(**fields, low_count=4, high_count=8))
     assert both is not None and "outside the usual range of -12.50 to 40" in both.text
 
 
@@ -576,3 +570,28 @@ def test_large_numbers_printed_with_scale_words_are_grounded() -> None:
     assert not ground(fallback_insights(report), report)[1]
     wrong = InsightDraft("x", "North: 10.21 billion.", [f"candidates.{SEGMENT.key}"])
     assert ground([wrong], report)[1]
+
+
+def test_a_yes_no_measure_is_phrased_as_the_share_that_says_yes() -> None:
+    smoking = SegmentInsight(
+        key="segment.smoker.day",
+        score=0.7,
+        measure="smoker",
+        dimension="day",
+        aggregation="mean",
+        segment="Fri",
+        direction="high",
+        segment_value=0.7895,
+        rest_value=0.3468,
+        ratio=2.276,
+        segment_rows=19,
+        rest_rows=225,
+        effect_size=0.9,
+        measure_label="Yes",
+    )
+    report = report_of(smoking)
+    (draft,) = fallback_insights(report)
+    assert draft.text == (
+        "The share of smoker Yes is highest in day Fri: 79.0% against 34.7% for the other days."
+    )
+    assert not ground([draft], report)[1]
