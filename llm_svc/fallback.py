@@ -418,7 +418,8 @@ _COLUMN_NOTES = {
 def _quality(c: QualityInsight, p: _Phrase) -> tuple[str, str] | None:
     share = f" ({p.number('pct', format_pct)})" if c.pct is not None and _usable(c.pct) else ""
     if c.kind == "duplicates" and c.count is not None:
-        text = f"{p.number('count')} rows are exact duplicates of another row{share}"
+        rows = "row is an exact duplicate" if c.count == 1 else "rows are exact duplicates"
+        text = f"{p.number('count')} {rows} of another row{share}"
         return "Duplicate rows", text + "."
     if c.kind == "skippedRows" and c.count is not None:
         return "Skipped rows", f"{p.number('count')} rows could not be read and were skipped."
@@ -518,7 +519,9 @@ def _dataset_notes(report: dict[str, Any]) -> list[InsightDraft]:
         drafts.append(
             InsightDraft(
                 "Duplicate rows",
-                f"{format_number(duplicates)} rows are exact duplicates of another row.",
+                f"{format_number(duplicates)} "
+                + ("row is an exact duplicate" if duplicates == 1 else "rows are exact duplicates")
+                + " of another row.",
                 ["dataset.duplicateRows"],
                 "warning",
             )
