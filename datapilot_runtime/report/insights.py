@@ -63,7 +63,7 @@ Polarity = Literal["positive", "negative", "neutral"]
 Direction = Literal["up", "down", "high", "low"]
 
 
-class _Model(BaseModel):
+class WireModel(BaseModel):
     """camelCase on the wire (as the rest of result.json), snake_case in Python; frozen."""
 
     model_config = ConfigDict(
@@ -71,7 +71,7 @@ class _Model(BaseModel):
     )
 
 
-class ColumnRole(_Model):
+class ColumnRole(WireModel):
     """The role the engine gave a column, and why (or that the uploader chose it)."""
 
     name: str
@@ -80,7 +80,7 @@ class ColumnRole(_Model):
     overridden: bool = False
 
 
-class _InsightBase(_Model):
+class _InsightBase(WireModel):
     key: str = Field(description="Stable id, also the evidence-key prefix: insights.<key>")
     score: float = Field(ge=0, le=1, description="Rank score; the formula is documented per type")
     measure: str | None = None
@@ -269,7 +269,7 @@ LABEL_FIELDS = frozenset(
 )
 
 
-class InsightList(_Model):
+class InsightList(WireModel):
     """The ranked candidates: business findings by score, then outliers and quality notes."""
 
     items: list[Insight]

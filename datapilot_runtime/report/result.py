@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
-from datapilot_runtime.report.insights import Aggregation, ColumnRole, Insight, InsightType, Role
+from datapilot_runtime.report.insights import (
+    Aggregation,
+    ColumnRole,
+    Insight,
+    InsightType,
+    Role,
+    WireModel,
+)
 
 ColumnType = Literal[
     "numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty"
@@ -24,12 +30,7 @@ Severity = Literal["info", "warning", "critical"]
 JsonObject = dict[str, Any]
 
 
-class ReportModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, frozen, no unknown keys."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="forbid"
-    )
+ReportModel = WireModel  # camelCase on the wire, snake_case in Python, frozen, no unknown keys
 
 
 # --------------------------------------------------------------------------- dataset
