@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from prometheus_client import Counter, Histogram
 
 from datapilot_runtime.context import (
     INTERNAL_TOKEN_METADATA_KEY,
@@ -28,6 +29,23 @@ from datapilot_runtime.metrics import GRPC_SERVER_LATENCY, GRPC_SERVER_REQUESTS
 
 _LOGGER = logging.getLogger(__name__)
 _UNGUARDED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+# Successful reads (GetJob polls, mostly) are logged at DEBUG: they are the bulk of the calls and
+# a JSON log line each was a visible share of their cost. Failures and writes stay at INFO.
+_READ_PREFIXES = ("Get", "List")
+_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+
+
+def _metrics(service: str, method: str, code: str) -> tuple[Counter, Histogram]:
+    """The labelled counter and histogram of a call (labels() validates and locks each time)."""
+    key = (service, method, code)
+    found = _children.get(key)
+    if found is None:
+        found = (
+            GRPC_SERVER_REQUESTS.labels(service, method, code),
+            GRPC_SERVER_LATENCY.labels(service, method),
+        )
+        _children[key] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -68,16 +86,27 @@ def _log_call(
     if cancelled:
         name = "CANCELLED"
     elapsed = time.perf_counter() - started
-    GRPC_SERVER_REQUESTS.labels(service, method, name).inc()
-    GRPC_SERVER_LATENCY.labels(service, method).observe(elapsed)
-    level = logging.INFO if name in ("OK", "NOT_FOUND", "CANCELLED") else logging.WARNING
-    _LOGGER.log(
-        level,
-        "rpc %s %s",
-        method,
-        name,
-        extra={"grpc_method": method, "grpc_code": name, "duration_ms": round(elapsed * 1000, 2)},
-    )
+    requests, latency = _metrics(service, method, name)
+    requests.inc()
+    latency.observe(elapsed)
+    if name == "OK" and method.rpartition("/")[2].startswith(_READ_PREFIXES):
+        level = logging.DEBUG
+    elif name in ("OK", "NOT_FOUND", "CANCELLED"):
+        level = logging.INFO
+    else:
+        level = logging.WARNING
+    if _LOGGER.isEnabledFor(level):
+        _LOGGER.log(
+            level,
+            "rpc %s %s",
+            method,
+            name,
+            extra={
+                "grpc_method": method,
+                "grpc_code": name,
+                "duration_ms": round(elapsed * 1000, 2),
+            },
+        )
 
 
 class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
