@@ -32,7 +32,7 @@ CHUNK_SIZE = 256 * 1024
 # S3's smallest part (all but the last); at 20 MiB an upload is 4 parts, the last one sent as
 # soon as the stream ends.
 PART_BYTES = 5 * 1024 * 1024
-PARTS_IN_FLIGHT = 3
+PARTS_IN_FLIGHT = 2  # with the part filling: three parts of memory per upload
 FS_WRITE_BYTES = 1024 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
@@ -460,7 +460,8 @@ class _S3Writer:
     def __init__(self, store: S3BlobStore, key: str) -> None:
         self._store = store
         self._key = key
-        self._buffer = bytearray()
+        self._buffer: list[bytes] = []
+        self._buffered = 0
         self._hasher = hashlib.sha256()
         self._upload_id: str | None = None
         self._sent: list[Part] = []
@@ -476,10 +477,13 @@ class _S3Writer:
     async def write(self, chunk: bytes) -> None:
         self._hasher.update(chunk)
         self.size += len(chunk)
-        self._buffer += chunk
-        if len(self._buffer) >= PART_BYTES:
-            part = bytes(self._buffer[:PART_BYTES])
-            del self._buffer[:PART_BYTES]
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= PART_BYTES:
+            # One copy into the part (a bytearray grown chunk by chunk would copy twice).
+            joined = b"".join(self._buffer)
+            part, rest = joined[:PART_BYTES], joined[PART_BYTES:]
+            self._buffer, self._buffered = ([rest] if rest else []), len(rest)
             await self._send(part)
 
     async def _send(self, part: bytes) -> None:
@@ -493,15 +497,16 @@ class _S3Writer:
         )
 
     async def complete(self) -> StoredBlob:
+        rest = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
         if self._upload_id is None:
             blob = await self._store.put_stream(
-                self._key, io.BytesIO(self._buffer), (self.size, self.sha256)
+                self._key, io.BytesIO(rest), (self.size, self.sha256)
             )
             self._done = True
             return blob
-        if self._buffer:
-            await self._send(bytes(self._buffer))
-            self._buffer = bytearray()
+        if rest:
+            await self._send(rest)
         while self._in_flight:
             self._sent.append(await self._in_flight.pop(0))
         await self._store.complete_multipart(self._key, self._upload_id, self._sent)
