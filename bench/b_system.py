@@ -182,14 +182,15 @@ def _b2_uploads(work: Path) -> list[Figure]:
                 baseline_seconds = _file_copy_seconds(work, payload)
                 baseline_what = "writing the same bytes to a file on the same disk, fsync"
             ours, base = megabytes / seconds, megabytes / baseline_seconds
+            goal = 0.85 if backend == "s3" else 0.7  # issue 13 raised the S3 goal
             figures.append(
                 Figure(
                     f"B2/{backend}",
                     f"{megabytes:.0f} MB upload through the gateway into {backend}",
                     ours,
                     "MB/s",
-                    ">= 0.7 x baseline",
-                    met=ours >= 0.7 * base,
+                    f">= {goal} x baseline",
+                    met=ours >= goal * base,
                     baseline=base,
                     baseline_what=baseline_what,
                 )
