@@ -32,7 +32,7 @@ CHUNK_SIZE = 256 * 1024
 # S3's smallest part (all but the last); at 20 MiB an upload is 4 parts, the last one sent as
 # soon as the stream ends.
 PART_BYTES = 5 * 1024 * 1024
-PARTS_IN_FLIGHT = 2  # with the part filling: three parts of memory per upload
+PARTS_IN_FLIGHT = 3  # with the part filling: four parts (20 MiB) of memory per upload
 FS_WRITE_BYTES = 1024 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
