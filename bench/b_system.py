@@ -168,28 +168,35 @@ def _b2_uploads(work: Path) -> list[Figure]:
             try:
                 pids = [stack.processes[n].pid for n in ("gateway", "ingest")]
                 before = sum(rss_mib(pid) for pid in pids)
+                ours_times: list[float] = []
+                base_times: list[float] = []
                 with httpx.Client(base_url=stack.gateway_url, timeout=120) as client:
-                    seconds = statistics.median(
-                        _upload_seconds(client, payload) for _ in range(UPLOAD_REPEATS)
-                    )
+                    # Alternating, as B1: both see whatever else the machine does at the time.
+                    for i in range(UPLOAD_REPEATS):
+                        ours_times.append(_upload_seconds(client, payload))
+                        if backend == "s3":
+                            base_times.append(_minio_put_seconds(moto.url, payload, i))
+                        else:
+                            base_times.append(_file_copy_seconds(work, payload, i))
                 growth = sum(peak_rss_mib(pid) for pid in pids) - before
             finally:
                 stack.stop()
+            seconds = statistics.median(ours_times)
+            baseline_seconds = statistics.median(base_times)
             if backend == "s3":
-                baseline_seconds = _minio_put_seconds(moto.url, payload)
                 baseline_what = "minio put_object, same bytes, same server"
             else:
-                baseline_seconds = _file_copy_seconds(work, payload)
                 baseline_what = "writing the same bytes to a file on the same disk, fsync"
             ours, base = megabytes / seconds, megabytes / baseline_seconds
+            goal = 0.85 if backend == "s3" else 0.7  # issue 13 raised the S3 goal
             figures.append(
                 Figure(
                     f"B2/{backend}",
                     f"{megabytes:.0f} MB upload through the gateway into {backend}",
                     ours,
                     "MB/s",
-                    ">= 0.7 x baseline",
-                    met=ours >= 0.7 * base,
+                    f">= {goal} x baseline",
+                    met=ours >= goal * base,
                     baseline=base,
                     baseline_what=baseline_what,
                 )
@@ -209,28 +216,22 @@ def _b2_uploads(work: Path) -> list[Figure]:
     return figures
 
 
-def _minio_put_seconds(endpoint: str, payload: bytes) -> float:
+def _minio_put_seconds(endpoint: str, payload: bytes, index: int) -> float:
     client = Minio(endpoint.removeprefix("http://"), "test", "test", secure=False)
     if not client.bucket_exists("baseline"):
         client.make_bucket("baseline")
-    times = []
-    for i in range(UPLOAD_REPEATS):
-        started = time.perf_counter()
-        client.put_object("baseline", f"b{i}", io.BytesIO(payload), len(payload))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    started = time.perf_counter()
+    client.put_object("baseline", f"b{index}", io.BytesIO(payload), len(payload))
+    return time.perf_counter() - started
 
 
-def _file_copy_seconds(work: Path, payload: bytes) -> float:
-    times = []
-    for i in range(UPLOAD_REPEATS):
-        started = time.perf_counter()
-        with (work / f"copy{i}.bin").open("wb") as out:
-            out.write(payload)
-            out.flush()
-            os.fsync(out.fileno())  # as the filesystem store does
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def _file_copy_seconds(work: Path, payload: bytes, index: int) -> float:
+    started = time.perf_counter()
+    with (work / f"copy{index}.bin").open("wb") as out:
+        out.write(payload)
+        out.flush()
+        os.fsync(out.fileno())  # as the filesystem store does
+    return time.perf_counter() - started
 
 
 def _iso(value: str) -> float:

@@ -46,6 +46,11 @@ async def upstream_serving(channel: grpc.aio.Channel) -> None:
         raise ConnectionError("upstream not serving")
 
 
+def open_plain_channel(address: str) -> grpc.aio.Channel:
+    """A channel without interceptors: its stubs add the metadata (`with_outgoing_metadata`)."""
+    return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
+
+
 def open_channel(address: str, internal_token: str = "") -> grpc.aio.Channel:
     """An insecure (in-cluster) channel to `address` with the standard interceptors."""
     return grpc.aio.insecure_channel(

@@ -29,6 +29,9 @@ def main() -> None:
         port=settings.gateway_port,
         log_config=None,
         access_log=False,
+        # The C event loop and HTTP parser: most of a poll's gateway time is HTTP and asyncio.
+        loop="uvloop",
+        http="httptools",
         timeout_graceful_shutdown=int(settings.grpc_shutdown_grace_seconds),
     )
     GracefulServer(config).run()

@@ -9,12 +9,12 @@ from contextlib import asynccontextmanager
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import ApiKeyMiddleware, ApiKeys
 from gateway.deps import Upstreams
 from gateway.disconnect import CancelOnDisconnectMiddleware
+from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.openapi_doc import install_openapi
 from gateway.problems import ProblemError, problem_from_rpc_error, problem_response
 from gateway.request_context import RequestContextMiddleware
@@ -47,6 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             "Authenticate with `Authorization: Bearer <key>` or `X-API-Key` when keys are set."
         ),
         lifespan=lifespan,
+        default_response_class=JSONResponse,
     )
     app.state.settings = settings
     app.include_router(router)

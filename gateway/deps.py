@@ -9,7 +9,8 @@ from datapilot.analysis.v1 import analysis_pb2_grpc
 from datapilot.ingest.v1 import ingest_pb2_grpc
 from fastapi import Depends, Request
 
-from datapilot_runtime.grpc_host import open_channel
+from datapilot_runtime.grpc_host import open_plain_channel
+from datapilot_runtime.interceptors import with_outgoing_metadata
 from gateway.deadlines import deadline
 from gateway.settings import GatewaySettings
 
@@ -18,18 +19,28 @@ class Upstreams:
     """The gRPC channels to ingest_svc and analysis_svc and their stubs, opened once per app."""
 
     def __init__(
-        self, ingest_channel: grpc.aio.Channel, analysis_channel: grpc.aio.Channel
+        self,
+        ingest_channel: grpc.aio.Channel,
+        analysis_channel: grpc.aio.Channel,
+        internal_token: str = "",
     ) -> None:
         self.ingest_channel = ingest_channel
         self.analysis_channel = analysis_channel
-        self.ingest = ingest_pb2_grpc.IngestServiceStub(ingest_channel)
-        self.analysis = analysis_pb2_grpc.AnalysisServiceStub(analysis_channel)
+        # The stubs add the metadata themselves: no client interceptor on the hot path.
+        self.ingest = with_outgoing_metadata(
+            ingest_pb2_grpc.IngestServiceStub(ingest_channel), internal_token
+        )
+        self.analysis = with_outgoing_metadata(
+            analysis_pb2_grpc.AnalysisServiceStub(analysis_channel), internal_token
+        )
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstreams:
         token = settings.internal_auth_token.get_secret_value()
         return cls(
-            open_channel(settings.ingest_addr, token), open_channel(settings.analysis_addr, token)
+            open_plain_channel(settings.ingest_addr),
+            open_plain_channel(settings.analysis_addr),
+            token,
         )
 
     async def close(self) -> None:

@@ -6,11 +6,11 @@ from http import HTTPStatus
 from typing import Any
 
 import grpc
-from fastapi.responses import JSONResponse
 
 from datapilot_runtime.context import RETRY_AFTER_METADATA_KEY, request_id_var
 from datapilot_runtime.error_codes import CATALOGUE, GRPC_TO_HTTP, ErrorCode
 from datapilot_runtime.grpc_errors import error_code_of, trailing_value
+from gateway.json_response import FastJSONResponse as JSONResponse
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 

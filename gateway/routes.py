@@ -10,7 +10,7 @@ from datapilot.analysis.v1 import analysis_pb2
 from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
@@ -18,6 +18,7 @@ from datapilot_runtime.grpc_host import upstream_serving
 from gateway.deadlines import deadline
 from gateway.deps import AnalysisStubDep, IngestStubDep, ReadDeadlineDep, SettingsDep, UpstreamsDep
 from gateway.job_json import STATUS_BY_NAME, STATUS_PATTERN, JobOut, job_to_json
+from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.problems import ProblemError, problem_response
 from gateway.upload import UPLOAD_FORM_SCHEMA, stream_upload
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import os
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol, TypeVar
+from typing import IO, Protocol, TypeVar, cast
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
@@ -28,6 +29,11 @@ from ingest_svc.settings import BlobSettings
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 CHUNK_SIZE = 256 * 1024
+# S3's smallest part (all but the last); at 20 MiB an upload is 4 parts, the last one sent as
+# soon as the stream ends.
+PART_BYTES = 5 * 1024 * 1024
+PARTS_IN_FLIGHT = 3  # with the part filling: four parts (20 MiB) of memory per upload
+FS_WRITE_BYTES = 1024 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 
@@ -82,6 +88,31 @@ def file_digest(stream: IO[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+class BlobWriter(Protocol):
+    """A blob being written as its bytes arrive; nothing exists under its key until `complete`.
+
+    `size` and `sha256` cover the bytes written so far, so the caller knows the whole file's
+    digest before it decides to keep it (`complete`) or drop it (`abort`).
+    """
+
+    size: int
+
+    @property
+    def sha256(self) -> str: ...
+
+    async def write(self, chunk: bytes) -> None:
+        """Add bytes; they may be sent to the store at once."""
+        ...
+
+    async def complete(self) -> StoredBlob:
+        """Make the blob visible under its key, replacing any blob there."""
+        ...
+
+    async def abort(self) -> None:
+        """Drop whatever was sent (best effort, never raises); a no-op once completed."""
+        ...
+
+
 class BlobStore(Protocol):
     """What ingest_svc needs of a blob store."""
 
@@ -92,6 +123,10 @@ class BlobStore(Protocol):
 
         `digest` is the stream's (size, sha256) when the caller computed it while writing it.
         """
+        ...
+
+    async def open_writer(self, key: str) -> BlobWriter:
+        """Start writing the blob `key` from a stream of chunks (an upload as it arrives)."""
         ...
 
     def read_chunks(self, key: str) -> AsyncIterator[bytes]:
@@ -147,6 +182,19 @@ class FilesystemBlobStore:
             measured.bytes = blob.size_bytes
         return blob
 
+    async def open_writer(self, key: str) -> BlobWriter:
+        target = self._path(key)
+
+        def open_tmp() -> tuple[Path, IO[bytes]]:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            return tmp, tmp.open("wb")
+
+        tmp, handle = await _with_retry(
+            lambda: asyncio.to_thread(open_tmp), self._policy, f"fs put {key}", (OSError,)
+        )
+        return _FsWriter(key, target, tmp, handle)
+
     async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
         path = self._path(key)
         try:
@@ -166,6 +214,72 @@ class FilesystemBlobStore:
     async def check(self) -> None:
         probe = self._root / ".ready"
         await asyncio.to_thread(probe.write_bytes, b"ok")
+
+
+class _FsWriter:
+    """Writes into a temp file beside the target; `complete` fsyncs and renames it in place."""
+
+    def __init__(self, key: str, target: Path, tmp: Path, handle: IO[bytes]) -> None:
+        self._key = key
+        self._target = target
+        self._tmp = tmp
+        self._handle = handle
+        self._pending = bytearray()  # written a MiB at a time: fewer thread hops
+        self._hasher = hashlib.sha256()
+        self._started = time.perf_counter()
+        self._done = False
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
+
+    async def _flush(self) -> None:
+        data, self._pending = bytes(self._pending), bytearray()
+        try:
+            await asyncio.to_thread(self._handle.write, data)
+        except OSError as exc:
+            raise BlobStoreError(f"fs put {self._key} failed: {type(exc).__name__}") from exc
+
+    async def write(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self.size += len(chunk)
+        self._pending += chunk
+        if len(self._pending) >= FS_WRITE_BYTES:
+            await self._flush()
+
+    async def complete(self) -> StoredBlob:
+        await self._flush()
+
+        def finish() -> None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            os.replace(self._tmp, self._target)
+
+        try:
+            await asyncio.to_thread(finish)
+        except OSError as exc:
+            raise BlobStoreError(f"fs put {self._key} failed: {type(exc).__name__}") from exc
+        self._done = True
+        BLOB_LATENCY.labels("fs", "put").observe(time.perf_counter() - self._started)
+        BLOB_BYTES.labels("fs", "put").inc(self.size)
+        return StoredBlob(self._key, self.size, self.sha256)
+
+    async def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+
+        def drop() -> None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._tmp.unlink(missing_ok=True)
+
+        try:
+            await asyncio.to_thread(drop)
+        except OSError:
+            _LOGGER.warning("could not remove an abandoned upload's temp file")
 
 
 class _S3ServerError(Exception):
@@ -262,6 +376,46 @@ class S3BlobStore:
             measured.bytes = blob.size_bytes
         return blob
 
+    async def open_writer(self, key: str) -> BlobWriter:
+        check_key(key)
+        await self._ensure_bucket()
+        return _S3Writer(self, key)
+
+    async def _retried(self, name: str, fn: Callable[[], T]) -> T:
+        """`fn` (a blocking S3 call) in a thread, under the blob-store retry policy."""
+
+        async def attempt() -> T:
+            await self._ensure_bucket()
+            return cast(T, await asyncio.to_thread(self._call_sync, fn))
+
+        return await _with_retry(attempt, self._policy, name, _S3_RETRYABLE)
+
+    async def create_multipart(self, key: str) -> str:
+        return await self._retried(
+            f"s3 create-multipart {key}",
+            lambda: self._client._create_multipart_upload(self._bucket, key, {}),
+        )
+
+    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        """Send one part; `data` is kept by the caller, so a retry re-sends it, not the stream."""
+        etag = await self._retried(
+            f"s3 upload-part {key}",
+            lambda: self._client._upload_part(self._bucket, key, data, None, upload_id, number),
+        )
+        return Part(number, etag)
+
+    async def complete_multipart(self, key: str, upload_id: str, parts: list[Part]) -> None:
+        await self._retried(
+            f"s3 complete-multipart {key}",
+            lambda: self._client._complete_multipart_upload(self._bucket, key, upload_id, parts),
+        )
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        await self._retried(
+            f"s3 abort-multipart {key}",
+            lambda: self._client._abort_multipart_upload(self._bucket, key, upload_id),
+        )
+
     async def read_chunks(self, key: str) -> AsyncIterator[bytes]:
         check_key(key)
         await self._ensure_bucket()
@@ -296,6 +450,87 @@ class S3BlobStore:
         await self._ensure_bucket()
 
 
+class _S3Writer:
+    """An S3 multipart upload fed as the bytes arrive: each full part is sent at once.
+
+    Up to PARTS_IN_FLIGHT parts travel while the next one fills. A blob smaller than one part is
+    a single PUT at `complete` (no multipart round trips for the common small file).
+    """
+
+    def __init__(self, store: S3BlobStore, key: str) -> None:
+        self._store = store
+        self._key = key
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._hasher = hashlib.sha256()
+        self._upload_id: str | None = None
+        self._sent: list[Part] = []
+        self._in_flight: list[asyncio.Task[Part]] = []
+        self._started = time.perf_counter()
+        self._done = False
+        self.size = 0
+
+    @property
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
+
+    async def write(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self.size += len(chunk)
+        self._buffer.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered >= PART_BYTES:
+            # One copy into the part (a bytearray grown chunk by chunk would copy twice).
+            joined = b"".join(self._buffer)
+            part, rest = joined[:PART_BYTES], joined[PART_BYTES:]
+            self._buffer, self._buffered = ([rest] if rest else []), len(rest)
+            await self._send(part)
+
+    async def _send(self, part: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = await self._store.create_multipart(self._key)
+        while len(self._in_flight) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
+            self._sent.append(await self._in_flight.pop(0))
+        number = len(self._sent) + len(self._in_flight) + 1
+        self._in_flight.append(
+            asyncio.create_task(self._store.upload_part(self._key, self._upload_id, number, part))
+        )
+
+    async def complete(self) -> StoredBlob:
+        rest = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if self._upload_id is None:
+            blob = await self._store.put_stream(
+                self._key, io.BytesIO(rest), (self.size, self.sha256)
+            )
+            self._done = True
+            return blob
+        if rest:
+            await self._send(rest)
+        while self._in_flight:
+            self._sent.append(await self._in_flight.pop(0))
+        await self._store.complete_multipart(self._key, self._upload_id, self._sent)
+        self._done = True
+        BLOB_LATENCY.labels("s3", "put").observe(time.perf_counter() - self._started)
+        BLOB_BYTES.labels("s3", "put").inc(self.size)
+        return StoredBlob(self._key, self.size, self.sha256)
+
+    async def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        # A part still travelling could land after the abort and keep the upload alive:
+        # let the threads finish (they cannot be interrupted) before aborting.
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        self._in_flight.clear()
+        if self._upload_id is None:
+            return
+        try:
+            await self._store.abort_multipart(self._key, self._upload_id)
+        except (BlobStoreError, BlobNotFound):
+            _LOGGER.warning("could not abort an abandoned multipart upload")
+
+
 async def _with_retry(
     operation: Callable[[], Awaitable[T]],
     policy: BackoffPolicy,
@@ -317,8 +552,3 @@ def build_blob_store(settings: BlobSettings, policy: BackoffPolicy) -> BlobStore
         return S3BlobStore.from_settings(settings, policy)
     _LOGGER.info("blob store: filesystem at %s", settings.blob_fs_root)
     return FilesystemBlobStore(Path(settings.blob_fs_root), policy)
-
-
-def spooled_file(directory: str | None = None) -> IO[bytes]:
-    """A temp file for spooling uploads: in memory up to 1 MiB, then on disk."""
-    return tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=directory)

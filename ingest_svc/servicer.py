@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -30,7 +31,6 @@ from ingest_svc.blob_store import (
     BlobStore,
     BlobStoreError,
     StoredBlob,
-    spooled_file,
 )
 from ingest_svc.settings import IngestSettings
 
@@ -120,26 +120,34 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             await abort(context, ErrorCode.INVALID_OPTIONS, f"Invalid options: {exc}.")
         job_id = uuid.uuid4().hex
         job_id_var.set(job_id)
-        with spooled_file() as spool:
-            total = 0
-            hasher = hashlib.sha256()
+        # The bytes go to the store as they arrive (an S3 multipart upload); the blob appears
+        # under its key only once the whole file is in and the idempotency check has passed.
+        writer = await self._blobs.open_writer(artifacts.input_key(job_id))
+        try:
             async for message in request_iterator:
                 chunk = message.chunk
+                # A refusal drops what was sent before it answers (its status goes out at once).
                 if len(chunk) > MAX_CHUNK_BYTES:
+                    await writer.abort()
                     await abort(context, ErrorCode.BAD_UPLOAD, "chunk over 1 MiB")
-                total += len(chunk)
-                if total > limit:
+                if writer.size + len(chunk) > limit:
+                    await writer.abort()
                     await abort(context, ErrorCode.PAYLOAD_TOO_LARGE, too_large)
-                spool.write(chunk)
-                hasher.update(chunk)
-            size, sha = total, hasher.hexdigest()
+                await writer.write(chunk)
+            size, sha = writer.size, writer.sha256
             tenant = tenant_var.get()
             idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
                 existing = await self._queue.find_idempotent(idem)
                 if existing is not None:
+                    await writer.abort()
                     return await self._replay(existing, sha, options.to_json(), context)
-            blob = await self._blobs.put_stream(artifacts.input_key(job_id), spool, (size, sha))
+            blob = await writer.complete()
+        except BaseException:
+            # Refused, failed, or abandoned (client gone, deadline: CancelledError): drop what
+            # was sent. Shielded, so a second cancellation cannot leave the upload behind.
+            await asyncio.shield(writer.abort())
+            raise
         now = time.time()
         record = JobRecord(
             job_id=job_id,
