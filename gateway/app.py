@@ -13,11 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import ApiKeyMiddleware, ApiKeys
 from gateway.deps import Upstreams
-from gateway.disconnect import CancelOnDisconnectMiddleware
 from gateway.json_response import FastJSONResponse as JSONResponse
+from gateway.middleware import CancelOnDisconnectMiddleware, RequestContextMiddleware
 from gateway.openapi_doc import install_openapi
 from gateway.problems import ProblemError, problem_from_rpc_error, problem_response
-from gateway.request_context import RequestContextMiddleware
 from gateway.routes import ERROR_STATUSES, router
 from gateway.settings import GatewaySettings
 

@@ -76,6 +76,16 @@ def test_cancel_command(queue_only_stack: Stack) -> None:
     assert json.loads(done.stdout)["status"] == "cancelled"
 
 
+def _job_status_polls(gateway_url: str) -> float:
+    """Job-status requests the gateway served, from its own metrics (polls log at DEBUG)."""
+    text = httpx.get(f"{gateway_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("datapilot_http_requests_total{") and "/api/job-status" in line
+    )
+
+
 def test_ctrl_c_during_analyze_offers_to_cancel(queue_only_stack: Stack) -> None:
     env = {**os.environ, "DATAPILOT_URL": queue_only_stack.gateway_url}
     process = subprocess.Popen(
@@ -87,8 +97,7 @@ def test_ctrl_c_during_analyze_offers_to_cancel(queue_only_stack: Stack) -> None
         text=True,
     )
     assert process.stdin is not None and process.stderr is not None
-    gateway_log = queue_only_stack.config.run_dir / "logs" / "gateway.log"
-    polls_before = gateway_log.read_text().count("/api/job-status")
+    polls_before = _job_status_polls(queue_only_stack.gateway_url)
     process.stdin.write("y\n")
     process.stdin.flush()
     seen = ""
@@ -97,7 +106,7 @@ def test_ctrl_c_during_analyze_offers_to_cancel(queue_only_stack: Stack) -> None
         assert line, f"the CLI ended before uploading: {seen}"
         seen += line
     deadline = time.monotonic() + 30
-    while gateway_log.read_text().count("/api/job-status") == polls_before:  # and polling
+    while _job_status_polls(queue_only_stack.gateway_url) == polls_before:  # and polling
         assert time.monotonic() < deadline, "the CLI never polled the job"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
