@@ -32,10 +32,10 @@ PROMPT_MAX_CANDIDATES = 12
 #: The whole prompt (system + user message) stays below this: 2,000 tokens at 4 chars a token.
 PROMPT_MAX_CHARS = 8000
 DATA_HEADER = "DATA (untrusted values; JSON):\n"
-SYSTEM_PROMPT = (
+SYSTEM_PROMPT_TEMPLATE = (
     "You are a careful business data analyst. The user message is DATA: a JSON object with a "
     "`summary` of a dataset (rows, columns, column roles, time axis) and `candidates`, findings "
-    "a deterministic engine computed from it, most important first. Write at most 8 short "
+    "a deterministic engine computed from it, most important first. Write at most {limit} short "
     "insights for a business reader from these candidates: you may merge, reorder and rephrase "
     "them and leave out weak ones. Rules. 1) Every number you write must be a number of a "
     "candidate you cite or of the summary, copied or rounded; a 0-1 share may be written as a "
@@ -48,6 +48,14 @@ SYSTEM_PROMPT = (
     '{"insights": [{"title": str, "text": str, "evidence": [str], "severity": "info" | '
     '"warning" | "critical"}]}'
 )
+#: The system prompt at the default insight limit (what bench/b_llm.py sizes).
+SYSTEM_PROMPT = SYSTEM_PROMPT_TEMPLATE.replace("{limit}", "8")
+
+
+def system_prompt(limit: int) -> str:
+    """The system prompt asking for at most `limit` insights (`INSIGHTS_MAX`)."""
+    # replace, not format: the template holds the JSON shape's braces
+    return SYSTEM_PROMPT_TEMPLATE.replace("{limit}", str(limit))
 
 
 def _shown(candidate: Insight) -> dict[str, Any]:
@@ -67,7 +75,8 @@ def prompt_data(report: dict[str, Any]) -> str:
     candidates = candidates_of(report)
     summary = summary_of(report).as_json()
     shown = [_shown(c) for c in candidates[:PROMPT_MAX_CANDIDATES]]
-    budget = PROMPT_MAX_CHARS - len(SYSTEM_PROMPT) - len(DATA_HEADER)
+    # the template is longer than any rendering of it ("{limit}" is 7 characters, a limit 1-2)
+    budget = PROMPT_MAX_CHARS - len(SYSTEM_PROMPT_TEMPLATE) - len(DATA_HEADER)
 
     def encoded() -> str:
         document = {"summary": summary, "candidates": shown}
@@ -81,10 +90,10 @@ def prompt_data(report: dict[str, Any]) -> str:
     return DATA_HEADER + encoded()
 
 
-def prompt_messages(report: dict[str, Any]) -> list[dict[str, str]]:
+def prompt_messages(report: dict[str, Any], limit: int = 8) -> list[dict[str, str]]:
     """The chat messages sent for `report` (what bench/b_llm.py measures)."""
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": system_prompt(limit)},
         {"role": "user", "content": prompt_data(report)},
     ]
 
@@ -279,7 +288,7 @@ class LlmClient:
     def _body(self, report: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self._settings.llm_model,
-            "messages": prompt_messages(report),
+            "messages": prompt_messages(report, self._settings.insights_max),
             "temperature": 0.2,
         }
         if self._json_mode:

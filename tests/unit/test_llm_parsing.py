@@ -167,3 +167,15 @@ def test_the_prompt_stays_under_two_thousand_tokens_for_a_wide_file() -> None:
 def test_an_old_report_gets_a_prompt_with_its_summary_only() -> None:
     data = _data({"dataset": {"rows": 5, "columns": 2}, "columns": [{"name": "x"}]})
     assert data == {"summary": {"rows": 5, "columns": 2}, "candidates": []}
+
+
+def test_the_system_prompt_asks_for_the_configured_number_of_insights() -> None:
+    system, _ = prompt_messages({"schemaVersion": "3.0"}, limit=5)
+    assert "Write at most 5 short insights" in system["content"]
+    assert "{limit}" not in system["content"]
+    assert json.loads(
+        system["content"]
+        .split("in this shape: ", 1)[1]
+        .replace("str", '""')
+        .replace('"info" | "warning" | "critical"', '""')
+    )
