@@ -1,4 +1,4 @@
-"""The REST shape of a job: the documented camelCase fields, ISO 8601 UTC times, nulls when unset."""
+"""The REST shape of a job: camelCase fields, ISO 8601 UTC times, nulls when unset."""
 
 from __future__ import annotations
 
