@@ -201,12 +201,9 @@ class _Phrase:
         return measure
 
 
-def _optional_number(candidate: Insight, field_name: str) -> float | None:
+def _optional_number(value: float | None) -> float | None:
     """A nullable number field (`change_pct` of a segment, outlier counts), if usable."""
-    value = getattr(candidate, field_name, None)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if _usable(float(value)) else None
+    return float(value) if value is not None and _usable(float(value)) else None
 
 
 def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
@@ -235,7 +232,7 @@ def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
         f"{lead}: {p.number('segment_value')} against {p.number('rest_value')} "
         f"for {_others(dimension)}"
     )
-    change_pct = _optional_number(c, "change_pct")
+    change_pct = _optional_number(c.change_pct)
     if c.ratio is not None and _usable(c.ratio) and c.ratio >= RATIO_MIN:
         text += f" ({p.number('ratio', format_ratio)})"
     elif change_pct is not None and round(abs(change_pct)) >= 1:
@@ -387,7 +384,7 @@ def _outliers(c: OutliersInsight, p: _Phrase) -> tuple[str, str] | None:
         return None
     measure = _column(c.measure, "a measure")
     values, are = ("value", "is") if c.count == 1 else ("values", "are")
-    low, high = _optional_number(c, "low_count"), _optional_number(c, "high_count")
+    low, high = _optional_number(c.low_count), _optional_number(c.high_count)
     # A side without outliers is not named: "below -12.5" for a measure that is never
     # negative would print a bound outside the data.
     if low == 0 and high:

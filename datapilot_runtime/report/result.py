@@ -30,13 +30,10 @@ Severity = Literal["info", "warning", "critical"]
 JsonObject = dict[str, Any]
 
 
-ReportModel = WireModel  # camelCase on the wire, snake_case in Python, frozen, no unknown keys
-
-
 # --------------------------------------------------------------------------- dataset
 
 
-class ColumnTypeCounts(ReportModel):
+class ColumnTypeCounts(WireModel):
     """How many columns have each type."""
 
     numeric: int
@@ -49,7 +46,7 @@ class ColumnTypeCounts(ReportModel):
     empty: int
 
 
-class DatasetFacts(ReportModel):
+class DatasetFacts(WireModel):
     """Whole-table facts."""
 
     format: Literal["csv", "xlsx", "json", "parquet"]
@@ -68,7 +65,7 @@ class DatasetFacts(ReportModel):
 # --------------------------------------------------------------------------- columns
 
 
-class OutlierFacts(ReportModel):
+class OutlierFacts(WireModel):
     """Tukey fences and what lies beyond them."""
 
     count: int = Field(ge=0)
@@ -77,7 +74,7 @@ class OutlierFacts(ReportModel):
     upper_fence: float | None
 
 
-class NumericStats(ReportModel):
+class NumericStats(WireModel):
     """A numeric column's distribution; only the first six keys when it has no finite value."""
 
     sum: float | None
@@ -97,7 +94,7 @@ class NumericStats(ReportModel):
     outliers: OutlierFacts | None = None
 
 
-class TopValue(ReportModel):
+class TopValue(WireModel):
     """One of the most frequent values (a data value: untrusted text)."""
 
     value: str
@@ -105,14 +102,14 @@ class TopValue(ReportModel):
     share: float = Field(ge=0, le=1)
 
 
-class Concentration(ReportModel):
+class Concentration(WireModel):
     """Share of the most frequent value; how many values reach 80 % of the rows."""
 
     top1_share: float = Field(ge=0, le=1)
     values_for80_pct: int = Field(ge=0, alias="valuesFor80Pct")
 
 
-class DatetimeStats(ReportModel):
+class DatetimeStats(WireModel):
     """Range and typical spacing of a datetime column."""
 
     min: str | None
@@ -122,27 +119,27 @@ class DatetimeStats(ReportModel):
     unparsed: int = Field(ge=0)
 
 
-class TextStats(ReportModel):
+class TextStats(WireModel):
     """Free text."""
 
     mean_length: float
 
 
-class NumbersAsText(ReportModel):
+class NumbersAsText(WireModel):
     """Numbers stored as text, converted."""
 
     converted: int = Field(ge=0)
     unparsed: int = Field(ge=0)
 
 
-class ValueRange(ReportModel):
+class ValueRange(WireModel):
     """Smallest and largest number of a numeric column that is not a measure (a year, a code)."""
 
     min: float | None
     max: float | None
 
 
-class ColumnReport(ReportModel):
+class ColumnReport(WireModel):
     """One column: base facts, then the facts of its type (and, from 3.0, of its role)."""
 
     name: str
@@ -167,14 +164,14 @@ class ColumnReport(ReportModel):
 # --------------------------------------------------------------------------- time series
 
 
-class SeriesPoint(ReportModel):
+class SeriesPoint(WireModel):
     """One period: its start date and its aggregated value."""
 
     start: str
     value: float | None
 
 
-class Trend(ReportModel):
+class Trend(WireModel):
     """Least-squares trend over the complete periods."""
 
     direction: Literal["up", "down", "flat"]
@@ -184,7 +181,7 @@ class Trend(ReportModel):
     periods_used: int = Field(ge=0)
 
 
-class PeriodChange(ReportModel):
+class PeriodChange(WireModel):
     """A period against an earlier one (the previous, or the same one a year before)."""
 
     period: str
@@ -195,7 +192,7 @@ class PeriodChange(ReportModel):
     change_pct: float | None
 
 
-class UnusualLast(ReportModel):
+class UnusualLast(WireModel):
     """The last complete value against the periods before it."""
 
     value: float | None
@@ -207,7 +204,7 @@ class UnusualLast(ReportModel):
     direction: Literal["high", "low", "normal"]
 
 
-class Driver(ReportModel):
+class Driver(WireModel):
     """How one value of a dimension moved between the last two periods."""
 
     value: str
@@ -217,7 +214,7 @@ class Driver(ReportModel):
     share_of_change: float | None
 
 
-class Drivers(ReportModel):
+class Drivers(WireModel):
     """Values of a dimension that moved with the total change, and against it."""
 
     total_change: float | None
@@ -225,7 +222,7 @@ class Drivers(ReportModel):
     detractors: list[Driver]
 
 
-class TimeSeries(ReportModel):
+class TimeSeries(WireModel):
     """One (datetime column, measure) series."""
 
     key: str
@@ -247,7 +244,7 @@ class TimeSeries(ReportModel):
 # --------------------------------------------------------------------------- correlations, alerts
 
 
-class Correlation(ReportModel):
+class Correlation(WireModel):
     """Two measures that move together (association, never cause)."""
 
     key: str
@@ -260,7 +257,7 @@ class Correlation(ReportModel):
     statement: str
 
 
-class Alert(ReportModel):
+class Alert(WireModel):
     """A data-quality finding."""
 
     key: str
@@ -274,7 +271,7 @@ class Alert(ReportModel):
 # --------------------------------------------------------------------------- the KPI report
 
 
-class TimeAxis(ReportModel):
+class TimeAxis(WireModel):
     """The table's time axis: a datetime column, or calendar-part columns combined."""
 
     name: str
@@ -285,7 +282,7 @@ class TimeAxis(ReportModel):
     end: str | None
 
 
-class KpiReport(ReportModel):
+class KpiReport(WireModel):
     """`kpis`: the engine's report (docs/kpi-report.md); also the Analyze RPC's answer.
 
     `roles`, `timeAxis`, `candidates` and `roleWarnings` come with the engine of schema 3.0;
@@ -313,7 +310,7 @@ class KpiReport(ReportModel):
 # --------------------------------------------------------------------------- result.json
 
 
-class FileFacts(ReportModel):
+class FileFacts(WireModel):
     """The uploaded file as stored."""
 
     filename: str
@@ -321,7 +318,7 @@ class FileFacts(ReportModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-class ResultInsight(ReportModel):
+class ResultInsight(WireModel):
     """An insight as the reader sees it (phrased by the LLM or the fallback)."""
 
     title: str
@@ -334,7 +331,7 @@ class ResultInsight(ReportModel):
     score: float | None = Field(default=None, ge=0, le=1, description="The candidate's score")
 
 
-class ResultDocument(ReportModel):
+class ResultDocument(WireModel):
     """`result.json`: what a completed job publishes."""
 
     model_config = ConfigDict(title="DataPilot result.json")
