@@ -43,6 +43,7 @@ class Role(StrEnum):
     TIME = "time"
     CALENDAR = "calendar"
     CLOCK = "clock"
+    COORDINATE = "coordinate"
     ADDITIVE = "additive"
     NON_ADDITIVE = "non_additive"
     STOCK = "stock"
@@ -52,7 +53,7 @@ class Role(StrEnum):
 
 #: Roles an uploader may name in `options.roles`; `measure` means "a measure, additivity inferred".
 OVERRIDE_ROLES = frozenset(
-    {"identifier", "dimension", "time", "calendar", "clock", "measure"}
+    {"identifier", "dimension", "time", "calendar", "clock", "coordinate", "measure"}
     | {"additive", "non_additive", "stock", "ignore"}
 )
 

@@ -381,3 +381,68 @@ def test_a_yes_no_measure_names_the_value_it_counts() -> None:
     segments = [c for c in report["candidates"] if c["type"] == "segment"]
     smoking = [c for c in segments if c["measure"] == "smoker"]
     assert smoking and smoking[0]["measureLabel"] == "Yes"
+
+
+# --------------------------------------------------------------------------- figures nobody signs
+
+
+def test_coordinates_are_positions_never_averaged_or_given_outliers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    rows = 400
+    frame = pd.DataFrame(
+        {
+            "race": rng.choice(["A", "B", "C"], rows),
+            "latitude": np.r_[rng.normal(34.0, 0.05, rows - 20), rng.normal(36.0, 0.1, 20)],
+            "lon": rng.normal(-118.3, 0.05, rows),
+            "wind_dir": rng.integers(0, 37, rows) * 10,
+            "age": rng.normal(35, 10, rows),
+        }
+    )
+    report = _report_of(frame, tmp_path, "places")
+    roles = {r["name"]: r["role"] for r in report["roles"]}
+    assert roles["latitude"] == roles["lon"] == roles["wind_dir"] == "coordinate"
+    assert roles["age"] == "non_additive"
+    used = json.dumps([c for c in report["candidates"]])
+    for column in ("latitude", "lon", "wind_dir"):
+        assert column not in used
+        entry = next(c for c in report["columns"] if c["name"] == column)
+        assert "numeric" not in entry and entry["range"]["min"] <= entry["range"]["max"]
+
+
+def test_a_physical_length_is_not_totalled_even_when_named_bill(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "island": rng.choice(["Biscoe", "Dream", "Torgersen"], 300, p=[0.5, 0.35, 0.15]),
+            "bill_length_mm": rng.normal(44, 5, 300),
+        }
+    )
+    report = _report_of(frame, tmp_path, "penguins")
+    assert {r["name"]: r["role"] for r in report["roles"]}["bill_length_mm"] == "non_additive"
+    assert not [c for c in report["candidates"] if c["type"] == "concentration"]
+
+
+def test_a_dimension_that_names_a_measure_is_not_compared_on_it(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    votes = rng.integers(500, 4000, size=(120, 3)).astype(float)
+    frame = pd.DataFrame(votes, columns=["Coderre", "Bergeron", "Joly"])
+    frame["winner"] = frame[["Coderre", "Bergeron", "Joly"]].idxmax(axis=1)
+    report = _report_of(frame, tmp_path, "election")
+    pairs = {(c.get("measure"), c.get("dimension")) for c in report["candidates"]}
+    assert not {("Coderre", "winner"), ("Bergeron", "winner"), ("Joly", "winner")} & pairs
+
+
+def test_a_zero_interquartile_range_gives_no_outlier_finding(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    rain = np.where(rng.random(2000) < 0.9, 0.0, rng.exponential(0.2, 2000))
+    report = _report_of(pd.DataFrame({"precip": rain}), tmp_path, "rain")
+    assert not [c for c in report["candidates"] if c["type"] == "outliers"]
+
+
+def test_years_before_1678_give_no_time_axis_rather_than_wrapped_dates(tmp_path: Path) -> None:
+    years = np.arange(1565, 1825, 5)
+    frame = pd.DataFrame({"year": years, "wages": np.linspace(5, 30, years.shape[0])})
+    report = _report_of(frame, tmp_path, "wheat")
+    assert report["timeAxis"] is None
+    periods = [str(c.get("period", "")) for c in report["candidates"]]
+    assert not [p for p in periods if p and not 1565 <= int(p[:4]) <= 1820]

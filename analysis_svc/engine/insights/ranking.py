@@ -61,7 +61,9 @@ def outlier_insights(columns: list[dict[str, Any]]) -> list[OutliersInsight]:
         if float(outliers.get("pct") or 0.0) < OUTLIERS_MIN_PCT:
             continue
         low, high = outliers.get("lowerFence"), outliers.get("upperFence")
-        if low is None or high is None:
+        # Equal fences mean a zero interquartile range (precipitation, mostly 0): every value
+        # off the common one would be an "outlier", which says nothing.
+        if low is None or high is None or high <= low:
             continue
         name = str(column["name"])
         base = f"columns.{name}.numeric.outliers"

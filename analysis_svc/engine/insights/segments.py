@@ -89,8 +89,11 @@ def segment_insights(
         codes = cache.codes(dimension)
         bins = labels.shape[0] + 1
         rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
+        # A dimension whose values name a measure column ("winner" = the candidate column with
+        # the most votes) is derived from it: "Coderre's votes are highest where Coderre won".
+        named = {str(label).strip().casefold() for label in labels}
         for measure in prepared:
-            if measure.name == dimension.name:
+            if measure.name == dimension.name or measure.name.strip().casefold() in named:
                 continue
             sums = cache.sums(dimension, measure.name, measure.weights)
             item = _segment(measure, dimension.name, codes, labels, rows_all, sums)

@@ -56,6 +56,10 @@ def column_report(profile: ColumnProfile, rows: int, role: Role) -> dict[str, An
         ordered = profile.sorted_numbers
         if ordered is not None and ordered.shape[0]:
             report["range"] = {"min": finite(ordered[0]), "max": finite(ordered[-1])}
+    elif numbers and role is Role.COORDINATE:
+        ordered = profile.sorted_numbers
+        if ordered is not None and ordered.shape[0]:
+            report["range"] = {"min": finite(ordered[0]), "max": finite(ordered[-1])}
     elif profile.kind in ("categorical", "boolean"):
         report.update(category_stats(profile))
     elif profile.kind == "datetime":

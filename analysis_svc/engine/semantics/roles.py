@@ -61,6 +61,9 @@ NON_ADDITIVE_WORDS = frozenset(
     | {"price", "prices", "avg", "average", "mean", "median", "med", "per", "capita", "pc"}
     | {"score", "rating", "grade", "age", "temp", "temperature", "lat", "latitude", "lon"}
     | {"lng", "long", "longitude", "margin", "yield", "density", "speed", "duration", "delay"}
+    # physical sizes of one thing: a penguin's "bill_length_mm" is no restaurant bill
+    | {"length", "width", "height", "depth", "diameter", "radius", "thickness", "mm", "cm"}
+    | {"humidity", "humid", "pressure", "visibility", "visib", "dewp", "dewpoint", "bmi"}
     | {"index", "idx", "ppi", "cpi", "gdppc", "expectancy", "expect", "probability", "prob"}
     | {"elasticity", "growth", "change", "infl", "inflation", "unemp", "unemployment", "mpg"}
     | {"open", "close", "high", "low", "adj"}
@@ -86,6 +89,18 @@ _CODE_WORDS = frozenset(
     | {"pclass", "cat", "category", "type", "kind", "segment", "label", "model", "version"}
 )
 DIMENSION_MAX_INT_DISTINCT = 8
+#: Coordinates: name words and the value range they must fit. A mean longitude per group or an
+#: "outlier" latitude says nothing, and a compass direction is circular (350 and 10 are close).
+_COORDINATES: tuple[tuple[frozenset[str], float, float, str], ...] = (
+    (frozenset({"lat", "latitude"}), -90, 90, "a latitude"),
+    (frozenset({"lon", "lng", "longitude"}), -180, 180, "a longitude"),
+    (
+        frozenset({"dir", "direction", "bearing", "heading", "azimuth", "winddir"}),
+        0,
+        360,
+        "a compass direction in degrees (circular)",
+    ),
+)
 # Names of row-number columns (pandas' "Unnamed: 0", "index", "row", "#"): only these may be
 # taken for a row number from consecutive values; a series 0, 1, 2 ... named "views" is data.
 _ROW_NUMBER_WORDS = frozenset({"unnamed", "index", "idx", "row", "rownum", "n", "no", "0", "1"})
@@ -240,7 +255,21 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
                 f"integers 1-{high:g}, each repeated: codes of {profile.distinct} groups",
                 None,
             )
+    coordinate = _coordinate(tokens, low, high)
+    if coordinate is not None:
+        return Role.COORDINATE, f"{coordinate}: a position, never averaged or summed", None
     return (*measure_additivity(profile.name), None)
+
+
+def _coordinate(tokens: list[str], low: float, high: float) -> str | None:
+    """What kind of coordinate a number column named `tokens` in [low, high] is, if any."""
+    words = set(tokens)
+    if tokens == ["long"]:  # "long" alone; inside a name it is too ambiguous ("long_term")
+        words.add("longitude")
+    for names, smallest, largest, kind in _COORDINATES:
+        if words & names and smallest <= low and high <= largest:
+            return kind
+    return None
 
 
 def measure_additivity(name: str) -> tuple[Role, str]:

@@ -15,6 +15,8 @@ from analysis_svc.engine.semantics.roles import Semantics, month_number
 from datapilot_runtime.report.insights import Role
 
 _MONTHS_PER_QUARTER = 3
+#: The years a datetime64[ns] holds whole (pandas.Timestamp.min is 1677-09-21, max 2262-04-11).
+_FIRST_NS_YEAR, _LAST_NS_YEAR = 1678, 2261
 
 
 @dataclass
@@ -61,7 +63,7 @@ def find_time_axis(profiles: list[ColumnProfile], semantics: Semantics) -> TimeA
     )
     if decimal:
         years = _numbers(by_name[decimal[0]])
-        if years is not None:
+        if years is not None and _representable(years):
             return _synthetic([decimal[0]], _decimal_year_stamps(years))
     parts: dict[str, str] = {}
     for name in sorted(semantics.parts):
@@ -72,7 +74,7 @@ def find_time_axis(profiles: list[ColumnProfile], semantics: Semantics) -> TimeA
     if year is None:
         return None
     years = _numbers(by_name[year])
-    if years is None:
+    if years is None or not _representable(years):
         return None
     month_name = parts.get("month")
     quarter_name = parts.get("quarter")
@@ -133,6 +135,15 @@ def _numbers(profile: ColumnProfile) -> np.ndarray | None:
         return None
     values = profile.numbers
     return np.where(np.isfinite(values), values, np.nan)
+
+
+def _representable(years: np.ndarray) -> bool:
+    """Whether every year fits a nanosecond timestamp (1678-2261): outside it, a conversion to
+    datetime64[ns] silently wraps (1565 became 2149), so such a table gets no time axis at all."""
+    present = years[np.isfinite(years)]
+    return present.shape[0] == 0 or bool(
+        present.min() >= _FIRST_NS_YEAR and present.max() <= _LAST_NS_YEAR
+    )
 
 
 def _month_numbers(profile: ColumnProfile) -> np.ndarray | None:
