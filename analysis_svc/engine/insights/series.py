@@ -18,7 +18,8 @@ Scores (each in [0, 1]):
   one step); (1 - Bonferroni p of the shift's t) x min(1, shift / 2 residual std) x the share of
   a straight line's error it removes; needs a better fit than a line and p < 0.01. When both
   a trend and a shift are found, the trend's score is multiplied by step error / line error.
-* period_change: 0.5 x min(1, |z| / 3), z of the last change against earlier changes.
+* period_change: 0.5 x min(1, |z| / 3), z of the last change against earlier changes; of the
+  previous-period and year-over-year comparisons of one measure only the higher-scored is kept.
 * unusual: min(1, |z| / 6) for |z| >= 3 against the 12 periods before it.
 * record: (0.3 + 0.3 x min(1, periods / 50)) x min(1, margin over the old record / std of
   the period-to-period changes), when the last value beats every earlier one.
@@ -434,7 +435,9 @@ def period_changes(series: Series, axis: str) -> list[PeriodChangeInsight]:
                 change_pct=pct(100 * change / abs(before)) if before else None,
             )
         )
-    return found
+    # One statement per measure about its last period: the comparison that says more (two
+    # findings titled "disease in 1856-03" read as a duplicate); ties keep the previous period.
+    return [max(found, key=lambda item: item.score)] if found else []
 
 
 def unusual(series: Series, axis: str) -> UnusualInsight | None:
