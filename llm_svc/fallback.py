@@ -288,14 +288,19 @@ def _trend(c: TrendInsight, p: _Phrase) -> tuple[str, str] | None:
 def _season(c: SeasonInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.peak_value, c.trough_value):
         return None
-    measure = _column(c.measure, "the value")
+    name = _column(c.measure, "the value")
+    measure = p.measure(c.aggregation, name, over_time=True) if c.aggregation else name
     cycle = _CYCLES.get(c.cycle, c.cycle)
     at = {"week": "on", "day": "at"}.get(c.cycle, "in")
+    # A total is per period ("1.01 million a day"); an average or a level needs no unit.
+    total = c.aggregation == "sum" and measure != name
+    per = (" an " if c.granularity == "hour" else " a ") + c.granularity if total else ""
     text = (
         f"A {cycle} season in {measure}: highest {at} {display(c.peak)}, lowest {at} "
-        f"{display(c.trough)} ({p.number('peak_value')} against {p.number('trough_value')})"
+        f"{display(c.trough)} ({p.number('peak_value')}{per} against "
+        f"{p.number('trough_value')}{', on average' if total else ''})"
     )
-    return f"{_start(cycle)} season in {measure}", text + "."
+    return f"{_start(cycle)} season in {name}", text + "."
 
 
 def _level_shift(c: LevelShiftInsight, p: _Phrase) -> tuple[str, str] | None:

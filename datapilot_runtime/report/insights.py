@@ -148,6 +148,9 @@ class SeasonInsight(_InsightBase):
     type: Literal[InsightType.SEASON] = InsightType.SEASON
     time: str
     granularity: str
+    aggregation: Aggregation | None = Field(
+        default=None, description="How each period's value is made: peak and trough average it"
+    )
     cycle: Literal["year", "week", "day"]
     peak: str
     trough: str

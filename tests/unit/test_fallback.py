@@ -595,3 +595,33 @@ def test_a_yes_no_measure_is_phrased_as_the_share_that_says_yes() -> None:
         "The share of smoker Yes is highest in day Fri: 79.0% against 34.7% for the other days."
     )
     assert not ground([draft], report)[1]
+
+
+def test_a_season_of_a_total_says_per_period_and_an_average_does_not() -> None:
+    weekly = SEASON.model_copy(
+        update={
+            "aggregation": "sum",
+            "granularity": "day",
+            "cycle": "week",
+            "peak": "Monday",
+            "trough": "Saturday",
+            "measure": "distance",
+            "peak_value": 1_010_000.0,
+            "trough_value": 845_092.0,
+        }
+    )
+    (draft,) = fallback_insights(report_of(weekly))
+    assert draft.text == (
+        "A weekly season in total distance: highest on Monday, lowest on Saturday "
+        "(1.01 million a day against 845,092, on average)."
+    )
+    hourly = weekly.model_copy(update={"granularity": "hour", "cycle": "day"})
+    assert " an hour against " in fallback_insights(report_of(hourly))[0].text
+    averaged = SEASON.model_copy(update={"aggregation": "mean", "measure": "temp max"})
+    (draft,) = fallback_insights(report_of(averaged))
+    assert draft.text.startswith("A yearly season in average temp max: highest in July")
+    assert draft.text.endswith("(476.2 against 330.1).")
+    for candidate in (weekly, hourly, averaged):
+        drafts = fallback_insights(report_of(candidate))
+        kept, dropped = ground(drafts, report_of(candidate))
+        assert len(kept) == 1 and not dropped  # every number printed is a field of the candidate

@@ -276,6 +276,7 @@ def season(series: Series, axis: str) -> SeasonInsight | None:
     return SeasonInsight(
         **base,
         score=score(strength * min(1.0, cycles / 3)),
+        aggregation=series.aggregation,
         cycle=cycle,
         peak=names[peak],
         trough=names[trough],
