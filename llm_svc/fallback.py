@@ -253,6 +253,9 @@ def _concentration(c: ConcentrationInsight, p: _Phrase) -> tuple[str, str] | Non
         f"{display(c.top)} carries {p.number('top_share', format_share)} of {of} {measure} "
         f"(by {dimension})"
     )
+    rows = c.top_rows_share
+    if rows is not None and _usable(rows) and 0 < rows < c.top_share:
+        text += f" from {p.number('top_rows_share', format_share)} of the rows"
     if c.top_k > 1 and _usable(c.top_k_share) and 0 <= c.top_k_share <= 1:
         text += (
             f"; the top {p.number('top_k')} {_many(dimension)} hold "

@@ -119,6 +119,9 @@ class ConcentrationInsight(_InsightBase):
     top: str
     top_value: float
     top_share: float
+    top_rows_share: float | None = Field(
+        default=None, description="The top value's share of the rows (0-1): the share it would hold"
+    )
     top_k: int
     top_k_share: float
     segments: int

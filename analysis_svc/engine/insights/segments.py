@@ -10,7 +10,9 @@ above the rest is not a finding however consistent), else 1.
 
 concentration: for each (additive non-negative measure, dimension with 3-1000 values), the
 share of the total held by the top value and the top 3. score = excess^0.75, where excess =
-(top share - 1/k) / (1 - 1/k) over k values: 0 for an even split, 1 when one value holds all.
+(top share - its share of the rows) / (1 - its share of the rows): 0 when the top value holds
+no more than its rows would (the largest group is largest: no finding), 1 when it holds all.
+It needs a top share at least MIN_CONCENTRATION_LIFT x its share of the rows.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ FULL_EFFECT = 1.5
 FULL_ROWS = 30
 FULL_RELATIVE = 0.5
 MIN_CONCENTRATION_SCORE = 0.05
+MIN_CONCENTRATION_LIFT = 1.25
 TOP_K = 3
 
 
@@ -44,6 +47,7 @@ class GroupSums:
     def __init__(self) -> None:
         self._codes: dict[str, np.ndarray] = {}
         self._sums: dict[tuple[str, str], np.ndarray] = {}
+        self._rows: dict[str, np.ndarray] = {}
 
     def codes(self, dimension: ColumnProfile) -> np.ndarray:
         """Row codes with rows without a label in an extra bin (dropped): no per-pair masks."""
@@ -62,6 +66,14 @@ class GroupSums:
             codes = self.codes(dimension)
             self._sums[key] = np.bincount(codes, weights=weights, minlength=size + 1)[:size]
         return self._sums[key]
+
+    def rows(self, dimension: ColumnProfile) -> np.ndarray:
+        """The number of rows per value of ``dimension``."""
+        if dimension.name not in self._rows:
+            size = dimension.distinct
+            counts = np.bincount(self.codes(dimension), minlength=size + 1)[:size]
+            self._rows[dimension.name] = counts.astype("float64")
+        return self._rows[dimension.name]
 
 
 def segment_insights(
@@ -226,14 +238,15 @@ def concentration_insights(
             if name == dimension.name:
                 continue
             totals = cache.sums(dimension, name, weights)
-            item = _concentration(name, totals, dimension.name, labels)
+            rows = cache.rows(dimension)
+            item = _concentration(name, totals, rows, dimension.name, labels)
             if item is not None:
                 found.append(item)
     return found
 
 
 def _concentration(
-    measure: str, totals: np.ndarray, dimension: str, labels: np.ndarray
+    measure: str, totals: np.ndarray, rows: np.ndarray, dimension: str, labels: np.ndarray
 ) -> ConcentrationInsight | None:
     grand = float(totals.sum())
     if grand <= 0:
@@ -246,7 +259,11 @@ def _concentration(
         return None
     top_share = float(ranked[0])
     k = min(TOP_K, segments - 1)
-    excess = (top_share - 1.0 / segments) / (1.0 - 1.0 / segments)
+    labelled = float(rows.sum())
+    rows_share = float(rows[order[0]]) / labelled if labelled > 0 else 1.0
+    if rows_share >= 1.0 or top_share < MIN_CONCENTRATION_LIFT * rows_share:
+        return None
+    excess = (top_share - rows_share) / (1.0 - rows_share)
     value = score(max(0.0, excess) ** 0.75)
     if value < MIN_CONCENTRATION_SCORE:
         return None
@@ -261,6 +278,7 @@ def _concentration(
         top=str(labels[order[0]]),
         top_value=sig(float(totals[order[0]])),
         top_share=share(top_share),
+        top_rows_share=share(rows_share),
         top_k=k,
         top_k_share=share(float(ranked[:k].sum())),
         segments=segments,
