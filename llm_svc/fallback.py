@@ -331,6 +331,8 @@ def _period_change(c: PeriodChangeInsight, p: _Phrase) -> tuple[str, str] | None
     period, previous = f"{at} {display(c.period)}", display(c.previous_period)
     against = "a year before" if c.comparison == "year_over_year" else "the period before"
     direction = "up" if c.change > 0 else "down" if c.change < 0 else "unchanged"
+    if format_number(c.value) == format_number(c.previous_value):
+        return None  # "1,022, up 0.01% on 1,022": a change too small to print says nothing
     if direction == "unchanged":
         change = "unchanged"
     elif c.change_pct is not None and _usable(c.change_pct):
@@ -361,6 +363,8 @@ def _unusual(c: UnusualInsight, p: _Phrase) -> tuple[str, str] | None:
 def _record(c: RecordInsight, p: _Phrase) -> tuple[str, str] | None:
     if not _usable(c.value, c.previous_record):
         return None
+    if format_number(c.value) == format_number(c.previous_record):
+        return None  # "1,022, above the previous record of 1,022" reads as a contradiction
     name = _column(c.measure, "the value")
     measure = p.measure(c.aggregation, name, over_time=True)
     at = _at(c.granularity)

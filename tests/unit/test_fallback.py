@@ -625,3 +625,11 @@ def test_a_season_of_a_total_says_per_period_and_an_average_does_not() -> None:
         drafts = fallback_insights(report_of(candidate))
         kept, dropped = ground(drafts, report_of(candidate))
         assert len(kept) == 1 and not dropped  # every number printed is a field of the candidate
+
+
+def test_a_record_or_change_too_small_to_print_is_not_said() -> None:
+    record = RECORD.model_copy(update={"value": 1022.4, "previous_record": 1022.1})
+    change = PERIOD_CHANGE.model_copy(
+        update={"value": 1022.4, "previous_value": 1022.3, "change": 0.1, "change_pct": 0.01}
+    )
+    assert fallback_insights(report_of(record, change)) == []

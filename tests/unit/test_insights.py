@@ -446,3 +446,81 @@ def test_years_before_1678_give_no_time_axis_rather_than_wrapped_dates(tmp_path:
     assert report["timeAxis"] is None
     periods = [str(c.get("period", "")) for c in report["candidates"]]
     assert not [p for p in periods if p and not 1565 <= int(p[:4]) <= 1820]
+
+
+def test_the_largest_group_holding_the_largest_part_of_a_total_is_no_concentration(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(2)
+    size = rng.choice(["2", "3", "4"], 600, p=[0.64, 0.2, 0.16])
+    tips = pd.DataFrame({"party": size, "tip": rng.gamma(2.0, 1.5, 600)})
+    assert not [
+        c for c in _report_of(tips, tmp_path, "tips")["candidates"] if c["type"] == "concentration"
+    ]
+    # the same rows, where one product earns far beyond its share of the rows
+    product = rng.choice(["Widget", "Gadget", "Gizmo", "Doohickey"], 600)
+    revenue = np.where(product == "Widget", 400.0, 50.0) * rng.uniform(0.8, 1.2, 600)
+    found = [
+        c
+        for c in _report_of(pd.DataFrame({"product": product, "revenue": revenue}), tmp_path, "p")[
+            "candidates"
+        ]
+        if c["type"] == "concentration"
+    ]
+    assert found and found[0]["top"] == "Widget"
+    assert found[0]["topRowsShare"] < found[0]["topShare"]
+
+
+def test_binnings_relabellings_and_rules_of_the_data_are_not_findings(tmp_path: Path) -> None:
+    rng = np.random.default_rng(9)
+    rows = 800
+    age = rng.uniform(18, 90, rows)
+    alive = (rng.random(rows) < np.where(age < 65, 0.85, 0.2)).astype(int)
+    smoker = rng.choice(["Yes", "No"], rows)
+    kids = rng.choice(["yes", "no"], rows)
+    young_kids = np.where(kids == "yes", rng.choice(["yes", "no"], rows), "no")
+    frame = pd.DataFrame(
+        {
+            "Age": age,
+            "AgeGroup": np.where(age < 65, "18-64", "65+"),
+            "Alive": alive,
+            "Outcome": np.where(alive == 1, "Alive", "Dead"),
+            "Smoker": smoker,
+            "kids": kids,
+            "young_kids": young_kids,
+        }
+    )
+    candidates = _report_of(frame, tmp_path, "whickham")["candidates"]
+    pairs = [(c["measure"], c["dimension"]) for c in candidates if c["type"] == "segment"]
+    assert ("Age", "AgeGroup") not in pairs  # AgeGroup bins Age
+    assert not {("Age", "Alive"), ("Age", "Outcome")} <= set(pairs)  # one relabels the other
+    assert ("Alive", "AgeGroup") in pairs  # a rate by a binning is a finding
+    # young kids imply kids: a 100 % share is a rule of the data, and each pair is said once
+    assert ("kids", "young_kids") not in pairs
+    assert len(pairs) == len({frozenset(p) for p in pairs})
+
+
+def test_row_names_with_gaps_and_a_time_index_are_identifiers(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    months = pd.period_range("2003-01", periods=120, freq="M")
+    frame = pd.DataFrame(
+        {
+            "rownames": np.r_[19740001 + np.arange(60), 19760001 + np.arange(60)],
+            "Year": months.year,
+            "Month": months.month,
+            "Traffic": 500 + rng.normal(0, 20, 120),
+            "t": np.arange(1, 121),
+        }
+    )
+    report = _report_of(frame, tmp_path, "bridge")
+    roles = {r["name"]: r["role"] for r in report["roles"]}
+    assert roles["rownames"] == roles["t"] == "identifier"
+    assert not [c for c in report["candidates"] if c.get("measure") in ("t", "rownames")]
+
+
+def test_a_series_constant_up_to_rounding_gives_no_shift_trend_or_record(tmp_path: Path) -> None:
+    years = np.repeat(np.arange(1920, 2020), 25)
+    base = np.tile(np.random.default_rng(1).uniform(10, 30, 25), 100)  # same per country
+    frame = pd.DataFrame({"year": years, "country": np.tile(np.arange(25), 100), "base": base})
+    report = _report_of(frame, tmp_path, "panel")
+    assert not [c for c in report["candidates"] if c.get("measure") == "base" and "time" in c]

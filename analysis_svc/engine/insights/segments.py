@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from analysis_svc.engine.column_profile import ColumnProfile
+from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
 from analysis_svc.engine.insights.common import normal_p_two_sided, polarity, score, share, sig
 from analysis_svc.engine.kpis.columns import labels_of
 from datapilot_runtime.report.insights import ConcentrationInsight, SegmentInsight
@@ -109,9 +109,35 @@ def segment_insights(
                 continue
             sums = cache.sums(dimension, measure.name, measure.weights)
             item = _segment(measure, dimension.name, codes, labels, rows_all, sums)
-            if item is not None:
+            if item is not None and not _binned(measure, dimension, codes, labels, item.segment):
                 found.append(item)
-    return found
+    # Two yes/no columns compared both ways say one thing: keep the stronger direction.
+    best: dict[frozenset[str], SegmentInsight] = {}
+    for item in found:
+        pair = frozenset({str(item.measure), str(item.dimension)})
+        if pair not in best or item.score > best[pair].score:
+            best[pair] = item
+    return [
+        item for item in found if best[frozenset({str(item.measure), str(item.dimension)})] is item
+    ]
+
+
+def _binned(
+    values: _Values, dimension: ColumnProfile, codes: np.ndarray, labels: np.ndarray, segment: str
+) -> bool:
+    """Whether the dimension is a binning of the measure ("AgeGroup 65+" has the highest Age):
+    named after it, and the segment's values do not overlap the rest's. Either alone is no
+    proof: iris species separate on petal length, and "age_group" may be a cohort."""
+    measure_words = set(name_tokens(values.name))
+    if not measure_words or not measure_words <= set(name_tokens(dimension.name)):
+        return False
+    position = int(np.flatnonzero(labels.astype(str) == segment)[0])
+    present = np.ones(codes.shape[0], dtype=bool) if values.present is None else values.present > 0
+    inside = values.weights[present & (codes == position)]
+    outside = values.weights[present & (codes != position) & (codes < labels.shape[0])]
+    if not inside.shape[0] or not outside.shape[0]:
+        return False
+    return bool(inside.min() > outside.max() or inside.max() < outside.min())
 
 
 def _named(labels: np.ndarray, mapping: dict[str, str] | None) -> np.ndarray:
@@ -130,6 +156,7 @@ class _Values:
         self.complete = bool(present.all())
         self.present = None if self.complete else present.astype("float64")
         self.weights = values if self.complete else np.where(present, values, 0.0)
+        self.binary = bool(np.isin(self.weights, (0.0, 1.0)).all())
         if std is not None:  # the column report's sample std, already computed
             self.std = std
             return
@@ -183,6 +210,8 @@ def _segment(
             d = float(effect[best])
     significance = 1.0 - min(1.0, normal_p_two_sided(float(z[best])) * int(eligible.sum()))
     value, rest = float(mean[best]), float(rest_mean[best])
+    if values.binary and (value in (0.0, 1.0) or rest in (0.0, 1.0)):
+        return None  # "100% against 34%" between yes/no columns is a rule of the data, no tendency
     ratio = value / rest if rest != 0 and value / rest > 0 else None
     positive = value > 0 and rest > 0 and ratio is not None and math.isfinite(ratio)
     impact = math.sqrt(min(1.0, abs(ratio - 1) / FULL_RELATIVE)) if positive and ratio else 1.0

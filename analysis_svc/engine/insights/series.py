@@ -59,6 +59,7 @@ SEASON_MIN_AMPLITUDE = 0.1
 SEASON_MIN_STRENGTH = 0.3
 SHIFT_MIN_PERIODS = 10
 SHIFT_MAX_P = 0.01
+FLAT_RELATIVE_SPREAD = 1e-9
 UNUSUAL_WINDOW = 12
 UNUSUAL_MIN_HISTORY = 6
 UNUSUAL_SIGMAS = 3.0
@@ -104,7 +105,7 @@ def series_insights(
         key = f"timeSeries.{axis.name}.{measure.name}"
         evidence = [key] if key in series_keys else []
         series = _series(periods, measure, aggregation, evidence)
-        if series is None:
+        if series is None or _flat(series.values):
             continue
         steady = trend(series, axis.name)
         shift = level_shift(series, axis.name)
@@ -122,6 +123,15 @@ def series_insights(
         if seasonal is not None:
             found.append(seasonal)
     return found
+
+
+def _flat(x: np.ndarray) -> bool:
+    """Whether a series is constant up to rounding noise (the mean per year of a value that
+    never changes differs in the 15th digit: no shift, trend or record is in it)."""
+    if x.shape[0] == 0:
+        return True
+    mean = float(np.mean(x))
+    return float(np.std(x)) <= FLAT_RELATIVE_SPREAD * max(abs(mean), 1e-300)
 
 
 def _unbalanced_panel(instants: ColumnProfile, dimensions: list[ColumnProfile]) -> bool:

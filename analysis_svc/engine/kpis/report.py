@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -129,7 +130,10 @@ def candidates(
         )
     ][:MAX_INSIGHT_DIMENSIONS]
     valued = [(p, p.numbers) for p, _ in measures if p.numbers is not None]
+    # A yes/no column that relabels another is still a rate to compare ("Alive" by AgeGroup).
     valued += [(p, rates) for p in groups if (rates := binary_values(p)) is not None]
+    yes_labels = {p.name: label for p in groups if (label := binary_one_label(p)) is not None}
+    groups = distinct_groupings(groups)
     group_sums = GroupSums()
     spreads = {
         str(c["name"]): float(c["numeric"]["std"])
@@ -141,7 +145,6 @@ def candidates(
         for p in groups
         if semantics.parts.get(p.name) == "month" and p.numbers is not None
     }
-    yes_labels = {p.name: label for p in groups if (label := binary_one_label(p)) is not None}
     found: list[object] = [
         item.model_copy(update={"measure_label": yes_labels.get(str(item.measure))})
         for item in segment_insights(valued, groups, group_sums, spreads, month_names)
@@ -156,6 +159,29 @@ def candidates(
     return rank(found)
 
 
+def distinct_groupings(groups: list[ColumnProfile]) -> list[ColumnProfile]:
+    """``groups`` without a dimension that relabels another one value for value ("Alive" 0/1
+    beside "Outcome" Dead/Alive): the same finding twice. Labels are kept over number codes."""
+    kept: list[ColumnProfile] = []
+    for group in sorted(groups, key=lambda g: (_coded(g), g.name)):
+        if not any(_relabels(group, other) for other in kept):
+            kept.append(group)
+    return [group for group in groups if group in kept]
+
+
+def _coded(group: ColumnProfile) -> bool:
+    """Whether every label is a number (a code such as 0/1), not words."""
+    return all(_NUMBER_LABEL.match(str(label)) for label in labels_of(group))
+
+
+def _relabels(a: ColumnProfile, b: ColumnProfile) -> bool:
+    if a.distinct != b.distinct or a.missing != b.missing:
+        return False
+    pairs = a.codes.astype(np.int64) * (b.distinct + 2) + b.codes.astype(np.int64)
+    return int(np.unique(pairs).shape[0]) == a.distinct + (1 if a.missing else 0)
+
+
+_NUMBER_LABEL = re.compile(r"\s*-?\d+(\.\d+)?\s*\Z")
 _ONES = frozenset({"1", "true", "yes", "y"})
 _ZEROS = frozenset({"0", "false", "no", "n"})
 

@@ -105,6 +105,11 @@ _COORDINATES: tuple[tuple[frozenset[str], float, float, str], ...] = (
 # taken for a row number from consecutive values; a series 0, 1, 2 ... named "views" is data.
 _ROW_NUMBER_WORDS = frozenset({"unnamed", "index", "idx", "row", "rownum", "n", "no", "0", "1"})
 _ROW_NUMBER_WORDS |= {"rownames", "rowname", "rows", "rowid", "obs", "x", ""}
+# A time index 1, 2, 3 ... one per row ("t" beside Year and Month) counts periods, not a quantity.
+_ROW_NUMBER_WORDS |= {"t", "time", "period", "step", "seq", "sequence"}
+#: Names that say "row name" outright: unique values under them identify rows even with gaps
+#: (R's rownames 19740001, 19740002 ... 19760001).
+_ROW_NAME_WORDS = frozenset({"rownames", "rowname", "rowid", "rownum", "unnamed", "index", "idx"})
 #: Decimal years (1949.083 for February 1949), as R's time series export them.
 _DECIMAL_YEAR_WORDS = frozenset({"time", "date", "year", "yr", "period", "t", "decimal"})
 _DECIMAL_YEAR_RANGE = (1000.0, 2200.0)
@@ -243,6 +248,8 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
             return Role.CLOCK, "HHMM clock times (minutes < 60): a time of day", None
         if not token_set - _ROW_NUMBER_WORDS and _is_row_number(numbers, profile):
             return Role.IDENTIFIER, "consecutive integers, one per row: a row number", None
+        if token_set and not token_set - _ROW_NAME_WORDS and profile.distinct == profile.present:
+            return Role.IDENTIFIER, "unique integers named like row names: identifies a row", None
         if token_set & _CODE_WORDS and not token_set & (ADDITIVE_WORDS | NON_ADDITIVE_WORDS):
             if profile.distinct <= 50:
                 return Role.DIMENSION, "integer codes named like a group: a dimension", None
