@@ -421,6 +421,8 @@ _COLUMN_NOTES = {
     "skewed": "is strongly skewed (a few large values weigh on its mean)",
     "numbersAsText": "holds numbers stored as text",
     "mixedDateFormats": "mixes date formats",
+    "mixedScales": "holds quantities of different scales, told apart by another column: "
+    "compare it within each kind only"
 }
 
 

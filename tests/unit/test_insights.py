@@ -524,3 +524,38 @@ def test_a_series_constant_up_to_rounding_gives_no_shift_trend_or_record(tmp_pat
     frame = pd.DataFrame({"year": years, "country": np.tile(np.arange(25), 100), "base": base})
     report = _report_of(frame, tmp_path, "panel")
     assert not [c for c in report["candidates"] if c.get("measure") == "base" and "time" in c]
+
+
+def test_a_column_of_mixed_quantities_gets_a_note_and_no_figure_across_them(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(8)
+    dates = pd.date_range("2000-01-01", periods=120, freq="MS")
+    scales = {"pop": 250_000.0, "unemploy": 8_000.0, "uempmed": 8.0}
+    long = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "date": dates,
+                    "variable": name,
+                    "value": scale * (1 + 0.002 * np.arange(120) + rng.normal(0, 0.01, 120)),
+                }
+            )
+            for name, scale in scales.items()
+        ]
+    )
+    report = _report_of(long, tmp_path, "economics_long")
+    assert not [c for c in report["candidates"] if c.get("measure") == "value"]
+    (alert,) = [a for a in report["alerts"] if a["type"] == "mixedScales"]
+    assert alert["column"] == "value" and "'variable'" in alert["message"]
+    assert report["candidates"][0]["key"] == "quality.mixedScales.value"
+    # salaries paid by the hour or by the year, as a "salary type" says
+    kind = rng.choice(["hour", "year"], 300)
+    pay = np.where(kind == "hour", rng.normal(30, 5, 300), rng.normal(80_000, 9_000, 300))
+    frame = pd.DataFrame({"salary_type": kind, "current_salary": pay})
+    salary = _report_of(frame, tmp_path, "salary")
+    assert not [c for c in salary["candidates"] if c.get("measure") == "current_salary"]
+    # one scale with a dimension named like a kind: an ordinary segment finding stays
+    price = np.where(kind == "hour", 10.0, 14.0) + rng.normal(0, 1, 300)
+    plain = _report_of(pd.DataFrame({"salary_type": kind, "price": price}), tmp_path, "plain")
+    assert [c for c in plain["candidates"] if c.get("key") == "segment.price.salary_type"]

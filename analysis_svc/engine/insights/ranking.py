@@ -31,6 +31,8 @@ MIN_SCORE = 0.01
 REPEAT_DISCOUNT = 0.9
 OUTLIERS_MIN_PCT = 1.0
 _SEVERITY_SCORE = {"warning": 0.6, "info": 0.3}
+# A column of mixed quantities explains why its figures are missing: the first note to read.
+_KIND_SCORE = {"mixedScales": 0.9}
 _ADAPTER: TypeAdapter[Insight] = TypeAdapter(Insight)
 
 
@@ -54,9 +56,13 @@ def correlation_insights(items: list[dict[str, Any]]) -> list[CorrelationInsight
     return found
 
 
-def outlier_insights(columns: list[dict[str, Any]]) -> list[OutliersInsight]:
+def outlier_insights(
+    columns: list[dict[str, Any]], mixed: frozenset[str] = frozenset()
+) -> list[OutliersInsight]:
     found = []
     for column in columns:
+        if column["name"] in mixed:
+            continue  # outliers of a mix of quantities are the larger quantity's values
         outliers = (column.get("numeric") or {}).get("outliers") or {}
         if float(outliers.get("pct") or 0.0) < OUTLIERS_MIN_PCT:
             continue
@@ -108,7 +114,7 @@ def quality_insights(alerts: list[dict[str, Any]], dataset: dict[str, Any]) -> l
         found.append(
             QualityInsight(
                 key="quality." + str(alert["key"]).removeprefix("alerts."),
-                score=_SEVERITY_SCORE.get(str(alert["severity"]), 0.3),
+                score=_KIND_SCORE.get(kind, _SEVERITY_SCORE.get(str(alert["severity"]), 0.3)),
                 measure=None,
                 evidence=[str(e) for e in alert.get("evidence", [])],
                 kind=kind,

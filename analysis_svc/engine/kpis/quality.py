@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from analysis_svc.engine.semantics.mixed_scales import MixedScale
+
 HIGH_MISSING_PCT = 20.0
 HIGH_CARDINALITY_MIN_DISTINCT = 50
 HIGH_CARDINALITY_DISTINCT_PCT = 50.0
@@ -141,3 +143,19 @@ def _alert(
         "message": message,
         "evidence": evidence,
     }
+
+
+def mixed_scale_alert(mixed: MixedScale) -> dict[str, Any]:
+    """A column that holds quantities of different scales, told apart by a dimension (the
+    message names columns, never the dimension's values)."""
+    name, dimension = mixed.measure, mixed.dimension
+    ratio = mixed.high_median / mixed.low_median
+    return _alert(
+        "mixedScales",
+        name,
+        "warning",
+        f"'{name}' holds several quantities, told apart by '{dimension}' (the medians of its "
+        f"groups differ up to {ratio:,.0f}-fold): no total, average, trend, outlier or "
+        "correlation is computed across them.",
+        [f"columns.{name}.numeric.median", f"columns.{dimension}.topValues"],
+    )

@@ -26,9 +26,10 @@ from analysis_svc.engine.insights.segments import (
 from analysis_svc.engine.insights.series import series_insights
 from analysis_svc.engine.kpis.columns import column_report, labels_of, percent
 from analysis_svc.engine.kpis.correlations import correlation_scan
-from analysis_svc.engine.kpis.quality import alerts
+from analysis_svc.engine.kpis.quality import alerts, mixed_scale_alert
 from analysis_svc.engine.kpis.timeseries import time_series
 from analysis_svc.engine.readers.common import Table
+from analysis_svc.engine.semantics.mixed_scales import mixed_scales
 from analysis_svc.engine.semantics.roles import MONTH_NAMES, Semantics, assign_roles, role_dumps
 from analysis_svc.engine.semantics.time_axis import TimeAxis, find_time_axis
 from datapilot_runtime.report.insights import Aggregation, Role
@@ -60,8 +61,11 @@ def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> d
     dataset = _dataset_report(table, profiles, columns)
     _LOGGER.debug("profiled %d columns", len(columns))
     measures = [p for p in profiles if semantics.is_measure(p.name) and p.numbers is not None]
-    by_role = [(p, aggregation_of(semantics.role(p.name))) for p in measures]
     dimensions = [p for p in profiles if semantics.role(p.name) is Role.DIMENSION]
+    # A column holding several quantities (long format) gets no figure across them.
+    mixed = mixed_scales(measures, dimensions)
+    measures = [p for p in measures if p.name not in mixed]
+    by_role = [(p, aggregation_of(semantics.role(p.name))) for p in measures]
     axis = find_time_axis(profiles, semantics)
     datetimes = [p for p in profiles if semantics.role(p.name) is Role.TIME and p.dates is not None]
     if axis is not None:
@@ -69,7 +73,7 @@ def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> d
     # By name, so that the series kept (and the evidence citing them) never depend on column order.
     series = time_series(datetimes, sorted(by_role, key=lambda item: item[0].name), dimensions)
     pairs, linear = correlation_scan(measures)
-    found = alerts(dataset, columns)
+    found = alerts(dataset, columns) + [mixed_scale_alert(m) for _, m in sorted(mixed.items())]
     report = {
         "schemaVersion": SCHEMA_VERSION,
         "dataset": dataset,
@@ -154,7 +158,8 @@ def candidates(
     if axis is not None:
         found.extend(series_insights(axis, measures, series_keys, groups))
     found.extend(correlation_insights(report["correlations"]))
-    found.extend(outlier_insights(report["columns"]))
+    mixed = frozenset(str(a["column"]) for a in report["alerts"] if a["type"] == "mixedScales")
+    found.extend(outlier_insights(report["columns"], mixed))
     found.extend(quality_insights(report["alerts"], report["dataset"]))
     return rank(found)
 
