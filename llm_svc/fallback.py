@@ -422,7 +422,7 @@ _COLUMN_NOTES = {
     "numbersAsText": "holds numbers stored as text",
     "mixedDateFormats": "mixes date formats",
     "mixedScales": "holds quantities of different scales, told apart by another column: "
-    "compare it within each kind only"
+    "compare it within each kind only",
 }
 
 
