@@ -434,6 +434,12 @@ def _quality(c: QualityInsight, p: _Phrase) -> tuple[str, str] | None:
         return "Duplicate rows", text + "."
     if c.kind == "skippedRows" and c.count is not None:
         return "Skipped rows", f"{p.number('count')} rows could not be read and were skipped."
+    if c.kind == "reshaped" and c.count is not None:
+        text = (
+            f"The file's {p.number('count')} rows are in long format (one number per row, "
+            "named by another column): they were analysed with one column per quantity."
+        )
+        return "Long format", text
     # A kind is the engine's camelCase identifier, not a column name: its words are split.
     kind = " ".join(re.sub(r"(?<=[a-z])(?=[A-Z])", " ", humanise(c.kind)).lower().split())
     kind = kind or "issue"

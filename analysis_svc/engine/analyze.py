@@ -9,6 +9,7 @@ from typing import Any
 from analysis_svc.engine.charts import build_charts
 from analysis_svc.engine.kpis.report import compute_report
 from analysis_svc.engine.readers.dispatch import read_table
+from analysis_svc.engine.semantics.long_format import widen
 
 
 def analyze(
@@ -23,7 +24,7 @@ def analyze(
     """
     notify = on_phase or (lambda _phase: None)
     notify("parse")
-    table = read_table(path, filename_hint)
+    table = widen(read_table(path, filename_hint))
     notify("profile")
     report = compute_report(table, roles=roles)
     notify("charts")
@@ -34,4 +35,4 @@ def analyze_file(
     path: Path, filename_hint: str = "", roles: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """The KPI report alone."""
-    return compute_report(read_table(path, filename_hint), roles=roles)
+    return compute_report(widen(read_table(path, filename_hint)), roles=roles)

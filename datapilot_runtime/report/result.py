@@ -46,6 +46,16 @@ class ColumnTypeCounts(WireModel):
     empty: int
 
 
+class ReshapedFrom(WireModel):
+    """The long table as read: one row per key and `dimension` label, numbers in `measure`."""
+
+    rows: int = Field(ge=0)
+    columns: int = Field(ge=0)
+    dimension: str
+    measure: str
+    dropped: list[str] = Field(description="Columns left out: attributes of a label, other values")
+
+
 class DatasetFacts(WireModel):
     """Whole-table facts."""
 
@@ -60,6 +70,9 @@ class DatasetFacts(WireModel):
     skipped_rows: int = Field(ge=0)
     header_row: bool
     column_types: ColumnTypeCounts
+    reshaped_from: ReshapedFrom | None = Field(
+        default=None, description="Set when a long table was analysed wide (one column per label)"
+    )
 
 
 # --------------------------------------------------------------------------- columns

@@ -559,3 +559,32 @@ def test_a_column_of_mixed_quantities_gets_a_note_and_no_figure_across_them(
     price = np.where(kind == "hour", 10.0, 14.0) + rng.normal(0, 1, 300)
     plain = _report_of(pd.DataFrame({"salary_type": kind, "price": price}), tmp_path, "plain")
     assert [c for c in plain["candidates"] if c.get("key") == "segment.price.salary_type"]
+
+
+def test_a_long_table_is_analysed_wide_one_column_per_variable(tmp_path: Path) -> None:
+    from analysis_svc.engine.analyze import analyze_file
+
+    rng = np.random.default_rng(12)
+    dates = pd.date_range("1990-01-01", periods=96, freq="MS")
+    parts = []
+    for name, scale, slope in (("pop", 250_000.0, 0.002), ("uempmed", 8.0, -0.003)):
+        values = scale * (1 + slope * np.arange(96) + rng.normal(0, 0.002, 96))
+        parts.append(
+            pd.DataFrame({"date": dates, "variable": name, "unit": name + "_u", "value": values})
+        )
+    long = pd.concat(parts).reset_index(drop=True)
+    long.insert(0, "rownames", np.arange(1, len(long) + 1))
+    path = tmp_path / "long.csv"
+    long.to_csv(path, index=False)
+    report = analyze_file(path, path.name)
+    assert report["dataset"]["rows"] == 96
+    assert report["dataset"]["reshapedFrom"] == {
+        "rows": 192,
+        "columns": 5,
+        "dimension": "variable",
+        "measure": "value",
+        "dropped": ["rownames", "unit"],
+    }
+    trends = {c["measure"]: c["direction"] for c in report["candidates"] if c["type"] == "trend"}
+    assert trends == {"pop": "up", "uempmed": "down"}
+    assert [a for a in report["alerts"] if a["type"] == "reshaped"]

@@ -100,6 +100,7 @@ def test_report_shape_and_key_order() -> None:
         "skippedRows",
         "headerRow",
         "columnTypes",
+        "reshapedFrom",
     ]
     assert [column["name"] for column in report["columns"]] == list(_sample_frame().columns)
     for column in report["columns"]:

@@ -133,6 +133,8 @@ def _quality_numbers(
         return int(dataset["duplicateRows"]), float(dataset["duplicateRowsPct"])
     if kind == "skippedRows":
         return int(dataset["skippedRows"]), None
+    if kind == "reshaped":
+        return int(dataset["reshapedFrom"]["rows"]), None
     return None, None
 
 

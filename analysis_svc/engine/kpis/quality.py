@@ -37,6 +37,19 @@ def alerts(dataset: dict[str, Any], columns: list[dict[str, Any]]) -> list[dict[
                 ["dataset.skippedRows"],
             )
         )
+    reshaped = dataset.get("reshapedFrom")
+    if reshaped:
+        found.append(
+            _alert(
+                "reshaped",
+                None,
+                "info",
+                f"The {reshaped['rows']} rows are in long format ('{reshaped['dimension']}' "
+                f"names what '{reshaped['measure']}' measures): analysed as "
+                f"{dataset['rows']} rows with one column per '{reshaped['dimension']}' value.",
+                ["dataset.reshapedFrom.rows", "dataset.rows"],
+            )
+        )
     for column in columns:
         found.extend(_column_alerts(column))
     return found

@@ -28,7 +28,7 @@ from analysis_svc.engine.kpis.columns import column_report, labels_of, percent
 from analysis_svc.engine.kpis.correlations import correlation_scan
 from analysis_svc.engine.kpis.quality import alerts, mixed_scale_alert
 from analysis_svc.engine.kpis.timeseries import time_series
-from analysis_svc.engine.readers.common import Table
+from analysis_svc.engine.readers.common import Reshape, Table
 from analysis_svc.engine.semantics.mixed_scales import mixed_scales
 from analysis_svc.engine.semantics.roles import MONTH_NAMES, Semantics, assign_roles, role_dumps
 from analysis_svc.engine.semantics.time_axis import TimeAxis, find_time_axis
@@ -234,6 +234,19 @@ def _dataset_report(
         "skippedRows": int(table.skipped_rows),
         "headerRow": bool(table.header),
         "columnTypes": {kind: kinds.count(kind) for kind in TYPES},
+        "reshapedFrom": _reshaped(table.reshaped_from),
+    }
+
+
+def _reshaped(reshape: Reshape | None) -> dict[str, Any] | None:
+    if reshape is None:
+        return None
+    return {
+        "rows": reshape.rows,
+        "columns": reshape.columns,
+        "dimension": reshape.dimension,
+        "measure": reshape.measure,
+        "dropped": list(reshape.dropped),
     }
 
 

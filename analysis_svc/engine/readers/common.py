@@ -27,13 +27,26 @@ class Table:
     """A parsed table and the format it was read from ("csv", "xlsx", "json" or "parquet").
 
     ``skipped_rows`` counts malformed CSV rows dropped within the tolerance; ``header`` says
-    whether the column names came from the file (False: they were generated).
+    whether the column names came from the file (False: they were generated);
+    ``reshaped_from`` is set when a long table was made wide (semantics/long_format.py).
     """
 
     frame: pd.DataFrame
     source_format: str
     skipped_rows: int = 0
     header: bool = True
+    reshaped_from: Reshape | None = None
+
+
+@dataclass(frozen=True)
+class Reshape:
+    """A long table made wide: its shape as read, the columns pivoted, the columns dropped."""
+
+    rows: int
+    columns: int
+    dimension: str
+    measure: str
+    dropped: tuple[str, ...] = ()
 
 
 def check_column_count(count: int) -> None:
