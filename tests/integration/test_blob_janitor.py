@@ -20,6 +20,7 @@ import pytest
 import redis.asyncio as aioredis
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from prometheus_client import REGISTRY
+from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
 from datapilot_runtime.backoff import BackoffPolicy
@@ -293,4 +294,32 @@ async def test_a_pass_during_an_upload_keeps_its_input(
         await channel.close()
         await host.stop()
         await ingest_redis.aclose()
+        await proxy.stop()
+
+
+async def test_a_pass_that_cannot_reach_redis_deletes_nothing(
+    parts: Parts, redis_server: RunningServer
+) -> None:
+    """No answer about a record is never taken for "no record" (the job store is cut off)."""
+    key = await _put(parts.blobs, artifacts.input_key(_job_id()))
+    proxy = await FaultProxy(redis_server.port).start()
+    client = await connect_redis(proxy.url, socket_timeout=0.5)
+    try:
+        janitor = BlobJanitor(
+            parts.blobs,
+            JobStore(client, record_ttl_seconds=3600),
+            parts.queue,
+            parts.state,
+            owner="test",
+            interval_seconds=60,
+            min_age_seconds=MIN_AGE,
+            batch_size=100,
+            clock=lambda: time.time() + LATER,
+        )
+        proxy.blackholed = True
+        with pytest.raises(RedisError):
+            await janitor.run_pass()
+        assert await _exists(parts.blobs, key)
+    finally:
+        await client.aclose()
         await proxy.stop()
