@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 import redis.asyncio as aioredis
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
@@ -28,6 +30,7 @@ from datapilot_runtime.grpc_host import GrpcHost
 from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobRecord, JobStore, Status
 from datapilot_runtime.redis_client import connect_redis
+from devstack.processes import free_port, python_process, wait_grpc_serving
 from ingest_svc.blob_janitor import REASON_EXPIRED, REASON_ORPHAN, BlobJanitor, JanitorStateStore
 from ingest_svc.blob_store import (
     BlobInfo,
@@ -39,7 +42,7 @@ from ingest_svc.blob_store import (
 from ingest_svc.servicer import IngestServicer, store_fault
 from ingest_svc.settings import IngestSettings
 from tests.support.fault_proxy import FaultProxy
-from tests.support.servers import RunningServer
+from tests.support.servers import RunningServer, start_redis
 
 POLICY = BackoffPolicy(attempts=3, initial_delay=0.01, factor=2, max_delay=0.05)
 MIN_AGE = 3600.0
@@ -323,3 +326,58 @@ async def test_a_pass_that_cannot_reach_redis_deletes_nothing(
     finally:
         await client.aclose()
         await proxy.stop()
+
+
+def _metric(port: int, name: str) -> float | None:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+async def test_the_ingest_process_runs_the_janitor(tmp_path: Path) -> None:
+    """python -m ingest_svc with a short interval: old orphans go, the rest stays and is counted."""
+    redis = start_redis(tmp_path / "redis")
+    root = tmp_path / "blobs"
+    blobs = FilesystemBlobStore(root, POLICY)
+    client = await connect_redis(redis.url)
+    live = _job_id()
+    await _submit(JobStore(client, record_ttl_seconds=3600), live)
+    kept = [
+        await _put(blobs, artifacts.input_key(live), 1000),
+        await _put(blobs, artifacts.error_key(live), 24),
+        await _put(blobs, artifacts.input_key(_job_id()), 7),  # a young orphan
+    ]
+    old = await _put(blobs, artifacts.input_key(_job_id()), 5000)
+    hours_ago = time.time() - LATER
+    os.utime(root / old, (hours_ago, hours_ago))
+    address, metrics_port = f"127.0.0.1:{free_port()}", free_port()
+    env = {
+        **os.environ,
+        "REDIS_URL": redis.url,
+        "BLOB_BACKEND": "fs",
+        "BLOB_FS_ROOT": str(root),
+        "GRPC_LISTEN_ADDR": address,
+        "METRICS_PORT": str(metrics_port),
+        "BLOB_JANITOR_INTERVAL_SECONDS": "0.2",
+        "BLOB_JANITOR_MIN_AGE_SECONDS": str(MIN_AGE),
+    }
+    ingest = python_process("ingest", ["ingest_svc"], env, tmp_path / "ingest.log")
+    ingest.start()
+    try:
+        await asyncio.to_thread(wait_grpc_serving, address, WAIT_SECONDS, ingest)
+
+        async def counted() -> bool:
+            name = "datapilot_blob_stored_objects"
+            return await asyncio.to_thread(_metric, metrics_port, name) == len(kept)
+
+        await _eventually(counted, "the janitor's round was exported")
+        stored = await asyncio.to_thread(_metric, metrics_port, "datapilot_blob_stored_bytes")
+        assert stored == 1000 + 24 + 7
+        assert not await _exists(blobs, old)
+        assert [key for key in kept if await _exists(blobs, key)] == kept
+    finally:
+        ingest.stop()
+        await client.aclose()
+        redis.stop()
