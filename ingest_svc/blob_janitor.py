@@ -158,6 +158,9 @@ class BlobJanitor:
                 # Nothing is deleted on a doubt: the pass stops and the next one starts over
                 # from the cursor saved before it.
                 _LOGGER.warning("blob janitor pass failed (%s)", type(exc).__name__)
+            except Exception:
+                # A bug must not end the loop for the life of the pod; it is logged each time.
+                _LOGGER.exception("blob janitor pass failed")
 
     async def run_pass(self) -> PassReport:
         """List up to a batch of blobs from the cursor on; delete those no record refers to."""

@@ -50,9 +50,10 @@ class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSetti
     rate_limit_per_minute: int = Field(default=600, ge=0)
     # The blob janitor (ingest_svc/blob_janitor.py): one pass per interval across all ingest
     # pods (0 = off); a blob younger than the minimum age is never deleted, so it must be longer
-    # than any upload takes (its blob is stored before its record); at most a batch per pass.
+    # than any upload takes (its blob is stored before its record, and S3 dates a multipart
+    # object by when its upload began); at most a batch per pass.
     blob_janitor_interval_seconds: float = Field(default=300, ge=0)
-    blob_janitor_min_age_seconds: float = Field(default=3600, ge=60)
+    blob_janitor_min_age_seconds: float = Field(default=3600, ge=600)
     blob_janitor_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
     def blob_backoff(self) -> BackoffPolicy:
