@@ -23,6 +23,7 @@ import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
 from minio.datatypes import Part
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
@@ -156,6 +157,10 @@ class BlobStore(Protocol):
         """Remove the blob if it exists."""
         ...
 
+    async def delete_many(self, keys: list[str]) -> None:
+        """Remove these blobs (those that exist); S3: a DeleteObjects request per 1000 keys."""
+        ...
+
     def list_blobs(self, prefix: str, start_after: str = "") -> AsyncGenerator[BlobInfo, None]:
         """The blobs whose key starts with `prefix` and sorts after `start_after`, in key order.
 
@@ -241,6 +246,17 @@ class FilesystemBlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        paths = [self._path(key) for key in keys]
+
+        def remove() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        await _with_retry(
+            lambda: asyncio.to_thread(remove), self._policy, "fs delete-many", (OSError,)
+        )
 
     def list_blobs(self, prefix: str, start_after: str = "") -> AsyncGenerator[BlobInfo, None]:
         async def page(after: str) -> list[BlobInfo]:
@@ -565,6 +581,22 @@ class S3BlobStore:
             await asyncio.to_thread(self._call_sync, self._client.remove_object, self._bucket, key)
 
         await _with_retry(attempt, self._policy, f"s3 delete {key}", _S3_RETRYABLE)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            check_key(key)
+
+        def remove() -> None:
+            # minio sends the list in DeleteObjects requests of 1000 keys; a missing key is no
+            # error (S3 reports it deleted).
+            refused = list(
+                self._client.remove_objects(self._bucket, [DeleteObject(key) for key in keys])
+            )
+            if refused:
+                raise BlobStoreError(f"S3 refused to delete {len(refused)} blob(s)")
+
+        if keys:
+            await self._retried("s3 delete-many", remove)
 
     def list_blobs(self, prefix: str, start_after: str = "") -> AsyncGenerator[BlobInfo, None]:
         async def page(after: str) -> list[BlobInfo]:

@@ -208,3 +208,12 @@ def test_the_documented_lifecycle_is_the_one_ingest_applies() -> None:
             }
         ]
     }
+
+
+async def test_delete_many_removes_those_named_and_no_other(store: BlobStore) -> None:
+    prefix = f"jobs-{uuid.uuid4().hex[:8]}/"
+    for name in ("a", "b", "c"):
+        await store.put_stream(prefix + name, io.BytesIO(name.encode()))
+    await store.delete_many([prefix + "a", prefix + "c", prefix + "never-stored"])
+    await store.delete_many([])
+    assert [info.key async for info in store.list_blobs(prefix)] == [prefix + "b"]
