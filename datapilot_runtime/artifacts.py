@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.jobs.status import Status
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# Every blob of a job lives under JOBS_PREFIX + its id + "/" (the janitor lists this prefix).
+JOBS_PREFIX = "jobs/"
 
 
 def input_key(job_id: str) -> str:
-    return f"jobs/{job_id}/input"
+    return f"{JOBS_PREFIX}{job_id}/input"
 
 
 def result_key(job_id: str, lease_token: str) -> str:
@@ -25,11 +29,49 @@ def result_key(job_id: str, lease_token: str) -> str:
     the one that is served; the public resultUrl stays /api/jobs/{id}/result.
     """
     delivery = hashlib.sha256(lease_token.encode()).hexdigest()[:32]
-    return f"jobs/{job_id}/results/{delivery}.json"
+    return f"{JOBS_PREFIX}{job_id}/results/{delivery}.json"
 
 
 def error_key(job_id: str) -> str:
-    return f"jobs/{job_id}/error.json"
+    return f"{JOBS_PREFIX}{job_id}/error.json"
+
+
+class BlobRole(enum.Enum):
+    """What a job blob is: the uploaded file, a delivery's result.json, or error.json."""
+
+    INPUT = "input"
+    RESULT = "result"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class JobBlob:
+    """A key of the job layout above, read back: whose blob it is and which."""
+
+    job_id: str
+    role: BlobRole
+
+
+# The inverse of input_key / result_key / error_key (tests check the round trip).
+_JOB_BLOB_RE = re.compile(
+    "^"
+    + re.escape(JOBS_PREFIX)
+    + r"([0-9a-f]{32})/(?:(input)|(error\.json)|results/[0-9a-f]{32}\.json)$"
+)
+
+
+def job_blob(key: str) -> JobBlob | None:
+    """The job and role a blob key names, or None for a key outside the job layout."""
+    match = _JOB_BLOB_RE.match(key)
+    if match is None:
+        return None
+    if match.group(2):
+        role = BlobRole.INPUT
+    elif match.group(3):
+        role = BlobRole.ERROR
+    else:
+        role = BlobRole.RESULT
+    return JobBlob(match.group(1), role)
 
 
 def iso_utc(seconds: float) -> str:

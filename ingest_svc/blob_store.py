@@ -6,20 +6,26 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import itertools
 import logging
 import os
 import re
+import stat
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Protocol, TypeVar, cast
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
 from minio.datatypes import Part
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from datapilot_runtime.backoff import BackoffPolicy, retry_async
@@ -34,6 +40,11 @@ CHUNK_SIZE = 256 * 1024
 PART_BYTES = 5 * 1024 * 1024
 PARTS_IN_FLIGHT = 3  # with the part filling: four parts (20 MiB) of memory per upload
 FS_WRITE_BYTES = 1024 * 1024
+# Keys per listing request: S3's own page size (ListObjectsV2 returns at most 1000).
+LIST_PAGE = 1000
+# The id of the one lifecycle rule ingest puts on a bucket that has none
+# (deploy/s3/lifecycle.json is the same rule, for operators who apply it themselves).
+LIFECYCLE_RULE_ID = "datapilot-abort-incomplete-multipart-uploads"
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
 
 
@@ -52,6 +63,15 @@ class StoredBlob:
     key: str
     size_bytes: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A blob as a listing sees it: its key, size and when it was last written (Unix seconds)."""
+
+    key: str
+    size_bytes: int
+    modified_at: float
 
 
 @dataclass
@@ -137,6 +157,22 @@ class BlobStore(Protocol):
         """Remove the blob if it exists."""
         ...
 
+    async def delete_many(self, keys: list[str]) -> None:
+        """Remove these blobs (those that exist); S3: a DeleteObjects request per 1000 keys."""
+        ...
+
+    def list_blobs(self, prefix: str, start_after: str = "") -> AsyncGenerator[BlobInfo, None]:
+        """The blobs whose key starts with `prefix` and sorts after `start_after`, in key order.
+
+        Read a page (LIST_PAGE keys) at a time, so a caller that stops early reads no further.
+        Only whole blobs: an S3 multipart upload in progress or a temp file is not listed.
+        """
+        ...
+
+    async def stat(self, key: str) -> BlobInfo:
+        """Size and write time of one blob; raises BlobNotFound."""
+        ...
+
     async def check(self) -> None:
         """Raise if the store cannot be reached (readiness)."""
         ...
@@ -210,6 +246,76 @@ class FilesystemBlobStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._path(key).unlink, missing_ok=True)
+
+    async def delete_many(self, keys: list[str]) -> None:
+        paths = [self._path(key) for key in keys]
+
+        def remove() -> None:
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+        await _with_retry(
+            lambda: asyncio.to_thread(remove), self._policy, "fs delete-many", (OSError,)
+        )
+
+    def list_blobs(self, prefix: str, start_after: str = "") -> AsyncGenerator[BlobInfo, None]:
+        async def page(after: str) -> list[BlobInfo]:
+            return await _with_retry(
+                lambda: asyncio.to_thread(self._list_page, prefix, after),
+                self._policy,
+                f"fs list {prefix}",
+                (OSError,),
+            )
+
+        return _paged(page, start_after)
+
+    def _list_page(self, prefix: str, after: str) -> list[BlobInfo]:
+        return list(itertools.islice(self._walk(self._root, "", prefix, after), LIST_PAGE))
+
+    def _walk(self, folder: Path, base: str, prefix: str, after: str) -> Iterator[BlobInfo]:
+        """The files under `folder` in the order S3 lists keys (byte order of the whole key).
+
+        A folder sorts as its key plus `/`, so `a.x` comes before `a/b` as it does in S3; a
+        folder whose every key sorts before `after`, or lies outside `prefix`, is not entered.
+        Dot-files (temp files of writes in progress, the readiness probe) are no blobs.
+        """
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:  # removed while we walked
+            return
+        named: list[tuple[str, os.DirEntry[str]]] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            is_dir = entry.is_dir(follow_symlinks=False)
+            named.append((f"{base}{entry.name}/" if is_dir else base + entry.name, entry))
+        named.sort(key=lambda item: item[0])
+        for key, entry in named:
+            if key.endswith("/"):
+                if not (key.startswith(prefix) or prefix.startswith(key)):
+                    continue
+                if after > key and not after.startswith(key):
+                    continue
+                yield from self._walk(Path(entry.path), key, prefix, after)
+                continue
+            if not key.startswith(prefix) or key <= after or not _KEY_RE.match(key):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield BlobInfo(key, info.st_size, info.st_mtime)
+
+    async def stat(self, key: str) -> BlobInfo:
+        path = self._path(key)
+        try:
+            info = await asyncio.to_thread(path.stat)
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise BlobNotFound(key)
+        return BlobInfo(key, info.st_size, info.st_mtime)
 
     async def check(self) -> None:
         probe = self._root / ".ready"
@@ -292,11 +398,19 @@ _S3_RETRYABLE: tuple[type[BaseException], ...] = (OSError, Urllib3HTTPError, _S3
 class S3BlobStore:
     """Blobs as objects in one bucket of MinIO or any S3 endpoint, through the minio client."""
 
-    def __init__(self, client: Minio, bucket: str, policy: BackoffPolicy) -> None:
+    def __init__(
+        self,
+        client: Minio,
+        bucket: str,
+        policy: BackoffPolicy,
+        abort_incomplete_uploads_days: int = 0,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._policy = policy
         self._bucket_ready = False
+        self._abort_days = abort_incomplete_uploads_days
+        self._lifecycle_checked = False
 
     @classmethod
     def from_settings(cls, settings: BlobSettings, policy: BackoffPolicy) -> S3BlobStore:
@@ -316,7 +430,7 @@ class S3BlobStore:
             secure=secure,
             region=settings.s3_region,
         )
-        return cls(client, settings.s3_bucket, policy)
+        return cls(client, settings.s3_bucket, policy, settings.s3_abort_incomplete_uploads_days)
 
     def _call_sync(self, fn: object, *args: object, **kwargs: object) -> object:
         try:
@@ -342,11 +456,34 @@ class S3BlobStore:
             except S3Error as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise BlobStoreError(f"S3 bucket unusable ({exc.code})") from exc
+            if self._abort_days and not self._lifecycle_checked:
+                self._ensure_lifecycle()
+                self._lifecycle_checked = True
 
         await _with_retry(
             lambda: asyncio.to_thread(create), self._policy, "s3 bucket", _S3_RETRYABLE
         )
         self._bucket_ready = True
+
+    def _ensure_lifecycle(self) -> None:
+        """Give a bucket without lifecycle rules ours: abort incomplete multipart uploads.
+
+        A bucket that has any lifecycle configuration is left alone (putting one replaces them
+        all, and its owner chose them). A store that refuses the rule (MinIO drops this action
+        and sweeps stale uploads itself) is logged, not fatal; docs/operate.md says what to do.
+        """
+        try:
+            if self._client.get_bucket_lifecycle(self._bucket) is not None:
+                _LOGGER.info("the bucket has lifecycle rules of its own; left as they are")
+                return
+            self._client.set_bucket_lifecycle(self._bucket, lifecycle_config(self._abort_days))
+        except S3Error as exc:
+            _LOGGER.warning("the bucket's lifecycle rule could not be set (%s)", exc.code)
+            return
+        _LOGGER.info(
+            "bucket lifecycle set: incomplete multipart uploads aborted after %d day(s)",
+            self._abort_days,
+        )
 
     async def put_stream(
         self, key: str, stream: IO[bytes], digest: tuple[int, str] | None = None
@@ -445,9 +582,68 @@ class S3BlobStore:
 
         await _with_retry(attempt, self._policy, f"s3 delete {key}", _S3_RETRYABLE)
 
+    async def delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            check_key(key)
+
+        def remove() -> None:
+            # minio sends the list in DeleteObjects requests of 1000 keys; a missing key is no
+            # error (S3 reports it deleted).
+            refused = list(
+                self._client.remove_objects(self._bucket, [DeleteObject(key) for key in keys])
+            )
+            if refused:
+                raise BlobStoreError(f"S3 refused to delete {len(refused)} blob(s)")
+
+        if keys:
+            await self._retried("s3 delete-many", remove)
+
+    def list_blobs(self, prefix: str, start_after: str = "") -> AsyncGenerator[BlobInfo, None]:
+        async def page(after: str) -> list[BlobInfo]:
+            return await self._retried(f"s3 list {prefix}", lambda: self._list_page(prefix, after))
+
+        return _paged(page, start_after)
+
+    def _list_page(self, prefix: str, after: str) -> list[BlobInfo]:
+        """One ListObjectsV2 request (its page is LIST_PAGE keys) from `after` on."""
+        objects = self._client.list_objects(
+            self._bucket, prefix=prefix, recursive=True, start_after=after or None
+        )
+        return [
+            BlobInfo(obj.object_name, obj.size or 0, _written_at(obj.last_modified))
+            for obj in itertools.islice(objects, LIST_PAGE)
+            if obj.object_name is not None and not obj.is_dir
+        ]
+
+    async def stat(self, key: str) -> BlobInfo:
+        check_key(key)
+        found = await self._retried(
+            f"s3 stat {key}", lambda: self._client.stat_object(self._bucket, key)
+        )
+        return BlobInfo(key, found.size or 0, _written_at(found.last_modified))
+
     async def check(self) -> None:
         self._bucket_ready = False
         await self._ensure_bucket()
+
+
+def _written_at(moment: datetime | None) -> float:
+    # A listing without a date counts as written now: too young for the janitor to delete.
+    return moment.timestamp() if moment is not None else time.time()
+
+
+def lifecycle_config(abort_after_days: int) -> LifecycleConfig:
+    """The bucket lifecycle ingest applies (deploy/s3/lifecycle.json holds the same rule)."""
+    return LifecycleConfig(
+        [
+            Rule(
+                ENABLED,
+                rule_filter=Filter(prefix=""),
+                rule_id=LIFECYCLE_RULE_ID,
+                abort_incomplete_multipart_upload=AbortIncompleteMultipartUpload(abort_after_days),
+            )
+        ]
+    )
 
 
 class _S3Writer:
@@ -529,6 +725,20 @@ class _S3Writer:
             await self._store.abort_multipart(self._key, self._upload_id)
         except (BlobStoreError, BlobNotFound):
             _LOGGER.warning("could not abort an abandoned multipart upload")
+
+
+async def _paged(
+    fetch: Callable[[str], Awaitable[list[BlobInfo]]], start_after: str
+) -> AsyncGenerator[BlobInfo, None]:
+    """A listing read page by page: each page starts after the last key of the one before."""
+    after = start_after
+    while True:
+        page = await fetch(after)
+        for info in page:
+            yield info
+        if len(page) < LIST_PAGE:
+            return
+        after = page[-1].key
 
 
 async def _with_retry(

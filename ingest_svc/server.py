@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
+import uuid
+
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from datapilot_runtime.grpc_host import GrpcHost
@@ -9,10 +14,27 @@ from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobStore
 from datapilot_runtime.metrics import start_metrics_server
 from datapilot_runtime.redis_client import connect_redis
-from ingest_svc.blob_store import build_blob_store
+from ingest_svc.blob_janitor import BlobJanitor, JanitorStateStore
+from ingest_svc.blob_store import BlobStore, build_blob_store
 from ingest_svc.rate_limit import TenantRateLimit
 from ingest_svc.servicer import IngestServicer, store_fault
 from ingest_svc.settings import IngestSettings
+
+
+def build_janitor(
+    settings: IngestSettings, blobs: BlobStore, jobs: JobStore, queue: JobQueue
+) -> BlobJanitor:
+    """The blob janitor this process runs (when BLOB_JANITOR_INTERVAL_SECONDS is not 0)."""
+    return BlobJanitor(
+        blobs,
+        jobs,
+        queue,
+        JanitorStateStore(jobs.redis),
+        owner=f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+        interval_seconds=settings.blob_janitor_interval_seconds,
+        min_age_seconds=settings.blob_janitor_min_age_seconds,
+        batch_size=settings.blob_janitor_batch_size,
+    )
 
 
 async def serve(settings: IngestSettings) -> None:
@@ -20,7 +42,8 @@ async def serve(settings: IngestSettings) -> None:
     blobs = build_blob_store(settings, settings.blob_backoff())
     await blobs.check()
     jobs = JobStore(redis, settings.job_record_ttl_seconds)
-    servicer = IngestServicer(settings, blobs, jobs, JobQueue(redis))
+    queue = JobQueue(redis)
+    servicer = IngestServicer(settings, blobs, jobs, queue)
     host = GrpcHost(
         "ingest_svc",
         settings.grpc_listen_addr,
@@ -37,8 +60,14 @@ async def serve(settings: IngestSettings) -> None:
     await host.start()
     start_metrics_server(settings.metrics_host, settings.metrics_port)
     host.watch_readiness({"redis": redis.ping, "blob store": blobs.check})
+    janitor: asyncio.Task[None] | None = None
+    if settings.blob_janitor_interval_seconds > 0:
+        janitor = asyncio.create_task(build_janitor(settings, blobs, jobs, queue).run())
     try:
         await host.wait_for_stop()
     finally:
+        if janitor is not None:
+            janitor.cancel()
+            await asyncio.gather(janitor, return_exceptions=True)
         await host.stop()
         await redis.aclose()

@@ -27,6 +27,9 @@ class BlobSettings(BaseSettings):
     s3_bucket: str = "datapilot"
     s3_region: str = "us-east-1"
     s3_secure: bool = False
+    # The bucket's AbortIncompleteMultipartUpload rule, set at start if it has no lifecycle
+    # rules (0 = never touch the bucket's lifecycle).
+    s3_abort_incomplete_uploads_days: int = Field(default=1, ge=0)
 
     def backend(self) -> str:
         """`fs` or `s3`; an unset BLOB_BACKEND means S3 when S3_ENDPOINT is set."""
@@ -45,6 +48,13 @@ class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSetti
     blob_retry_attempts: int = Field(default=3, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # The blob janitor (ingest_svc/blob_janitor.py): one pass per interval across all ingest
+    # pods (0 = off); a blob younger than the minimum age is never deleted, so it must be longer
+    # than any upload takes (its blob is stored before its record, and S3 dates a multipart
+    # object by when its upload began); at most a batch per pass.
+    blob_janitor_interval_seconds: float = Field(default=300, ge=0)
+    blob_janitor_min_age_seconds: float = Field(default=3600, ge=600)
+    blob_janitor_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
     def blob_backoff(self) -> BackoffPolicy:
         """The retry policy of blob-store operations."""

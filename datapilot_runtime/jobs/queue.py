@@ -32,6 +32,10 @@ from datapilot_runtime.jobs.store import CANCEL_CHANNEL as CANCEL_CHANNEL
 STREAM_KEY = "dp:jobs:stream"
 CONSUMER_GROUP = "dp-workers"
 SWEEPER_LOCK_KEY = "dp:jobs:sweeper-lock"
+# The blob janitor (ingest_svc): its short lock (one pass per interval across all ingest pods)
+# and its progress through the store (cursor, running totals, last round's totals), one hash.
+BLOB_JANITOR_LOCK_KEY = "dp:blobs:janitor-lock"
+BLOB_JANITOR_STATE_KEY = "dp:blobs:janitor"
 # The cancel listener raises (and is resubscribed) when its link was silent this long.
 CANCEL_SILENCE_SECONDS = 6.0
 _StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -231,6 +232,20 @@ class JobStore:
     async def get(self, job_id: str) -> JobRecord | None:
         data = cast(dict[str, str], await self._redis.hgetall(JOB_KEY_PREFIX + job_id))
         return JobRecord.from_hash(data) if data.get("job_id") else None
+
+    async def existing(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of these jobs still have a record (EXISTS per job, one pipelined round trip).
+
+        The blob janitor's question: a job whose record exists keeps all its blobs. A Redis
+        error raises; it is never read as "no record".
+        """
+        if not job_ids:
+            return set()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.exists(JOB_KEY_PREFIX + job_id)
+            found = await pipe.execute()
+        return {job_id for job_id, count in zip(job_ids, found, strict=True) if int(count)}
 
     async def transition(
         self,
