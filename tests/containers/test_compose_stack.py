@@ -1,4 +1,4 @@
-"""deploy/compose.yaml in real containers (`make container-up`): uploads, a worker's SIGTERM, hardening."""
+"""deploy/compose.yaml in containers (`make container-up`): uploads, a SIGTERM, hardening."""
 
 from __future__ import annotations
 
@@ -161,6 +161,7 @@ def test_every_container_runs_hardened(compose_stack: ComposeStack) -> None:
     for suffix in DATAPILOT_CONTAINERS:
         problems += hardening(compose_stack.container(suffix)).problems()
     assert problems == []
-    [info] = json.loads(podman("inspect", "--type", "container", compose_stack.container("gateway_1")))
+    gateway = compose_stack.container("gateway_1")
+    [info] = json.loads(podman("inspect", "--type", "container", gateway))
     published = info["HostConfig"]["PortBindings"]["8080/tcp"]
     assert [binding["HostIp"] for binding in published] == ["127.0.0.1"]
