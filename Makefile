@@ -76,10 +76,9 @@ container-up:
 container-down:
 	deploy/containers.sh down
 
-# Not part of `make test` (tests/containers is opt-in: CONTAINER_TESTS=1); it builds the image
-# when it is missing and brings its own stack up and down.
-container-test: $(GEN_STAMP)
-	@podman image exists localhost/datapilot:dev 2>/dev/null || deploy/containers.sh image
+# Not part of `make test` (tests/containers is opt-in: CONTAINER_TESTS=1). The image is rebuilt
+# first (cached layers when the code has not changed) so that the code under test is this one.
+container-test: $(GEN_STAMP) image
 	CONTAINER_TESTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/containers $(PYTEST_ARGS)
 
 fmt: $(STAMP)
