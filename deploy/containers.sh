@@ -9,7 +9,9 @@
 #
 # The Makefile's `image`, `container-up` and `container-down` call this. Settings (environment):
 #   GATEWAY_PORT (8080), DATAPILOT_BIND (127.0.0.1), DATAPILOT_API_KEYS (generated when unset),
-#   CT_PROJECT (datapilot-ct), READY_TIMEOUT_SECONDS (240), BASE_IMAGE (docker only).
+#   CT_PROJECT (datapilot-ct), READY_TIMEOUT_SECONDS (240), CT_ENGINE (detected), BASE_IMAGE
+#   (docker only). `up` and `down` use podman-compose; with Docker run compose.yaml itself
+#   (`docker compose -f deploy/compose.yaml up --build`).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -80,6 +82,7 @@ build_local_bases() {
   # /data owned by uid 999, the user compose.yaml runs Redis as (as in the official image), and
   # the official image's rule: a redis-server started without a config file turns protected mode
   # off, so that the other containers may connect.
+  # shellcheck disable=SC2016  # the hooks are scripts of their own: mmdebstrap passes "$1"
   have_image "$REDIS_LOCAL" || debian_image "$REDIS_LOCAL" redis-server \
     'ENTRYPOINT ["/usr/local/bin/redis-entrypoint"]' \
     --customize-hook='chroot "$1" install -d -o 999 -g 999 /data' \
@@ -130,8 +133,12 @@ cmd_up() {
     export DATAPILOT_API_KEYS="$generated"
   fi
   local port="${GATEWAY_PORT:-8080}" bind="${DATAPILOT_BIND:-127.0.0.1}"
-  compose up -d >/dev/null 2>"$(mktemp -t datapilot-ct-up.XXXXXX)" || {
-    log "compose up failed"
+  local up_log="$ROOT/.run/$PROJECT-up.log"
+  mkdir -p "$ROOT/.run"
+  # podman-compose is chatty (and podman logs that it cannot add systemd healthcheck timers).
+  compose up -d >"$up_log" 2>&1 || {
+    tail -20 "$up_log" >&2
+    log "compose up failed (full output: $up_log)"
     exit 1
   }
   # podman-compose does not wait for `condition: service_healthy` (and podman's healthchecks need
@@ -159,10 +166,10 @@ cmd_down() {
   # (a container left by an interrupted up), and nothing else.
   compose down -v >/dev/null 2>&1 || true
   local ids
-  ids="$(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")"
-  [[ -n "$ids" ]] && podman rm -f $ids >/dev/null
-  ids="$(podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT")"
-  [[ -n "$ids" ]] && podman volume rm -f $ids >/dev/null
+  mapfile -t ids < <(podman ps -aq --filter "label=io.podman.compose.project=$PROJECT")
+  ((${#ids[@]})) && podman rm -f "${ids[@]}" >/dev/null
+  mapfile -t ids < <(podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT")
+  ((${#ids[@]})) && podman volume rm -f "${ids[@]}" >/dev/null
   podman network exists "${PROJECT}_default" && podman network rm -f "${PROJECT}_default" >/dev/null
   log "project $PROJECT removed"
 }
