@@ -6,7 +6,8 @@ PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.generated
 
-.PHONY: help venv proto schema run test lint fmt bench chaos deploy-check clean
+.PHONY: help venv proto schema run test lint fmt bench chaos deploy-check image container-up \
+	container-down container-test clean
 
 help:
 	@echo "make run    - start the whole system on its embedded defaults (gateway on 127.0.0.1:8080)"
@@ -16,6 +17,10 @@ help:
 	@echo "make schema - regenerate docs/result.schema.json from the typed report model"
 	@echo "make bench  - run the benchmarks (figures + ratios, written to bench-results/)"
 	@echo "make chaos  - the chaos suite at full scale (100 jobs, 60 s S3 outage, 200 uploads from 50 clients)"
+	@echo "make image          - build datapilot:dev (podman, or docker where a daemon runs)"
+	@echo "make container-up   - the whole system in containers, gateway on 127.0.0.1:\$${GATEWAY_PORT:-8080}"
+	@echo "make container-down - stop and remove those containers, their network and volumes"
+	@echo "make container-test - up, real uploads and a worker SIGTERM, the pod specs, down"
 	@echo "make clean  - remove the virtual environment, generated code and run data"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -60,6 +65,21 @@ bench: $(GEN_STAMP)
 	@command -v wrk >/dev/null 2>&1 || apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| echo "wrk is not installed: B1 falls back to a Python load generator"
 	$(BIN)/python -m bench $(BENCH)
+
+# Containers (deploy/containers.sh): podman here, with deploy/local/containers.conf.
+image:
+	deploy/containers.sh image
+
+container-up:
+	deploy/containers.sh up
+
+container-down:
+	deploy/containers.sh down
+
+# Not part of `make test` (tests/containers is opt-in: CONTAINER_TESTS=1). The image is rebuilt
+# first (cached layers when the code has not changed) so that the code under test is this one.
+container-test: $(GEN_STAMP) image
+	CONTAINER_TESTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/containers $(PYTEST_ARGS)
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -79,7 +79,9 @@ def test_compose_health_checks_use_the_listen_ports(compose_processes: dict[str,
             port = (
                 env["WORKER_GRPC_LISTEN_ADDR"] if process == "worker" else env["GRPC_LISTEN_ADDR"]
             ).rsplit(":", 1)[1]
-        assert f"127.0.0.1:{port}" in " ".join(service["healthcheck"]["test"]), process
+        test = service["healthcheck"]["test"]
+        command = test if isinstance(test, str) else " ".join(test)  # CMD-SHELL string or list
+        assert f"127.0.0.1:{port}" in command, process
 
 
 def test_worker_stop_grace_covers_the_drain(compose_processes: dict[str, Obj]) -> None:
