@@ -47,8 +47,9 @@ schema: $(STAMP)
 run: $(GEN_STAMP)
 	$(BIN)/python -m devstack
 
+# tests/containers build and run images: `make container-test`, not part of `make test`.
 test: $(GEN_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/containers $(PYTEST_ARGS)
 
 lint: $(GEN_STAMP)
 	$(BIN)/ruff check .
