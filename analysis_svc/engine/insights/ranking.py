@@ -30,6 +30,9 @@ MAX_CANDIDATES = 40
 MIN_SCORE = 0.01
 REPEAT_DISCOUNT = 0.9
 OUTLIERS_MIN_PCT = 1.0
+# Beyond this share the values outside the fences are a second mode or a long tail, not
+# outliers (a quarter of aircraft "outside 77-245 seats"): the skew alert speaks for them.
+OUTLIERS_MAX_PCT = 15.0
 _SEVERITY_SCORE = {"warning": 0.6, "info": 0.3}
 # A column of mixed quantities explains why its figures are missing: the first note to read.
 _KIND_SCORE = {"mixedScales": 0.9}
@@ -64,7 +67,7 @@ def outlier_insights(
         if column["name"] in mixed:
             continue  # outliers of a mix of quantities are the larger quantity's values
         outliers = (column.get("numeric") or {}).get("outliers") or {}
-        if float(outliers.get("pct") or 0.0) < OUTLIERS_MIN_PCT:
+        if not OUTLIERS_MIN_PCT <= float(outliers.get("pct") or 0.0) <= OUTLIERS_MAX_PCT:
             continue
         low, high = outliers.get("lowerFence"), outliers.get("upperFence")
         # Equal fences mean a zero interquartile range (precipitation, mostly 0): every value
