@@ -594,7 +594,7 @@ def test_a_quarter_of_values_beyond_the_fences_is_a_second_mode_not_outliers(
     tmp_path: Path,
 ) -> None:
     rng = np.random.default_rng(6)
-    seats = np.r_[rng.normal(170, 20, 750), rng.normal(45, 5, 250)]  # jets and regional planes
+    seats = np.r_[rng.normal(170, 20, 820), rng.normal(45, 5, 180)]  # jets and regional planes
     report = _report_of(pd.DataFrame({"seats": seats}), tmp_path, "planes")
     outliers = next(c for c in report["columns"] if c["name"] == "seats")["numeric"]["outliers"]
     assert outliers["pct"] > 15  # the fences do cut a quarter off
