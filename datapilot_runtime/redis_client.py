@@ -1,11 +1,17 @@
-"""Redis connections: decoded responses, bounded timeouts, keepalive, a ping to fail fast."""
+"""Redis connections: decoded responses, bounded timeouts, keepalive, a ping to fail fast.
+
+With REDIS_CLUSTER the client is redis-py's cluster client, REDIS_URL naming one seed node: it
+learns the slot map from it and follows MOVED/ASK and failovers by itself.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+from typing import Any, TypeAlias
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,22 +33,39 @@ _KEEPALIVE = {
 }
 
 
+# A standalone Redis or a cluster: the commands the job system sends are the same on both.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+
 async def connect_redis(
-    url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS, check: bool = True
-) -> aioredis.Redis:
-    """A client for `url` that notices dead connections and retries them, checked with a PING."""
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        socket_keepalive_options=_KEEPALIVE,
-        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    url: str,
+    *,
+    cluster: bool = False,
+    socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+    check: bool = True,
+) -> RedisClient:
+    """A client for `url` that notices dead connections and retries them, checked with a PING.
+
+    `cluster`: `url` is a seed node of a Redis Cluster (the client discovers the others).
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": socket_timeout,
+        "socket_keepalive": True,
+        "socket_keepalive_options": _KEEPALIVE,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        # On a cluster a failed attempt also refreshes the slot map, so the retries outlast
+        # a failover (a replica promoted within the cluster's node timeout).
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    client: RedisClient = (
+        RedisCluster.from_url(url, **options)
+        if cluster
+        else aioredis.Redis.from_url(url, **options)
     )
     if check:
         await client.ping()
-        _LOGGER.info("connected to redis")
+        _LOGGER.info("connected to redis", extra={"cluster": cluster})
     return client

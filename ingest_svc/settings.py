@@ -45,6 +45,15 @@ class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSetti
     blob_retry_attempts: int = Field(default=3, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Replicas that must acknowledge an upload's (and a cancel's) writes before it is answered;
+    # -1: 1 on a cluster (REDIS_CLUSTER), 0 standalone.
+    redis_wait_replicas: int = Field(default=-1, ge=-1)
+
+    def wait_replicas(self) -> int:
+        """REDIS_WAIT_REPLICAS, or its default for the kind of Redis."""
+        if self.redis_wait_replicas >= 0:
+            return self.redis_wait_replicas
+        return 1 if self.redis_cluster else 0
 
     def blob_backoff(self) -> BackoffPolicy:
         """The retry policy of blob-store operations."""
