@@ -44,9 +44,48 @@ _SYNC_KEY_TTL_MS = 10_000
 DEFAULT_RECORD_TTL_SECONDS = 7 * 24 * 3600
 _StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
-# Every script below touches the keys of one cluster slot only (datapilot_runtime.jobs.keys);
+# On a standalone Redis, creating a job and handing it back are one script each (all keys in
+# one place). On a cluster every script touches the keys of one slot only (jobs.keys), and the
 # steps that span a job, its tenant and its stream shard are ordered so that a crash between
-# two of them leaves a state the sweeper repairs (README, "Queue on a Redis Cluster").
+# two of them leaves a state the sweeper repairs (docs/redis-cluster.md).
+
+# Standalone only. KEYS[1] idempotency key ('' skips it), KEYS[2] job hash, KEYS[3] stream,
+# KEYS[4] tenant index, KEYS[5] active index. ARGV[1] "jobId sha256" of the new job, ARGV[2] TTL
+# seconds, ARGV[3] createdAt, ARGV[4] timeoutAt, ARGV[5..] the job's field/value pairs. Creates,
+# indexes and enqueues the job (its stream entry recorded as its current delivery) unless the
+# idempotency key already names one; returns the value stored under the key either way.
+_CREATE_ATOMIC_LUA = """
+if KEYS[1] ~= '' then
+  local existing = redis.call('GET', KEYS[1])
+  if existing then return existing end
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+local job_id = string.match(ARGV[1], '^%S+')
+redis.call('ZADD', KEYS[4], ARGV[3], job_id)
+redis.call('ZADD', KEYS[5], ARGV[4], job_id)
+local id = redis.call('XADD', KEYS[3], '*', 'job_id', job_id)
+redis.call('HSET', KEYS[2], 'message_id', id)
+return ARGV[1]
+"""
+
+# Standalone only. KEYS[1] job hash, KEYS[2] stream. ARGV[1] lease token, ARGV[2] consumer group,
+# ARGV[3] the stream entry to acknowledge. Puts a processing job held under the token back in
+# the queue as a new stream entry (now its current one) and acknowledges the old one,
+# atomically. Returns 1, or 0 if not held.
+_REQUEUE_ATOMIC_LUA = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
+   redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
+  return 0
+end
+local id = redis.call('XADD', KEYS[2], '*', 'job_id', redis.call('HGET', KEYS[1], 'job_id'))
+redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '', 'message_id', id)
+redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
+redis.call('XDEL', KEYS[2], ARGV[3])
+return 1
+"""
 
 # KEYS[1] job hash. ARGV[1] TTL seconds, ARGV[2..] the job's field/value pairs. A new record,
 # queued, with no delivery yet; the TTL removes it if the upload never gets further.
@@ -68,6 +107,13 @@ if existing and existing ~= ARGV[1] then return existing end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 return ARGV[1]
+"""
+
+# KEYS[1] idempotency key. ARGV[1] "jobId sha256". Deletes the key if it names that job (an
+# upload that failed after claiming it: a retry with the same key must not meet a dead job).
+_RELEASE_IDEMPOTENCY_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
 """
 
 # KEYS[1] job hash. ARGV[1] lease token, ARGV[2] the new stream entry. Puts a processing job held
@@ -165,8 +211,13 @@ class JobQueue:
         self.shards = shards
         self._wait_replicas = wait_replicas
         self._record_ttl = record_ttl_seconds
+        # A cluster client: multi-slot steps are split (see _create_job, requeue).
+        self._cluster = isinstance(client, RedisCluster)
+        self._create_atomic = client.register_script(_CREATE_ATOMIC_LUA)
+        self._requeue_atomic = client.register_script(_REQUEUE_ATOMIC_LUA)
         self._create_record = client.register_script(_CREATE_RECORD_LUA)
         self._claim_idempotency = client.register_script(_CLAIM_IDEMPOTENCY_LUA)
+        self._release_idempotency = client.register_script(_RELEASE_IDEMPOTENCY_LUA)
         self._requeue = client.register_script(_REQUEUE_LUA)
         self._renew = client.register_script(_RENEW_LUA)
         self._reenqueue = client.register_script(_REENQUEUE_LUA)
@@ -192,6 +243,37 @@ class JobQueue:
         return job_id, sha
 
     async def _create_job(self, idem_key: str, record: JobRecord, idem_ttl: int) -> str:
+        """Create, index and enqueue a job (one script standalone), then WAIT if required."""
+        if self._cluster:
+            stored = await self._create_in_steps(idem_key, record, idem_ttl)
+        else:
+            fields: list[str] = []
+            for key, value in record.to_hash().items():
+                fields += [key, value]
+            shard = self.shard_of(record.job_id)
+            stored = str(
+                await self._create_atomic(
+                    keys=[
+                        idem_key,
+                        job_key(record.job_id),
+                        stream_key(shard),
+                        tenant_index_key(record.tenant),
+                        active_index_key(shard),
+                    ],
+                    args=[
+                        f"{record.job_id} {record.sha256}",
+                        str(idem_ttl),
+                        repr(record.created_at),
+                        repr(record.timeout_at),
+                        *fields,
+                    ],
+                )
+            )
+        if stored.partition(" ")[0] == record.job_id:
+            await self.wait_replicated(record.job_id)
+        return stored
+
+    async def _create_in_steps(self, idem_key: str, record: JobRecord, idem_ttl: int) -> str:
         """Create, index and enqueue a job in the order that lets the sweeper repair a crash.
 
         1. the record (queued, no delivery, with the record TTL): alone it is an orphan that
@@ -199,14 +281,32 @@ class JobQueue:
         idempotency key and the tenant index (one slot, one script); a lost race undoes 1-2;
         4. the stream entry, then the record names it (a compare-and-set: a worker may have
         claimed the entry already). A crash before 4 leaves a queued job without a delivery,
-        which the sweeper enqueues; WAIT follows 4 when replicas are required.
+        which the sweeper enqueues. A Redis error after 1 removes what was written (best
+        effort: the upload is refused, so no job should run for it).
         """
         job_id = record.job_id
-        shard = self.shard_of(job_id)
         fields: list[str] = []
         for key, value in record.to_hash().items():
             fields += [key, value]
         await self._create_record(keys=[job_key(job_id)], args=[str(self._record_ttl), *fields])
+        try:
+            return await self._index_and_enqueue(idem_key, record, idem_ttl)
+        except RedisError:
+            with contextlib.suppress(RedisError):
+                if idem_key:
+                    await self._release_idempotency(
+                        keys=[idem_key], args=[f"{job_id} {record.sha256}"]
+                    )
+                await self._undo_create(job_id)
+            raise
+
+    async def _undo_create(self, job_id: str) -> None:
+        await self._redis.delete(job_key(job_id))
+        await self._redis.zrem(active_index_key(self.shard_of(job_id)), job_id)
+
+    async def _index_and_enqueue(self, idem_key: str, record: JobRecord, idem_ttl: int) -> str:
+        job_id = record.job_id
+        shard = self.shard_of(job_id)
         await self._redis.zadd(active_index_key(shard), {job_id: record.timeout_at})
         ours = f"{job_id} {record.sha256}"
         if idem_key:
@@ -217,14 +317,12 @@ class JobQueue:
                 )
             )
             if stored != ours:  # a concurrent upload with the same key won
-                await self._redis.delete(job_key(job_id))
-                await self._redis.zrem(active_index_key(shard), job_id)
+                await self._undo_create(job_id)
                 return stored
         else:
             await self._redis.zadd(tenant_index_key(record.tenant), {job_id: record.created_at})
         entry = str(await self._redis.xadd(stream_key(shard), {"job_id": job_id}))
         await self._reenqueue(keys=[job_key(job_id)], args=["", entry])
-        await self.wait_replicated(job_id)
         return ours
 
     async def wait_replicated(self, job_id: str, *, stream: bool = True) -> None:
@@ -378,12 +476,20 @@ class JobQueue:
     async def requeue(self, job_id: str, lease_token: str, message_id: str) -> bool:
         """Hand a job back to the queue: a new stream entry becomes its delivery, the old goes.
 
-        Three steps (the record and the stream are in different slots): append, compare-and-set
-        the record, acknowledge the entry that lost. A crash after the append leaves a
-        duplicate (acknowledged by its reader) and the old entry pending (reclaimed after a
-        lease); a crash after the compare-and-set leaves the old entry a duplicate.
+        One script standalone. On a cluster three steps (the record and the stream are in two
+        slots): append, compare-and-set the record, acknowledge the entry that lost. A crash
+        after the append leaves a duplicate (acknowledged by its reader) and the old entry
+        pending (reclaimed after a lease); a crash after the compare-and-set leaves the old
+        entry a duplicate.
         """
         shard = self.shard_of(job_id)
+        if not self._cluster:
+            return bool(
+                await self._requeue_atomic(
+                    keys=[job_key(job_id), stream_key(shard)],
+                    args=[lease_token, CONSUMER_GROUP, message_id],
+                )
+            )
         new_id = str(await self._redis.xadd(stream_key(shard), {"job_id": job_id}))
         held = bool(await self._requeue(keys=[job_key(job_id)], args=[lease_token, new_id]))
         await self.acknowledge(Delivery(message_id if held else new_id, job_id, shard))

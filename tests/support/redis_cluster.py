@@ -90,6 +90,15 @@ class RedisClusterNodes:
                             return port
         raise LookupError(f"no master serves {key!r}")
 
+    def replica_of(self, master: int) -> int:
+        """The port of the (first) replica of the master on `master`."""
+        with self.client(master) as node:
+            info = node.info("replication")
+        replica = info.get("slave0")
+        if not isinstance(replica, dict):
+            raise LookupError(f"the master on {master} has no replica")
+        return int(replica["port"])
+
     def wait_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
         """Until every live node says cluster_state:ok and every master has a synced replica."""
         deadline = time.monotonic() + timeout
