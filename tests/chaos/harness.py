@@ -88,9 +88,17 @@ SCALE = current_scale()
 
 
 @contextlib.contextmanager
-def running_stack(run_dir: Path, env: dict[str, str], *, workers: int = 2) -> Iterator[Stack]:
-    """The whole system as real processes; stopped (and its failures shown) at the end."""
-    stack = Stack(StackConfig(run_dir=run_dir, env={**BASE_ENV, **env}, workers=workers))
+def running_stack(
+    run_dir: Path, env: dict[str, str], *, workers: int = 2, redis_url: str = ""
+) -> Iterator[Stack]:
+    """The whole system as real processes; stopped (and its failures shown) at the end.
+
+    `redis_url`: an outside Redis (a cluster's seed node) instead of the stack's own.
+    """
+    config = StackConfig(
+        run_dir=run_dir, env={**BASE_ENV, **env}, workers=workers, redis_url=redis_url
+    )
+    stack = Stack(config)
     try:
         stack.start()
         yield stack

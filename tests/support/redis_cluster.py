@@ -125,6 +125,23 @@ class RedisClusterNodes:
             return False
         return len(self.masters()) == MASTERS
 
+    def wait_serving(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Until every live node says cluster_state:ok with all masters up (after a failover)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                states = []
+                for port, process in self.processes.items():
+                    if process.alive():
+                        with self.client(port) as node:
+                            states.append(str(node.execute_command("CLUSTER", "INFO")))
+                if all("cluster_state:ok" in s for s in states) and len(self.masters()) == MASTERS:
+                    return
+            except redis.RedisError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("the redis cluster did not serve every slot again")
+
     def flush(self) -> None:
         for port in self.masters():
             with self.client(port) as node:
@@ -133,6 +150,12 @@ class RedisClusterNodes:
     def stop(self) -> None:
         for process in self.processes.values():
             process.stop()
+
+    def restart(self, port: int) -> None:
+        """Start a stopped node again with its data and nodes.conf (it rejoins as a replica)."""
+        process = self.processes[port]
+        process.start()
+        wait_tcp("127.0.0.1", port, 30, process)
 
 
 def _node(port: int, run_dir: Path) -> ManagedProcess:
