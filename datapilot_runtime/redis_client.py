@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -59,6 +60,11 @@ async def connect_redis(
         # a failover (a replica promoted within the cluster's node timeout).
         "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        # Off: its handshake on every new connection can fail with an AttributeError inside
+        # redis-py 8.1 when the connection drops meanwhile (seen while a cluster master died),
+        # which escapes as a 500 instead of a retryable RedisError. Only managed Redis offerings
+        # send these notifications anyway.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
     }
     client: RedisClient = (
         RedisCluster.from_url(url, **options)

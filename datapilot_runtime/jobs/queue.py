@@ -5,6 +5,8 @@ job's record names its current stream entry (`message_id`); that entry stays pen
 job is terminal or handed back. Only the consumer holding an entry renews it (resets its idle
 time); entries idle for longer than a lease are reclaimed by any worker. Ownership of the job
 itself is the random per-delivery lease token in its record (DESIGN.md, "Queue ownership").
+The stream is JOB_STREAM_SHARDS streams (keys and hash tags: `datapilot_runtime.jobs.keys`);
+a job's entries are always in its own shard, and workers read every shard.
 """
 
 from __future__ import annotations
