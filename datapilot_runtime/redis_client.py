@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Any, TypeAlias
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -32,6 +35,26 @@ _KEEPALIVE = {
     for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
     if (option := getattr(socket, name, None)) is not None
 }
+
+
+_REDIS_PACKAGE = Path(redis.__file__).resolve().parent
+
+
+def redis_fault(exc: BaseException) -> bool:
+    """Whether `exc` is a failure of Redis (or of the link to it), not a bug of ours.
+
+    A RedisError; or an AttributeError raised inside redis-py itself: 8.1's asyncio connections
+    can lose their reader or writer to a concurrent disconnect (seen while a cluster master
+    died and the client refreshed its slot map), which must be handled as a connection error.
+    """
+    if isinstance(exc, RedisError):
+        return True
+    if not isinstance(exc, AttributeError) or exc.__traceback__ is None:
+        return False
+    frame = exc.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(_REDIS_PACKAGE)
 
 
 # A standalone Redis or a cluster: the commands the job system sends are the same on both.

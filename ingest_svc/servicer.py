@@ -25,6 +25,7 @@ from datapilot_runtime.jobs.proto import record_to_proto
 from datapilot_runtime.jobs.queue import JobQueue, ReplicationLagging
 from datapilot_runtime.jobs.status import PROTO_TO_STATUS
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
+from datapilot_runtime.redis_client import redis_fault
 from datapilot_runtime.report.options import InvalidOptions, parse_options
 from ingest_svc.blob_store import (
     BlobNotFound,
@@ -76,7 +77,7 @@ def store_fault(method: str, exc: BaseException) -> StoreFault | None:
     (Upload, PutArtifact: the code clients and the worker know for a failed store), else
     `blob_store_unavailable`.
     """
-    if isinstance(exc, RedisError):
+    if redis_fault(exc):
         return StoreFault(ErrorCode.STORE_UNAVAILABLE, "job store (Redis)")
     if isinstance(exc, BlobStoreError):
         code = (

@@ -39,7 +39,7 @@ from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
 from datapilot_runtime.jobs.queue import Delivery, JobQueue, is_nogroup
 from datapilot_runtime.jobs.store import JobRecord, JobStore, Status
 from datapilot_runtime.metrics import start_metrics_server
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import connect_redis, redis_fault
 
 _LOGGER = logging.getLogger(__name__)
 READ_BLOCK_MS = 500
@@ -103,7 +103,9 @@ class Worker:
                 continue
             try:
                 deliveries = await self._queue.read(self.consumer, self.free_slots, READ_BLOCK_MS)
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 self._read_failures += 1
                 if await self._heal(exc):
                     continue
@@ -114,7 +116,7 @@ class Worker:
             for delivery in deliveries:
                 self._start(delivery, take_over=False)
 
-    async def _heal(self, exc: RedisError) -> bool:
+    async def _heal(self, exc: BaseException) -> bool:
         """Recreate a vanished consumer group (Redis lost its data); True if that was it."""
         if not is_nogroup(exc):
             return False
@@ -197,7 +199,9 @@ class Worker:
             try:
                 await self._queue.renew(self.consumer, [r.delivery for r in running])
                 records = [await self._jobs.get(r.delivery.job_id) for r in running]
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 _LOGGER.warning("lease renewal failed (%s)", type(exc).__name__)
                 continue
             for entry, record in zip(running, records, strict=True):
@@ -230,7 +234,9 @@ class Worker:
                 continue
             try:
                 deliveries = await self._queue.reclaim(self.consumer, idle_ms, self.free_slots)
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 if not await self._heal(exc):
                     _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
                 continue
@@ -264,7 +270,9 @@ class Worker:
             try:
                 async for job_id in self._queue.cancellations():
                     self.cancel_job(job_id)
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 _LOGGER.warning(
                     "cancel listener lost redis (%s); resubscribing", type(exc).__name__
                 )
