@@ -25,6 +25,15 @@ def job_fields(stack: Stack, job_id: str) -> dict[str, str]:
         client.close()
 
 
+def any_processing(stack: Stack, job_ids: list[str]) -> bool:
+    """Whether one of the jobs is processing now (one client for all of them)."""
+    client = sync_redis(stack)
+    try:
+        return any(client.hget(job_key(job_id), "status") == "processing" for job_id in job_ids)
+    finally:
+        client.close()
+
+
 def holder_pid(stack: Stack, job_id: str) -> int | None:
     """The pid of the worker process whose lease the job is processing under."""
     fields = job_fields(stack, job_id)
