@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -15,6 +16,10 @@ from devstack.processes import ManagedProcess, wait_tcp
 
 # The cluster bus listens on port + 10000, so a node's port must stay below 65536 - 10000.
 MAX_NODE_PORT = 55535
+# Node ports are drawn from here: the bus ports (+10000) stay below the kernel's ephemeral
+# range (32768 and up), where any outgoing connection may take a port between check and bind.
+NODE_PORTS = range(11000, 22000)
+START_ATTEMPTS = 3
 MASTERS = 3
 # Short, so a killed master's replica is promoted within a few seconds.
 NODE_TIMEOUT_MS = 2000
@@ -31,15 +36,11 @@ def _free(port: int) -> bool:
 
 
 def _node_ports(count: int) -> list[int]:
-    """Ports whose bus port (+10000) is free too, below MAX_NODE_PORT."""
+    """Free ports (at most MAX_NODE_PORT) whose bus port (+10000) is free too."""
     ports: list[int] = []
     while len(ports) < count:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port > MAX_NODE_PORT:
-            # Ephemeral ports are often above it: probe downwards from a random-ish base.
-            port = 20000 + port % (MAX_NODE_PORT - 20000)
+        port = random.choice(NODE_PORTS)
+        assert port <= MAX_NODE_PORT
         if port not in ports and _free(port) and _free(port + 10000):
             ports.append(port)
     return ports
@@ -189,7 +190,21 @@ def _node(port: int, run_dir: Path) -> ManagedProcess:
 
 
 def start_redis_cluster(run_dir: Path) -> RedisClusterNodes:
-    """Six nodes on free ports, joined by `redis-cli --cluster create` with a replica each."""
+    """Six nodes on free ports, joined by `redis-cli --cluster create` with a replica each.
+
+    Another process may take a port between the check and the bind: then it starts again on
+    other ports (a few times).
+    """
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return _start_once(run_dir / f"attempt-{attempt}")
+        except (RuntimeError, TimeoutError, subprocess.CalledProcessError):
+            if attempt == START_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(run_dir: Path) -> RedisClusterNodes:
     cli = shutil.which("redis-cli")
     if cli is None:
         raise RuntimeError("redis-cli is not installed")
