@@ -8,11 +8,13 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from datapilot_runtime.jobs.keys import job_key
+
 app = FastAPI()
 _redis = aioredis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 
 
 @app.get("/status")
 async def status(jobId: str) -> dict[str, Any]:
-    fields: dict[str, Any] = await _redis.hgetall(f"dp:job:{jobId}")  # type: ignore[assignment]
+    fields: dict[str, Any] = await _redis.hgetall(job_key(jobId))  # type: ignore[assignment]
     return fields

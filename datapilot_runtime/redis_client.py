@@ -1,15 +1,25 @@
-"""Redis connections: decoded responses, bounded timeouts, keepalive, a ping to fail fast."""
+"""Redis connections: decoded responses, bounded timeouts, keepalive, a ping to fail fast.
+
+With REDIS_CLUSTER the client is redis-py's cluster client, REDIS_URL naming one seed node: it
+learns the slot map from it and follows MOVED/ASK and failovers by itself.
+"""
 
 from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
+from typing import Any, TypeAlias
 
+import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.maint_notifications import MaintNotificationsConfig
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -27,22 +37,64 @@ _KEEPALIVE = {
 }
 
 
+_REDIS_PACKAGE = Path(redis.__file__).resolve().parent
+
+
+def redis_fault(exc: BaseException) -> bool:
+    """Whether `exc` is a failure of Redis (or of the link to it), not a bug of ours.
+
+    A RedisError; or an AttributeError raised inside redis-py itself: 8.1's asyncio connections
+    can lose their reader or writer to a concurrent disconnect (seen while a cluster master
+    died and the client refreshed its slot map), which must be handled as a connection error.
+    """
+    if isinstance(exc, RedisError):
+        return True
+    if not isinstance(exc, AttributeError) or exc.__traceback__ is None:
+        return False
+    frame = exc.__traceback__
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(_REDIS_PACKAGE)
+
+
+# A standalone Redis or a cluster: the commands the job system sends are the same on both.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+
 async def connect_redis(
-    url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS, check: bool = True
-) -> aioredis.Redis:
-    """A client for `url` that notices dead connections and retries them, checked with a PING."""
-    client = aioredis.Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        socket_keepalive_options=_KEEPALIVE,
-        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    url: str,
+    *,
+    cluster: bool = False,
+    socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+    check: bool = True,
+) -> RedisClient:
+    """A client for `url` that notices dead connections and retries them, checked with a PING.
+
+    `cluster`: `url` is a seed node of a Redis Cluster (the client discovers the others).
+    """
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "socket_timeout": socket_timeout,
+        "socket_keepalive": True,
+        "socket_keepalive_options": _KEEPALIVE,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_SECONDS,
+        # On a cluster a failed attempt also refreshes the slot map, so the retries outlast
+        # a failover (a replica promoted within the cluster's node timeout).
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        # Off: its handshake on every new connection can fail with an AttributeError inside
+        # redis-py 8.1 when the connection drops meanwhile (seen while a cluster master died),
+        # which escapes as a 500 instead of a retryable RedisError. Only managed Redis offerings
+        # send these notifications anyway.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+    }
+    client: RedisClient = (
+        RedisCluster.from_url(url, **options)
+        if cluster
+        else aioredis.Redis.from_url(url, **options)
     )
     if check:
         await client.ping()
-        _LOGGER.info("connected to redis")
+        _LOGGER.info("connected to redis", extra={"cluster": cluster})
     return client

@@ -56,9 +56,14 @@ class RedisSettings(BaseSettings):
     model_config = _CONFIG
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # REDIS_URL is then one seed node of a Redis Cluster.
+    redis_cluster: bool = False
 
 
 class JobStoreSettings(RedisSettings):
     """The job store: ingest_svc and the worker."""
 
     job_record_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # The job stream is split in this many streams (each its own cluster slot); ingest_svc and
+    # every worker must agree on it.
+    job_stream_shards: int = Field(default=1, ge=1, le=1024)

@@ -24,13 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
 from datapilot_runtime.artifacts import BlobRole
-from datapilot_runtime.jobs.queue import BLOB_JANITOR_LOCK_KEY, BLOB_JANITOR_STATE_KEY, JobQueue
+from datapilot_runtime.jobs.keys import BLOB_JANITOR_LOCK_KEY, BLOB_JANITOR_STATE_KEY
+from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobStore
+from datapilot_runtime.redis_client import RedisClient
 from ingest_svc.blob_store import BlobInfo, BlobStore, BlobStoreError
 from ingest_svc.metrics import BLOB_JANITOR_DELETED, BLOB_STORED_BYTES, BLOB_STORED_OBJECTS
 
@@ -75,7 +76,7 @@ class JanitorState:
 class JanitorStateStore:
     """The janitor's two Redis calls: read and write its state hash."""
 
-    def __init__(self, client: aioredis.Redis, key: str = BLOB_JANITOR_STATE_KEY) -> None:
+    def __init__(self, client: RedisClient, key: str = BLOB_JANITOR_STATE_KEY) -> None:
         self._redis = client
         self._key = key
 

@@ -6,7 +6,6 @@ import logging
 import math
 import time
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from datapilot_runtime.context import (
@@ -16,10 +15,11 @@ from datapilot_runtime.context import (
 )
 from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.interceptors import Rejection
+from datapilot_runtime.jobs.keys import rate_limit_key
+from datapilot_runtime.redis_client import RedisClient
 from ingest_svc.metrics import RATE_LIMITED
 
 _LOGGER = logging.getLogger(__name__)
-BUCKET_PREFIX = "dp:ratelimit:"
 
 # KEYS[1] bucket. ARGV[1] capacity, ARGV[2] refill per second, ARGV[3] now (s).
 # Returns {1, 0} when a token was taken, {0, seconds until one is available} otherwise.
@@ -48,7 +48,7 @@ return {allowed, tostring(wait)}
 class TenantRateLimit:
     """`per_minute` requests a minute per tenant, with bursts up to `per_minute`."""
 
-    def __init__(self, client: aioredis.Redis, per_minute: int) -> None:
+    def __init__(self, client: RedisClient, per_minute: int) -> None:
         self._per_minute = per_minute
         self._take = client.register_script(_TAKE_LUA)
 
@@ -58,7 +58,7 @@ class TenantRateLimit:
         tenant = metadata.get(TENANT_METADATA_KEY, "")
         try:
             allowed, wait = await self._take(
-                keys=[BUCKET_PREFIX + tenant],
+                keys=[rate_limit_key(tenant)],
                 args=[str(self._per_minute), repr(self._per_minute / 60), repr(time.time())],
             )
         except RedisError:

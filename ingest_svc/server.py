@@ -38,11 +38,16 @@ def build_janitor(
 
 
 async def serve(settings: IngestSettings) -> None:
-    redis = await connect_redis(settings.redis_url)
+    redis = await connect_redis(settings.redis_url, cluster=settings.redis_cluster)
     blobs = build_blob_store(settings, settings.blob_backoff())
     await blobs.check()
     jobs = JobStore(redis, settings.job_record_ttl_seconds)
-    queue = JobQueue(redis)
+    queue = JobQueue(
+        redis,
+        settings.job_stream_shards,
+        wait_replicas=settings.wait_replicas(),
+        record_ttl_seconds=settings.job_record_ttl_seconds,
+    )
     servicer = IngestServicer(settings, blobs, jobs, queue)
     host = GrpcHost(
         "ingest_svc",

@@ -22,9 +22,10 @@ from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.grpc_errors import abort
 from datapilot_runtime.interceptors import StoreFault
 from datapilot_runtime.jobs.proto import record_to_proto
-from datapilot_runtime.jobs.queue import JobQueue
+from datapilot_runtime.jobs.queue import JobQueue, ReplicationLagging
 from datapilot_runtime.jobs.status import PROTO_TO_STATUS
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
+from datapilot_runtime.redis_client import redis_fault
 from datapilot_runtime.report.options import InvalidOptions, parse_options
 from ingest_svc.blob_store import (
     BlobNotFound,
@@ -76,7 +77,7 @@ def store_fault(method: str, exc: BaseException) -> StoreFault | None:
     (Upload, PutArtifact: the code clients and the worker know for a failed store), else
     `blob_store_unavailable`.
     """
-    if isinstance(exc, RedisError):
+    if redis_fault(exc):
         return StoreFault(ErrorCode.STORE_UNAVAILABLE, "job store (Redis)")
     if isinstance(exc, BlobStoreError):
         code = (
@@ -138,7 +139,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             tenant = tenant_var.get()
             idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
-                existing = await self._queue.find_idempotent(idem)
+                existing = await self._queue.find_idempotent(tenant, idem)
                 if existing is not None:
                     await writer.abort()
                     return await self._replay(existing, sha, options.to_json(), context)
@@ -173,6 +174,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     return await self._replay(winner, sha, options.to_json(), context)
             else:
                 await self._queue.submit(record)
+        except ReplicationLagging:
+            # The job is stored and queued (it may well run) but could vanish in a failover:
+            # answered 503 (retryable; the same Idempotency-Key finds this job), blob kept.
+            _LOGGER.warning("upload not acknowledged by enough Redis replicas")
+            raise
         except RedisError:
             # No job refers to the stored blob: remove it (best effort) and answer UNAVAILABLE.
             with contextlib.suppress(BlobStoreError, OSError):
@@ -294,6 +300,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             # A result written just before the cancel won is never served: only a completed
             # record names its result (the blob janitor removes the orphan).
             _LOGGER.info("job cancelled")
+            # Acknowledged only once a replica has it (REDIS_WAIT_REPLICAS): else 503, retryable.
+            await self._queue.wait_replicated(record.job_id, stream=False)
         fresh = await self._jobs.get(record.job_id)
         return ingest_pb2.CancelJobResponse(job=record_to_proto(fresh or record))
 

@@ -55,6 +55,15 @@ class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSetti
     blob_janitor_interval_seconds: float = Field(default=300, ge=0)
     blob_janitor_min_age_seconds: float = Field(default=3600, ge=600)
     blob_janitor_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Replicas that must acknowledge an upload's (and a cancel's) writes before it is answered;
+    # -1: 1 on a cluster (REDIS_CLUSTER), 0 standalone.
+    redis_wait_replicas: int = Field(default=-1, ge=-1)
+
+    def wait_replicas(self) -> int:
+        """REDIS_WAIT_REPLICAS, or its default for the kind of Redis."""
+        if self.redis_wait_replicas >= 0:
+            return self.redis_wait_replicas
+        return 1 if self.redis_cluster else 0
 
     def blob_backoff(self) -> BackoffPolicy:
         """The retry policy of blob-store operations."""

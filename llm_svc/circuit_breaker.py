@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from datapilot_runtime.redis_client import RedisClient
 from llm_svc import metrics
 
 _LOGGER = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class RedisBreaker:
 
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         config: BreakerConfig,
         prefix: str,
         *,

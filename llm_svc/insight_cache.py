@@ -8,9 +8,9 @@ import json
 import logging
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from datapilot_runtime.redis_client import RedisClient
 from llm_svc import metrics
 from llm_svc.fallback import InsightDraft
 
@@ -31,7 +31,7 @@ def cache_key(prefix: str, report: dict[str, Any], model: str, prompt_version: s
 class InsightCache:
     """Get/put with a TTL; a Redis problem is a miss (logged once per outage), never an error."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_seconds: int, timeout: float) -> None:
+    def __init__(self, redis: RedisClient, ttl_seconds: int, timeout: float) -> None:
         self._redis = redis
         self._ttl = ttl_seconds
         self._timeout = timeout

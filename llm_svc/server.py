@@ -7,13 +7,12 @@ import logging
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 from redis.exceptions import RedisError
 
 from datapilot_runtime.grpc_host import GrpcHost
 from datapilot_runtime.metrics import start_metrics_server
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import RedisClient, connect_redis
 from llm_svc.circuit_breaker import (
     BreakerConfig,
     CircuitBreaker,
@@ -41,7 +40,7 @@ class LlmService:
     host: GrpcHost
     servicer: LlmServicer
     client: LlmClient | None
-    redis: aioredis.Redis | None
+    redis: RedisClient | None
 
     async def close(self) -> None:
         if self.client is not None:
@@ -50,15 +49,14 @@ class LlmService:
             await self.redis.aclose()
 
 
-async def _optional_redis(
-    settings: LlmSettings, needed: bool, wanted: bool
-) -> aioredis.Redis | None:
+async def _optional_redis(settings: LlmSettings, needed: bool, wanted: bool) -> RedisClient | None:
     """Redis for the shared breaker (needed: fail fast) or the cache (wanted: optional)."""
     if not (needed or wanted):
         return None
     try:
         return await asyncio.wait_for(
-            connect_redis(settings.redis_url), REDIS_CONNECT_TIMEOUT_SECONDS
+            connect_redis(settings.redis_url, cluster=settings.redis_cluster),
+            REDIS_CONNECT_TIMEOUT_SECONDS,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         if needed:

@@ -10,7 +10,8 @@ import pytest
 
 from devstack.stack import Stack, StackConfig
 from tests.support.api import checked_client
-from tests.support.servers import RunningServer, s3_env, start_moto, start_redis
+from tests.support.redis_cluster import RedisClusterNodes, start_redis_cluster
+from tests.support.servers import RedisTarget, RunningServer, s3_env, start_moto, start_redis
 
 FAST_RETRY_ENV = {
     "RETRY_INITIAL_DELAY": "0.05",
@@ -30,6 +31,25 @@ def redis_server(run_root: Path) -> Iterator[RunningServer]:
     server = start_redis(run_root / "redis-standalone")
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(run_root: Path) -> Iterator[RedisClusterNodes]:
+    """A real Redis Cluster (3 masters, 3 replicas), started once per session."""
+    nodes = start_redis_cluster(run_root / "redis-cluster")
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=["standalone", "cluster"])
+def job_redis(request: pytest.FixtureRequest) -> RedisTarget:
+    """The job store's and queue's tests run on a standalone Redis and on a Redis Cluster."""
+    if request.param == "cluster":
+        nodes: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        nodes.flush()
+        return RedisTarget(nodes.url, cluster=True, shards=3)
+    server: RunningServer = request.getfixturevalue("redis_server")
+    return RedisTarget(server.url, cluster=False)
 
 
 @pytest.fixture(scope="session")

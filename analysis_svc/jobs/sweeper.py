@@ -3,7 +3,8 @@
 Any worker may sweep; a short Redis lock (SET NX PX, one lease long, never released) lets one
 sweep per lease across all of them. It walks the index of non-terminal jobs (a sorted set by
 deadline, never a SCAN of keys): a job whose current stream entry is gone (the stream was evicted
-or flushed while its record survived, a crash between two steps) is given a new entry; a job past
+or flushed while its record survived, a crash between two steps) or none yet (an upload
+that crashed before enqueueing it) is given a new entry; a job past
 its deadline is failed with `timeout` and an error.json, so no job waits for a poll to end it.
 """
 
@@ -20,7 +21,8 @@ from analysis_svc.jobs.metrics import QUEUE_REPAIRS
 from analysis_svc.jobs.runner import JobRunner
 from analysis_svc.settings import WorkerSettings
 from datapilot_runtime.error_codes import ErrorCode
-from datapilot_runtime.jobs.queue import SWEEPER_LOCK_KEY, ActiveJob, JobQueue
+from datapilot_runtime.jobs.keys import SWEEPER_LOCK_KEY
+from datapilot_runtime.jobs.queue import ActiveJob, JobQueue
 from datapilot_runtime.jobs.store import JobStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -96,7 +98,12 @@ class Sweeper:
             QUEUE_REPAIRS.labels("timed_out").inc()
             report.timed_out += 1
             return False
-        lost = bool(record.message_id) and not await self._queue.entry_exists(record.message_id)
+        if record.message_id:
+            lost = not await self._queue.entry_exists(record.job_id, record.message_id)
+        else:
+            # Never enqueued: its upload stopped between creating and enqueueing it (a crash;
+            # the steps span cluster slots). A young one may still be on its way.
+            lost = now >= record.created_at + self._grace
         if lost and await self._queue.reenqueue(record.job_id, record.message_id):
             QUEUE_REPAIRS.labels("requeued").inc()
             report.requeued += 1

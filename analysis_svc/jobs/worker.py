@@ -36,10 +36,10 @@ from analysis_svc.settings import WorkerSettings
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import job_id_var
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, upstream_serving
-from datapilot_runtime.jobs.queue import STREAM_KEY, Delivery, JobQueue, is_nogroup
+from datapilot_runtime.jobs.queue import Delivery, JobQueue, is_nogroup
 from datapilot_runtime.jobs.store import JobRecord, JobStore, Status
 from datapilot_runtime.metrics import start_metrics_server
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import connect_redis, redis_fault
 
 _LOGGER = logging.getLogger(__name__)
 READ_BLOCK_MS = 500
@@ -88,7 +88,7 @@ class Worker:
     async def run(self) -> None:
         """Consume until stop(): new entries, reclaimed entries, cancellations, heartbeats."""
         await self._queue.ensure_group()
-        _LOGGER.info("worker %s consuming %s", self.consumer, STREAM_KEY)
+        _LOGGER.info("worker %s consuming %d stream shard(s)", self.consumer, self._queue.shards)
         self._background = [
             asyncio.create_task(self._heartbeat()),
             asyncio.create_task(self._reclaim_loop()),
@@ -103,7 +103,9 @@ class Worker:
                 continue
             try:
                 deliveries = await self._queue.read(self.consumer, self.free_slots, READ_BLOCK_MS)
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 self._read_failures += 1
                 if await self._heal(exc):
                     continue
@@ -114,7 +116,7 @@ class Worker:
             for delivery in deliveries:
                 self._start(delivery, take_over=False)
 
-    async def _heal(self, exc: RedisError) -> bool:
+    async def _heal(self, exc: BaseException) -> bool:
         """Recreate a vanished consumer group (Redis lost its data); True if that was it."""
         if not is_nogroup(exc):
             return False
@@ -195,9 +197,11 @@ class Worker:
             if not running:
                 continue
             try:
-                await self._queue.renew(self.consumer, [r.delivery.message_id for r in running])
+                await self._queue.renew(self.consumer, [r.delivery for r in running])
                 records = [await self._jobs.get(r.delivery.job_id) for r in running]
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 _LOGGER.warning("lease renewal failed (%s)", type(exc).__name__)
                 continue
             for entry, record in zip(running, records, strict=True):
@@ -230,7 +234,9 @@ class Worker:
                 continue
             try:
                 deliveries = await self._queue.reclaim(self.consumer, idle_ms, self.free_slots)
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 if not await self._heal(exc):
                     _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
                 continue
@@ -264,7 +270,9 @@ class Worker:
             try:
                 async for job_id in self._queue.cancellations():
                     self.cancel_job(job_id)
-            except RedisError as exc:
+            except Exception as exc:
+                if not redis_fault(exc):
+                    raise
                 _LOGGER.warning(
                     "cancel listener lost redis (%s); resubscribing", type(exc).__name__
                 )
@@ -297,9 +305,11 @@ class Worker:
 async def run_worker(settings: WorkerSettings) -> None:
     """The worker process: health server, consumer loop, graceful drain on SIGTERM."""
     await asyncio.to_thread(sandbox.warm_up)
-    redis = await connect_redis(settings.redis_url)
+    redis = await connect_redis(settings.redis_url, cluster=settings.redis_cluster)
     jobs = JobStore(redis, settings.job_record_ttl_seconds)
-    queue = JobQueue(redis)
+    queue = JobQueue(
+        redis, settings.job_stream_shards, record_ttl_seconds=settings.job_record_ttl_seconds
+    )
     token = settings.internal_auth_token.get_secret_value()
     ingest_channel = open_channel(settings.ingest_addr, token)
     llm_channel = open_channel(settings.llm_addr, token)

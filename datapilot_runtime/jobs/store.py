@@ -11,20 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis.asyncio as aioredis
+from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, job_key, tenant_index_key
 
 # Re-exported: the store's callers name states with the records they read.
 from datapilot_runtime.jobs.status import ACTIVE as ACTIVE
 from datapilot_runtime.jobs.status import Status as Status
+from datapilot_runtime.redis_client import RedisClient
 
-JOB_KEY_PREFIX = "dp:job:"
-# Where a transition to cancelled is announced (the queue's cancel signal, read by workers).
-CANCEL_CHANNEL = "dp:jobs:cancel"
-IDEMPOTENCY_KEY_PREFIX = "dp:idem:"
-TENANT_INDEX_PREFIX = "dp:tenant-jobs:"
-# Every job that may still be non-terminal, scored by its timeout_at: what the sweeper checks
-# (it never scans keys). Entries of terminal or expired records are removed by the sweeper.
-ACTIVE_INDEX_KEY = "dp:jobs:active"
 LIST_SCAN_BATCH = 100
 LIST_SCAN_LIMIT = 1000
 
@@ -217,7 +210,7 @@ class TransitionResult:
 class JobStore:
     """Reads and writes job records; every state change is one atomic Lua compare-and-set."""
 
-    def __init__(self, client: aioredis.Redis, record_ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, record_ttl_seconds: int) -> None:
         self._redis = client
         self._ttl = record_ttl_seconds
         self._transition = client.register_script(_TRANSITION_LUA)
@@ -226,11 +219,11 @@ class JobStore:
         self._mark_stopped = client.register_script(_MARK_STOPPED_LUA)
 
     @property
-    def redis(self) -> aioredis.Redis:
+    def redis(self) -> RedisClient:
         return self._redis
 
     async def get(self, job_id: str) -> JobRecord | None:
-        data = cast(dict[str, str], await self._redis.hgetall(JOB_KEY_PREFIX + job_id))
+        data = cast(dict[str, str], await self._redis.hgetall(job_key(job_id)))
         return JobRecord.from_hash(data) if data.get("job_id") else None
 
     async def existing(self, job_ids: Sequence[str]) -> set[str]:
@@ -243,7 +236,7 @@ class JobStore:
             return set()
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.exists(JOB_KEY_PREFIX + job_id)
+                pipe.exists(job_key(job_id))
             found = await pipe.execute()
         return {job_id for job_id, count in zip(job_ids, found, strict=True) if int(count)}
 
@@ -266,7 +259,7 @@ class JobStore:
         ]
         for key, value in (fields or {}).items():
             args += [key, repr(value) if isinstance(value, float) else str(value)]
-        code, status = await self._transition(keys=[JOB_KEY_PREFIX + job_id], args=args)
+        code, status = await self._transition(keys=[job_key(job_id)], args=args)
         if int(code) == -1:
             return TransitionResult(False, None)
         return TransitionResult(int(code) == 1, Status(status))
@@ -286,7 +279,7 @@ class JobStore:
         Idempotent for the same token, so redis-py re-sending it after a lost reply is harmless.
         """
         code, value = await self._claim(
-            keys=[JOB_KEY_PREFIX + job_id],
+            keys=[job_key(job_id)],
             args=[
                 lease_token,
                 str(max_attempts),
@@ -309,7 +302,7 @@ class JobStore:
         self, tenant: str, status: Status | None, page_size: int, cursor: str
     ) -> tuple[list[JobRecord], str]:
         """A page of the tenant's jobs, newest first; `cursor` is '' or a previous return."""
-        index = TENANT_INDEX_PREFIX + tenant
+        index = tenant_index_key(tenant)
         upper = f"({cursor}" if cursor else "+inf"
         found: list[JobRecord] = []
         scanned = 0
@@ -340,9 +333,9 @@ class JobStore:
 
         Never recreates a record that vanished (Redis lost its data): HSET only if it exists.
         """
-        await self._mark_stopped(keys=[JOB_KEY_PREFIX + job_id], args=[repr(time.time())])
+        await self._mark_stopped(keys=[job_key(job_id)], args=[repr(time.time())])
 
     async def set_progress(self, job_id: str, progress: int) -> bool:
         """Raise the job's progress (0-100); never lowers it, only while processing."""
         progress = max(0, min(100, progress))
-        return bool(await self._progress(keys=[JOB_KEY_PREFIX + job_id], args=[str(progress)]))
+        return bool(await self._progress(keys=[job_key(job_id)], args=[str(progress)]))

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from datapilot_runtime.jobs.store import JOB_KEY_PREFIX
+from datapilot_runtime.jobs.keys import JOB_KEY_PATTERN, job_id_of_key
 from devstack.stack import Stack, StackConfig
 from tests.chaos.summary import TERMINAL, FinalJob, Outcomes
+from tests.support.jobs_redis import sync_redis
 
 SCALE_VARIABLE = "CHAOS_SCALE"
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
@@ -88,9 +88,17 @@ SCALE = current_scale()
 
 
 @contextlib.contextmanager
-def running_stack(run_dir: Path, env: dict[str, str], *, workers: int = 2) -> Iterator[Stack]:
-    """The whole system as real processes; stopped (and its failures shown) at the end."""
-    stack = Stack(StackConfig(run_dir=run_dir, env={**BASE_ENV, **env}, workers=workers))
+def running_stack(
+    run_dir: Path, env: dict[str, str], *, workers: int = 2, redis_url: str = ""
+) -> Iterator[Stack]:
+    """The whole system as real processes; stopped (and its failures shown) at the end.
+
+    `redis_url`: an outside Redis (a cluster's seed node) instead of the stack's own.
+    """
+    config = StackConfig(
+        run_dir=run_dir, env={**BASE_ENV, **env}, workers=workers, redis_url=redis_url
+    )
+    stack = Stack(config)
     try:
         stack.start()
         yield stack
@@ -285,11 +293,11 @@ def check(out: Outcomes, allowed_failures: set[str], allowed_refusals: set[str])
 
 def job_records(stack: Stack) -> set[str]:
     """Ids of every job that has a record in the stack's Redis."""
-    store = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    store = sync_redis(stack)
     try:
         return {
-            str(key).removeprefix(JOB_KEY_PREFIX)
-            for key in store.scan_iter(f"{JOB_KEY_PREFIX}*")
+            job_id_of_key(str(key))
+            for key in store.scan_iter(JOB_KEY_PATTERN)
             if store.type(key) == "hash"
         }
     finally:

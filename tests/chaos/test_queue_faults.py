@@ -14,6 +14,7 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from datapilot_runtime.grpc_host import READINESS_SERVICE
+from datapilot_runtime.jobs.keys import CONSUMER_GROUP, job_key, stream_key
 from devstack.processes import wait_tcp
 from devstack.stack import Stack
 from tests.chaos.harness import (
@@ -117,7 +118,7 @@ def _empty_restart(stack: Stack) -> str:
 def _stream_deleted(stack: Stack) -> str:
     client = _redis(stack)
     try:
-        client.delete("dp:jobs:stream")
+        client.delete(stream_key(0))
     finally:
         client.close()
     return "job stream deleted (evicted)"
@@ -208,18 +209,22 @@ def test_a_cancel_whose_announcement_was_lost_still_stops_the_job(tmp_path: Path
         client = _redis(stack)
         try:
             # What CancelJob stores, without its PUBLISH (as if the listener's link was down).
-            client.hset(f"dp:job:{job_id}", mapping={"status": "cancelled"})
+            client.hset(job_key(job_id), mapping={"status": "cancelled"})
             wait_until(
                 lambda: bool(job_fields(stack, job_id).get("stopped_at")),
                 60,
                 "the worker to stop the cancelled job",
             )
-            pending = client.xpending("dp:jobs:stream", "dp-workers")["pending"]
+            # The worker records stopped_at and then acknowledges: wait for the second step.
+            wait_until(
+                lambda: client.xpending(stream_key(0), CONSUMER_GROUP)["pending"] == 0,
+                30,
+                "the cancelled job's entry to be acknowledged",
+            )
         finally:
             client.close()
         settle(stack.gateway_url, out, timeout=30)
     report(out)
-    assert pending == 0, "the cancelled job's entry was not acknowledged"
     assert out.final[job_id].status == "cancelled"
 
 
@@ -244,7 +249,7 @@ def test_readiness_and_a_metric_say_when_the_queue_cannot_be_read(tmp_path: Path
         client = _redis(stack)
         try:
             client.execute_command("ACL", "SETUSER", "default", "-xgroup|create")  # type: ignore[no-untyped-call]
-            client.delete("dp:jobs:stream")  # the group goes with it
+            client.delete(stream_key(0))  # the group goes with it
             wait_until(
                 lambda: (
                     _readiness(stack, "worker-1") != serving

@@ -9,7 +9,7 @@ from pydantic_settings import BaseSettings
 
 from analysis_svc.settings import AnalysisSettings, WorkerSettings
 from datapilot_runtime.grpc_host import READINESS_SERVICE
-from datapilot_runtime.jobs.queue import CONSUMER_GROUP, STREAM_KEY
+from datapilot_runtime.jobs.keys import CONSUMER_GROUP, stream_key
 from gateway.settings import GatewaySettings
 from ingest_svc.settings import IngestSettings
 from llm_svc.settings import LlmSettings
@@ -347,17 +347,26 @@ def test_keda_follows_the_job_stream() -> None:
     scaled = named(objects, "ScaledObject", "worker")
     _, worker = processes(objects)["worker"]
     concurrency = value(objects, worker, "worker", "WORKER_CONCURRENCY")
+    shards = int(value(objects, worker, "worker", "JOB_STREAM_SHARDS"))
+    ingest = processes(objects)["ingest"][1]
+    assert int(value(objects, ingest, "ingest", "JOB_STREAM_SHARDS")) == shards
     triggers = {t["name"]: t for t in scaled["spec"]["triggers"]}
-    assert set(triggers) == {"pending", "backlog"}
-    for trigger in triggers.values():
+    # One pair of triggers per stream shard, each aiming at its share of a worker's slots.
+    assert set(triggers) == {
+        f"{kind}-{n}" for kind in ("pending", "backlog") for n in range(shards)
+    }
+    target = str(max(1, int(concurrency) // shards))
+    for name, trigger in triggers.items():
         assert trigger["type"] == "redis-streams"
-        assert trigger["metadata"]["stream"] == STREAM_KEY
+        assert trigger["metadata"]["stream"] == stream_key(int(name.rsplit("-", 1)[1]))
         assert trigger["authenticationRef"]["name"] == "datapilot-keda-redis"
-    assert triggers["pending"]["metadata"]["consumerGroup"] == CONSUMER_GROUP
-    assert triggers["pending"]["metadata"]["pendingEntriesCount"] == concurrency
-    # Without a consumer group KEDA measures XLEN (queued + in flight: done entries are XDEL'd).
-    assert "consumerGroup" not in triggers["backlog"]["metadata"]
-    assert triggers["backlog"]["metadata"]["streamLength"] == concurrency
+    for n in range(shards):
+        pending, backlog = triggers[f"pending-{n}"], triggers[f"backlog-{n}"]
+        assert pending["metadata"]["consumerGroup"] == CONSUMER_GROUP
+        assert pending["metadata"]["pendingEntriesCount"] == target
+        # Without a consumer group KEDA measures XLEN (queued + in flight: done entries go).
+        assert "consumerGroup" not in backlog["metadata"]
+        assert backlog["metadata"]["streamLength"] == target
     assert scaled["spec"]["minReplicaCount"] >= 1, "a worker must always reclaim and cancel"
     named(objects, "TriggerAuthentication", "datapilot-keda-redis")
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from prometheus_client import REGISTRY
 from redis.exceptions import RedisError
@@ -29,7 +28,7 @@ from datapilot_runtime.backoff import BackoffPolicy
 from datapilot_runtime.grpc_host import GrpcHost
 from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobRecord, JobStore, Status
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import RedisClient, connect_redis
 from devstack.processes import free_port, python_process, wait_grpc_serving
 from ingest_svc.blob_janitor import REASON_EXPIRED, REASON_ORPHAN, BlobJanitor, JanitorStateStore
 from ingest_svc.blob_store import (
@@ -60,7 +59,7 @@ class Parts:
     jobs: JobStore
     queue: JobQueue
     state: JanitorStateStore
-    redis: aioredis.Redis
+    redis: RedisClient
 
     def janitor(self, *, ahead: float = 0.0, batch: int = 1000) -> BlobJanitor:
         return BlobJanitor(
@@ -242,7 +241,7 @@ async def test_the_stored_bytes_gauge_is_the_sum_of_the_sizes(parts: Parts) -> N
 
 async def _serve(
     settings: IngestSettings, blobs: BlobStore, redis_url: str
-) -> tuple[GrpcHost, grpc.aio.Channel, ingest_pb2_grpc.IngestServiceStub, aioredis.Redis]:
+) -> tuple[GrpcHost, grpc.aio.Channel, ingest_pb2_grpc.IngestServiceStub, RedisClient]:
     redis = await connect_redis(redis_url)
     servicer = IngestServicer(settings, blobs, JobStore(redis, 3600), JobQueue(redis))
     host = GrpcHost("ingest_svc", "127.0.0.1:0", 1.0, store_errors=store_fault)

@@ -20,7 +20,7 @@ from datapilot_runtime.grpc_errors import error_code_of
 from datapilot_runtime.grpc_host import GrpcHost
 from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobStore
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import RedisClient, connect_redis
 from ingest_svc.blob_store import FilesystemBlobStore
 from ingest_svc.servicer import IngestServicer, store_fault
 from ingest_svc.settings import IngestSettings
@@ -34,7 +34,7 @@ def _closed_port() -> int:
 
 
 async def _serve(
-    redis: aioredis.Redis, blob_root: Path
+    redis: RedisClient, blob_root: Path
 ) -> tuple[GrpcHost, grpc.aio.Channel, ingest_pb2_grpc.IngestServiceStub]:
     settings = IngestSettings(blob_fs_root=str(blob_root), blob_retry_attempts=1)
     blobs = FilesystemBlobStore(blob_root, settings.blob_backoff())

@@ -1,4 +1,4 @@
-"""The job queue against a real redis-server: read, renew, reclaim, acknowledge, requeue, cancel."""
+"""The job queue on a real Redis, standalone and cluster: read, renew, reclaim, ack, requeue."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 
-from datapilot_runtime.jobs.queue import CANCEL_CHANNEL, CONSUMER_GROUP, STREAM_KEY, JobQueue
+from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, CONSUMER_GROUP, stream_key
+from datapilot_runtime.jobs.queue import Delivery, JobQueue
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
-from datapilot_runtime.redis_client import connect_redis
-from tests.support.servers import RunningServer
+from datapilot_runtime.redis_client import RedisClient
+from tests.support.servers import RedisTarget
 
 LEASE_MS = 1000
 
 
 @pytest.fixture()
-async def parts(redis_server: RunningServer) -> AsyncIterator[tuple[JobQueue, JobStore]]:
-    client = await connect_redis(redis_server.url)
+async def parts(job_redis: RedisTarget) -> AsyncIterator[tuple[JobQueue, JobStore]]:
+    client = await job_redis.connect()
     await client.flushdb()
-    queue = JobQueue(client)
+    queue = JobQueue(client, job_redis.shards)
     await queue.ensure_group()
     yield queue, JobStore(client, record_ttl_seconds=3600)
     await client.aclose()
@@ -54,9 +54,13 @@ async def test_ensure_group_twice_is_harmless(parts: tuple[JobQueue, JobStore]) 
     assert await queue.stats() is not None
 
 
-async def _idle_ms(queue_client: Redis, message_id: str) -> int:
+async def _idle_ms(queue_client: RedisClient, delivery: Delivery) -> int:
     (entry,) = await queue_client.xpending_range(
-        STREAM_KEY, CONSUMER_GROUP, min=message_id, max=message_id, count=1
+        stream_key(delivery.shard),
+        CONSUMER_GROUP,
+        min=delivery.message_id,
+        max=delivery.message_id,
+        count=1,
     )
     return int(entry["time_since_delivered"])
 
@@ -66,9 +70,9 @@ async def test_renewal_keeps_an_entry_from_reclaim(parts: tuple[JobQueue, JobSto
     await queue.submit(_record())
     (delivery,) = await queue.read("dead", count=1, block_ms=100)
     await asyncio.sleep(LEASE_MS / 1000 + 0.1)  # the entry's idle time must pass the lease
-    assert await _idle_ms(store.redis, delivery.message_id) >= LEASE_MS
-    await queue.renew("dead", [delivery.message_id])
-    assert await _idle_ms(store.redis, delivery.message_id) < LEASE_MS
+    assert await _idle_ms(store.redis, delivery) >= LEASE_MS
+    await queue.renew("dead", [delivery])
+    assert await _idle_ms(store.redis, delivery) < LEASE_MS
     assert await queue.reclaim("alive", idle_ms=LEASE_MS, count=10) == []
     assert await queue.reclaim("alive", idle_ms=0, count=10) == [delivery]
 
@@ -77,7 +81,7 @@ async def test_acknowledged_entries_are_gone(parts: tuple[JobQueue, JobStore]) -
     queue, _store = parts
     await queue.submit(_record())
     (delivery,) = await queue.read("a", count=1, block_ms=100)
-    await queue.acknowledge(delivery.message_id)
+    await queue.acknowledge(delivery)
     stats = await queue.stats()
     assert stats is not None and stats.pending == 0
     assert await queue.reclaim("b", idle_ms=0, count=10) == []
@@ -108,10 +112,15 @@ async def test_idempotent_submission_keeps_the_first_job(
     first, second = _record(), _record()
     assert await queue.submit_idempotent("key", first, 60) == (first.job_id, first.sha256)
     assert await queue.submit_idempotent("key", second, 60) == (first.job_id, first.sha256)
-    assert await queue.find_idempotent("key") == (first.job_id, first.sha256)
-    assert await queue.find_idempotent("other") is None
+    assert await queue.find_idempotent("", "key") == (first.job_id, first.sha256)
+    assert await queue.find_idempotent("", "other") is None
+    assert await _store_has(_store, second.job_id) is False  # the loser's record is undone
     deliveries = await queue.read("a", count=10, block_ms=100)
     assert [d.job_id for d in deliveries] == [first.job_id]
+
+
+async def _store_has(store: JobStore, job_id: str) -> bool:
+    return await store.get(job_id) is not None
 
 
 async def test_cancellations_are_announced(parts: tuple[JobQueue, JobStore]) -> None:

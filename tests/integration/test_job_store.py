@@ -1,4 +1,4 @@
-"""Job store against a real redis-server: atomic transitions, terminal states, progress."""
+"""Job store on a real Redis, standalone and cluster: atomic transitions, terminal states."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
-import redis.asyncio as aioredis
 
-from datapilot_runtime.jobs.queue import CONSUMER_GROUP, STREAM_KEY, JobQueue
+from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, job_key, stream_key
+from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
-from datapilot_runtime.redis_client import connect_redis
-from tests.support.servers import RunningServer
+from tests.support.servers import RedisTarget
 
 
 @pytest.fixture()
-async def store(redis_server: RunningServer) -> AsyncIterator[JobStore]:
-    client = await connect_redis(redis_server.url)
+async def store(job_redis: RedisTarget) -> AsyncIterator[JobStore]:
+    client = await job_redis.connect()
     yield JobStore(client, record_ttl_seconds=3600)
     await client.aclose()
 
@@ -37,7 +36,7 @@ async def test_create_stores_record_and_enqueues(store: JobStore) -> None:
     job_id = await _new_job(store)
     record = await store.get(job_id)
     assert record is not None and record.status is Status.QUEUED
-    entries = cast(list[tuple[str, dict[str, str]]], await store.redis.xrange(STREAM_KEY))
+    entries = cast(list[tuple[str, dict[str, str]]], await store.redis.xrange(stream_key(0)))
     assert any(fields["job_id"] == job_id for _id, fields in entries)
 
 
@@ -52,7 +51,7 @@ async def test_terminal_state_never_changes(store: JobStore) -> None:
         assert refused.status is Status.COMPLETED
     record = await store.get(job_id)
     assert record is not None and record.progress == 100
-    assert await store.redis.ttl(f"dp:job:{job_id}") > 0
+    assert await store.redis.ttl(job_key(job_id)) > 0
 
 
 async def test_unknown_job_transition_reports_missing(store: JobStore) -> None:
@@ -84,10 +83,10 @@ async def test_progress_only_rises_and_only_while_processing(store: JobStore) ->
     assert record is not None and record.progress == 40
 
 
-async def test_cancel_is_announced_on_pub_sub(store: JobStore, redis_server: RunningServer) -> None:
-    listener = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+async def test_cancel_is_announced_on_pub_sub(store: JobStore, job_redis: RedisTarget) -> None:
+    listener = await job_redis.connect()
     pubsub = listener.pubsub()
-    await pubsub.subscribe("dp:jobs:cancel")
+    await pubsub.subscribe(CANCEL_CHANNEL)
     await pubsub.get_message(timeout=1)
     job_id = await _new_job(store)
     await store.transition(job_id, ACTIVE, Status.CANCELLED)
@@ -95,4 +94,3 @@ async def test_cancel_is_announced_on_pub_sub(store: JobStore, redis_server: Run
     assert message is not None and message["data"] == f"{job_id} cancelled"
     await pubsub.aclose()  # type: ignore[no-untyped-call]
     await listener.aclose()
-    assert CONSUMER_GROUP

@@ -1,4 +1,4 @@
-"""Queue ownership on a real redis-server: tokens, renewals, releases, lost replies, timeouts."""
+"""Queue ownership on a real Redis (cluster too): tokens, renewals, releases, lost replies."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from datapilot_runtime.jobs.queue import CONSUMER_GROUP, STREAM_KEY, Delivery, JobQueue
+from datapilot_runtime.jobs.keys import CONSUMER_GROUP, job_key, stream_key
+from datapilot_runtime.jobs.queue import Delivery, JobQueue
 from datapilot_runtime.jobs.store import ACTIVE, ClaimOutcome, JobRecord, JobStore, Status
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import RedisClient, connect_redis
 from tests.support.fault_proxy import FaultProxy
-from tests.support.servers import RunningServer
+from tests.support.servers import RedisTarget, RunningServer
 
 # Short enough that a blackholed command fails fast here; the production default is 5 s.
 TEST_SOCKET_TIMEOUT = 0.5
@@ -24,14 +24,28 @@ TEST_SOCKET_TIMEOUT = 0.5
 HANG = 60
 
 
-@pytest.fixture()
-async def parts(redis_server: RunningServer) -> AsyncIterator[tuple[JobQueue, JobStore]]:
-    client = await connect_redis(redis_server.url)
+async def _parts(target: RedisTarget) -> AsyncIterator[tuple[JobQueue, JobStore]]:
+    client = await target.connect()
     await client.flushdb()
-    queue = JobQueue(client)
+    queue = JobQueue(client, target.shards)
     await queue.ensure_group()
     yield queue, JobStore(client, record_ttl_seconds=3600)
     await client.aclose()
+
+
+@pytest.fixture()
+async def parts(job_redis: RedisTarget) -> AsyncIterator[tuple[JobQueue, JobStore]]:
+    async for made in _parts(job_redis):
+        yield made
+
+
+@pytest.fixture()
+async def standalone_parts(
+    redis_server: RunningServer,
+) -> AsyncIterator[tuple[JobQueue, JobStore]]:
+    """For the tests that put a fault proxy in front of the one standalone server."""
+    async for made in _parts(RedisTarget(redis_server.url, cluster=False)):
+        yield made
 
 
 @pytest.fixture()
@@ -54,9 +68,10 @@ async def _submitted(queue: JobQueue, consumer: str) -> Delivery:
     return delivery
 
 
-async def _pending_owner(client: Redis, message_id: str) -> str | None:
+async def _pending_owner(client: RedisClient, d: Delivery, message_id: str = "") -> str | None:
+    message_id = message_id or d.message_id
     rows = await client.xpending_range(
-        STREAM_KEY, CONSUMER_GROUP, min=message_id, max=message_id, count=1
+        stream_key(d.shard), CONSUMER_GROUP, min=message_id, max=message_id, count=1
     )
     return str(rows[0]["consumer"]) if rows else None
 
@@ -79,10 +94,10 @@ async def test_a_claim_is_idempotent_for_its_token(parts: tuple[JobQueue, JobSto
 
 
 async def test_a_claim_resent_after_a_lost_reply_is_ours(
-    parts: tuple[JobQueue, JobStore], proxy: FaultProxy
+    standalone_parts: tuple[JobQueue, JobStore], proxy: FaultProxy
 ) -> None:
     """The claim runs, its reply is lost, redis-py re-sends it: the job is claimed once, by us."""
-    queue, _store = parts
+    queue, _store = standalone_parts
     client = await connect_redis(proxy.url, socket_timeout=TEST_SOCKET_TIMEOUT)
     try:
         store = JobStore(client, record_ttl_seconds=3600)
@@ -138,10 +153,10 @@ async def test_renewal_takes_no_entry_back_from_its_new_holder(
 ) -> None:
     queue, store = parts
     d = await _submitted(queue, "a")
-    assert await queue.renew("a", [d.message_id]) == {d.message_id}
+    assert await queue.renew("a", [d]) == {d.message_id}
     assert await queue.reclaim("b", idle_ms=0, count=10) == [d]  # b took it over
-    assert await queue.renew("a", [d.message_id]) == set()
-    assert await _pending_owner(store.redis, d.message_id) == "b"
+    assert await queue.renew("a", [d]) == set()
+    assert await _pending_owner(store.redis, d) == "b"
 
 
 async def test_a_duplicate_entry_never_takes_over_a_held_job(
@@ -153,7 +168,7 @@ async def test_a_duplicate_entry_never_takes_over_a_held_job(
         d.job_id, "ta", 3, take_over=False, owner="a", message_id=d.message_id
     )
     assert claim.outcome is ClaimOutcome.CLAIMED
-    duplicate_id = await store.redis.xadd(STREAM_KEY, {"job_id": d.job_id})
+    duplicate_id = await store.redis.xadd(stream_key(d.shard), {"job_id": d.job_id})
     (dup,) = await queue.read("b", count=1, block_ms=100)
     assert dup.message_id == duplicate_id
     stolen = await store.claim(
@@ -161,7 +176,7 @@ async def test_a_duplicate_entry_never_takes_over_a_held_job(
     )
     assert stolen.outcome is ClaimOutcome.NOT_CLAIMABLE
     assert await queue.release(dup)  # a duplicate is acknowledged
-    assert await _pending_owner(store.redis, duplicate_id) is None
+    assert await _pending_owner(store.redis, d, duplicate_id) is None
     record = await store.get(d.job_id)
     assert record is not None and record.lease_token == "ta"
 
@@ -179,17 +194,19 @@ async def test_a_run_that_lost_its_lease_leaves_the_entry_to_the_new_holder(
     )
     assert (take.outcome, take.attempt) == (ClaimOutcome.CLAIMED, 2)
     assert not await queue.release(d)
-    assert await _pending_owner(store.redis, d.message_id) == "b"
+    assert await _pending_owner(store.redis, d) == "b"
     done = await store.transition(d.job_id, ACTIVE, Status.COMPLETED, lease_token="tb")
     assert done.applied
     assert await queue.release(d)
-    assert await _pending_owner(store.redis, d.message_id) is None
+    assert await _pending_owner(store.redis, d) is None
 
 
 async def test_reclaim_follows_the_cursor(parts: tuple[JobQueue, JobStore]) -> None:
     queue, _store = parts
+    # Three jobs of one shard: the cursor is per shard.
+    records = (r for r in iter(_record, None) if queue.shard_of(r.job_id) == 0)
     for _ in range(3):
-        await queue.submit(_record())
+        await queue.submit(next(records))
     delivered = await queue.read("dead", count=3, block_ms=100)
     seen = [d for _ in range(3) for d in await queue.reclaim("alive", idle_ms=0, count=1)]
     assert seen == delivered
@@ -199,8 +216,8 @@ async def test_reenqueue_replaces_a_lost_entry_once(parts: tuple[JobQueue, JobSt
     queue, store = parts
     d = await _submitted(queue, "a")
     await store.claim(d.job_id, "ta", 3, take_over=False, owner="a", message_id=d.message_id)
-    await store.redis.xdel(STREAM_KEY, d.message_id)  # evicted, say
-    assert not await queue.entry_exists(d.message_id)
+    await store.redis.xdel(stream_key(d.shard), d.message_id)  # evicted, say
+    assert not await queue.entry_exists(d.job_id, d.message_id)
     assert [job.job_id for job in await queue.active_jobs()] == [d.job_id]
     assert await queue.reenqueue(d.job_id, d.message_id)
     assert not await queue.reenqueue(d.job_id, d.message_id)  # moved on: a second is refused
@@ -240,13 +257,13 @@ async def test_marking_a_vanished_job_stopped_recreates_nothing(
     _queue, store = parts
     job_id = uuid.uuid4().hex
     await store.mark_stopped(job_id)
-    assert await store.redis.exists(f"dp:job:{job_id}") == 0
+    assert await store.redis.exists(job_key(job_id)) == 0
 
 
 async def test_a_completion_resent_after_a_lost_reply_is_ours(
-    parts: tuple[JobQueue, JobStore], proxy: FaultProxy
+    standalone_parts: tuple[JobQueue, JobStore], proxy: FaultProxy
 ) -> None:
-    queue, _store = parts
+    queue, _store = standalone_parts
     client = await connect_redis(proxy.url, socket_timeout=TEST_SOCKET_TIMEOUT)
     try:
         store = JobStore(client, record_ttl_seconds=3600)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 import httpx
-import redis.asyncio as aioredis
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fastapi import FastAPI
@@ -76,7 +75,7 @@ async def in_process_gateway(
         retry_initial_delay=0.01,
         retry_max_delay=0.05,
     )
-    redis: aioredis.Redis = await connect_redis(redis_url)
+    redis = await connect_redis(redis_url)
     store = JobStore(redis, ingest_settings.job_record_ttl_seconds)
     blobs = build_blob_store(ingest_settings, ingest_settings.blob_backoff())
     ingest_servicer = IngestServicer(ingest_settings, blobs, store, JobQueue(redis))

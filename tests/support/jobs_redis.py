@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import redis
+from redis.cluster import RedisCluster
 
+from datapilot_runtime.jobs.keys import job_key
 from devstack.stack import Stack
 
 
+def sync_redis(stack: Stack) -> redis.Redis | RedisCluster:
+    """A blocking client of the stack's Redis (a cluster client when the stack runs on one)."""
+    if stack.config.env.get("REDIS_CLUSTER", "").lower() == "true":
+        return RedisCluster.from_url(stack.redis_url, decode_responses=True)
+    return redis.Redis.from_url(stack.redis_url, decode_responses=True)
+
+
 def job_fields(stack: Stack, job_id: str) -> dict[str, str]:
-    client = redis.Redis.from_url(stack.redis_url, decode_responses=True)
+    client = sync_redis(stack)
     try:
-        fields: dict[str, str] = client.hgetall(f"dp:job:{job_id}")  # type: ignore[assignment]
+        fields: dict[str, str] = client.hgetall(job_key(job_id))  # type: ignore[assignment]
         return fields
+    finally:
+        client.close()
+
+
+def any_processing(stack: Stack, job_ids: list[str]) -> bool:
+    """Whether one of the jobs is processing now (one client for all of them)."""
+    client = sync_redis(stack)
+    try:
+        return any(client.hget(job_key(job_id), "status") == "processing" for job_id in job_ids)
     finally:
         client.close()
 

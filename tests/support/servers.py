@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from datapilot_runtime.redis_client import RedisClient, connect_redis
 from devstack.processes import ManagedProcess, free_port, redis_process, wait_tcp
 
 
@@ -19,6 +20,19 @@ class RunningServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where a test's Redis is: a standalone server or a seed node of a cluster."""
+
+    url: str
+    cluster: bool
+    # The cluster runs exercise stream sharding too.
+    shards: int = 1
+
+    async def connect(self) -> RedisClient:
+        return await connect_redis(self.url, cluster=self.cluster)
 
 
 def start_redis(run_dir: Path) -> RunningServer:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from datapilot_runtime.redis_client import connect_redis
+from datapilot_runtime.redis_client import RedisClient, connect_redis
 from devstack.processes import free_port
 from llm_svc.circuit_breaker import (
     Admission,
@@ -39,14 +39,14 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture()
-async def redis(redis_server: RunningServer) -> AsyncIterator[aioredis.Redis]:
+async def redis(redis_server: RunningServer) -> AsyncIterator[RedisClient]:
     client = await connect_redis(redis_server.url)
     yield client
     await client.aclose()
 
 
 @pytest.fixture(params=["local", "redis"])
-def make_breaker(request: pytest.FixtureRequest, clock: FakeClock, redis: aioredis.Redis) -> Any:
+def make_breaker(request: pytest.FixtureRequest, clock: FakeClock, redis: RedisClient) -> Any:
     """Builds breakers of the parametrised kind; Redis ones of one test share their keys."""
     prefix = f"test:{uuid.uuid4().hex}"
 
