@@ -45,6 +45,9 @@ class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSetti
     blob_retry_attempts: int = Field(default=3, ge=1)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, gt=0)
     rate_limit_per_minute: int = Field(default=600, ge=0)
+    # Bytes of uploads in flight at once (ten 20 MiB uploads); past it uploads get 503
+    # `overloaded`. The k8s manifest sizes the /tmp emptyDir from it.
+    ingest_spool_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
 
     def blob_backoff(self) -> BackoffPolicy:
         """The retry policy of blob-store operations."""

@@ -26,6 +26,7 @@ from datapilot_runtime.jobs.store import (
     JOB_KEY_PREFIX,
     TENANT_INDEX_PREFIX,
     JobRecord,
+    require_lease_token,
 )
 from datapilot_runtime.jobs.store import CANCEL_CHANNEL as CANCEL_CHANNEL
 
@@ -41,6 +42,7 @@ _StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 # new stream entry (now its current one) and acknowledges the old one, atomically. Returns 1, or
 # 0 if not held.
 _REQUEUE_LUA = """
+if ARGV[1] == '' then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
    redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
   return 0
@@ -264,6 +266,7 @@ class JobQueue:
 
     async def requeue(self, job_id: str, lease_token: str, message_id: str) -> bool:
         """Hand a job back to the queue (new stream entry, old one acknowledged), atomically."""
+        require_lease_token(lease_token)
         return bool(
             await self._requeue(
                 keys=[JOB_KEY_PREFIX + job_id, STREAM_KEY],
