@@ -30,7 +30,10 @@ from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY, grpc_status
 from datapilot_runtime.metrics import GRPC_SERVER_LATENCY, GRPC_SERVER_REQUESTS
 
 _LOGGER = logging.getLogger(__name__)
-_UNGUARDED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+# Health checks answer anyone (probes carry no token). Reflection asks for the internal token
+# when one is set (it describes every method), but is no call for admissions (tenant, quota).
+_UNGUARDED_PREFIX = "/grpc.health."
+_REFLECTION_PREFIX = "/grpc.reflection."
 # Successful reads (GetJob polls, mostly) are logged at DEBUG: they are the bulk of the calls and
 # a JSON log line each was a visible share of their cost. Failures and writes stay at INFO.
 _READ_PREFIXES = ("Get", "List")
@@ -133,7 +136,7 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method = details.method
-        if handler is None or method.startswith(_UNGUARDED_PREFIXES):
+        if handler is None or method.startswith(_UNGUARDED_PREFIX):
             return handler
         metadata = {str(k): str(v) for k, v in (details.invocation_metadata or ())}
         rejection = None
@@ -141,7 +144,8 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             metadata.get(INTERNAL_TOKEN_METADATA_KEY, "").encode(), self._token
         ):
             rejection = Rejection(ErrorCode.UNAUTHENTICATED, "internal token required")
-        for admission in self._admissions:
+        admissions = () if method.startswith(_REFLECTION_PREFIX) else self._admissions
+        for admission in admissions:
             if rejection is None:
                 rejection = await admission(method, metadata)
         binding = _Binding(

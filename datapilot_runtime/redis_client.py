@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from datapilot_runtime.settings import RedisSettings
 
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -28,9 +31,21 @@ _KEEPALIVE = {
 
 
 async def connect_redis(
-    url: str, *, socket_timeout: float = SOCKET_TIMEOUT_SECONDS, check: bool = True
+    url: str,
+    *,
+    socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
+    check: bool = True,
+    tls_ca_file: str | None = None,
 ) -> aioredis.Redis:
-    """A client for `url` that notices dead connections and retries them, checked with a PING."""
+    """A client for `url` that notices dead connections and retries them, checked with a PING.
+
+    A rediss:// URL is TLS, verified against `tls_ca_file` (default: REDIS_TLS_CA_FILE, else
+    the system's CAs); the certificate must name the host of the URL.
+    """
+    tls: dict[str, Any] = {}
+    if url.startswith("rediss://"):
+        ca = RedisSettings().redis_tls_ca_file if tls_ca_file is None else tls_ca_file
+        tls = {"ssl_cert_reqs": "required", **({"ssl_ca_certs": ca} if ca else {})}
     client = aioredis.Redis.from_url(
         url,
         decode_responses=True,
@@ -41,6 +56,7 @@ async def connect_redis(
         health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=5),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        **tls,
     )
     if check:
         await client.ping()

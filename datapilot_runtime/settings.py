@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datapilot_runtime.backoff import BackoffPolicy
@@ -13,7 +13,30 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * MIB
 _CONFIG = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
 
-class CommonSettings(BaseSettings):
+class GrpcTransportSettings(BaseSettings):
+    """How the gRPC hops are secured: optional TLS (mutual with a CA) and reflection.
+
+    Servers: TLS when GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are set; with GRPC_TLS_CA_FILE
+    too, clients must present a certificate that CA signed (mutual TLS). Clients: TLS when
+    GRPC_TLS_CA_FILE is set (it verifies the server), presenting the cert and key when set.
+    """
+
+    model_config = _CONFIG
+
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_ca_file: str = ""
+    # Server reflection (grpcurl, Postman); it asks for the internal token when one is set.
+    grpc_reflection: bool = True
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> GrpcTransportSettings:
+        if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
+            raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are set together")
+        return self
+
+
+class CommonSettings(GrpcTransportSettings):
     """Environment variables read by every DataPilot process (names and defaults: .env.example)."""
 
     model_config = _CONFIG
@@ -56,6 +79,8 @@ class RedisSettings(BaseSettings):
     model_config = _CONFIG
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # With a rediss:// URL: the CA that signed Redis's certificate ('' = the system's CAs).
+    redis_tls_ca_file: str = ""
 
 
 class JobStoreSettings(RedisSettings):

@@ -26,6 +26,7 @@ async def serve(settings: IngestSettings) -> None:
         settings.grpc_listen_addr,
         settings.grpc_shutdown_grace_seconds,
         internal_token=settings.internal_auth_token.get_secret_value(),
+        transport=settings,
         admissions=(require_tenant, TenantRateLimit(redis, settings.rate_limit_per_minute)),
         store_errors=store_fault,
     )
