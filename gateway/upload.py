@@ -14,6 +14,7 @@ from datapilot.common.v1 import common_pb2
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from starlette.requests import ClientDisconnect, Request
 
+from datapilot_runtime.context import ADMITTED_METADATA, UPLOAD_SIZE_METADATA_KEY
 from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.report.insights import OVERRIDE_ROLES
 from datapilot_runtime.report.options import (
@@ -164,9 +165,12 @@ def _too_slow(policy: BodyPolicy, reason: str) -> ProblemError:
 
 async def _admitted(call: grpc.aio.StreamUnaryCall) -> None:
     """Wait until ingest_svc has admitted the call (rate limit, spool); raise its refusal."""
-    await call.initial_metadata()  # ingest sends it once the call is admitted
-    if call.done():
-        await call  # refused before its handler ran: raises the AioRpcError (429, 503, 401)
+    metadata = await call.initial_metadata()  # ingest sends it once the call is admitted
+    if ADMITTED_METADATA not in tuple(metadata or ()):
+        # Refused (rate limit, spool, auth): its status follows. Writing into the ended call
+        # would race it, and grpc reports a lost race as INTERNAL.
+        await call  # raises the AioRpcError (429, 503, 401)
+        raise ProblemError(503, ErrorCode.UNAVAILABLE, "The upload was not admitted; retry.")
 
 
 async def stream_upload(
@@ -181,7 +185,9 @@ async def stream_upload(
     The upstream call opens first, before any of the body is read: it carries the request's
     rate-limit charge, so a refused request costs no body and a slow one is charged at once.
     """
-    call = ingest.Upload(timeout=deadline)
+    declared = request.headers.get("content-length", "")
+    size = min(int(declared), limit) if declared.isdigit() else limit  # chunked: at most limit
+    call = ingest.Upload(timeout=deadline, metadata=((UPLOAD_SIZE_METADATA_KEY, str(size)),))
     try:
         await _admitted(call)
         job = await _relay(request, call, limit, policy)

@@ -19,9 +19,11 @@ from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
 from datapilot_runtime.context import (
+    ADMITTED_METADATA,
     INTERNAL_TENANT,
     RETRY_AFTER_METADATA_KEY,
     TENANT_METADATA_KEY,
+    UPLOAD_SIZE_METADATA_KEY,
     job_id_var,
     request_id_var,
     tenant_var,
@@ -101,17 +103,16 @@ async def require_tenant(method: str, metadata: dict[str, str]) -> Rejection | N
 class UploadSpool:
     """The bytes of uploads in flight on this process, bounded by INGEST_SPOOL_MAX_BYTES.
 
-    Counted as they arrive and released when the upload is stored or dropped: what the
-    process holds (temp files, S3 part buffers) never outgrows its volume and memory.
+    Each upload reserves its size before any byte is read: the size its caller announces
+    (UPLOAD_SIZE_METADATA_KEY, the gateway's Content-Length) or else MAX_UPLOAD_BYTES. A
+    refusal is made at the start, never mid-stream (an abort while the caller still writes
+    reaches it as INTERNAL), and what the process holds (temp files, S3 part buffers) never
+    outgrows its volume and memory.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.used = 0
-
-    @property
-    def full(self) -> bool:
-        return self.used >= self.max_bytes
 
     def take(self, size: int) -> bool:
         if self.used + size > self.max_bytes:
@@ -121,6 +122,14 @@ class UploadSpool:
 
     def give_back(self, size: int) -> None:
         self.used -= size
+
+
+def _announced_size(context: grpc.aio.ServicerContext, limit: int) -> int:
+    """What an upload will hold at most: its announced size, within the upload limit."""
+    for key, value in context.invocation_metadata() or ():
+        if key == UPLOAD_SIZE_METADATA_KEY and str(value).isdigit():
+            return min(int(value), limit)
+    return limit
 
 
 async def _overloaded(context: grpc.aio.ServicerContext) -> None:
@@ -174,22 +183,21 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingest_pb2.UploadResponse:
-        if self.spool.full:
+        reserved = _announced_size(context, self._settings.max_upload_bytes)
+        if not self.spool.take(reserved):
             await _overloaded(context)
-        # Tells the caller it was admitted (rate limit, spool) before it reads its client's
-        # body: the gateway waits for this, so a refused upload costs no body.
-        await context.send_initial_metadata(())
-        taken = [0]  # this call's share of the spool, given back however the call ends
         try:
-            return await self._upload(request_iterator, context, taken)
+            # Tells the caller it was admitted (rate limit, spool) before it reads its client's
+            # body: the gateway waits for this, so a refused upload costs no body.
+            await context.send_initial_metadata((ADMITTED_METADATA,))
+            return await self._upload(request_iterator, context)
         finally:
-            self.spool.give_back(taken[0])
+            self.spool.give_back(reserved)
 
     async def _upload(
         self,
         request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
         context: grpc.aio.ServicerContext,
-        taken: list[int],
     ) -> ingest_pb2.UploadResponse:
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("payload") != "metadata":
@@ -216,10 +224,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 if writer.size + len(chunk) > limit:
                     await writer.abort()
                     await abort(context, ErrorCode.PAYLOAD_TOO_LARGE, too_large)
-                if not self.spool.take(len(chunk)):
-                    await writer.abort()
-                    await _overloaded(context)
-                taken[0] += len(chunk)
                 await writer.write(chunk)
             size, sha = writer.size, writer.sha256
             tenant = tenant_var.get()
