@@ -17,8 +17,7 @@ from datapilot_runtime.context import INTERNAL_TOKEN_METADATA_KEY
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, open_plain_channel, upstream_serving
 from datapilot_runtime.redis_client import connect_redis
 from datapilot_runtime.settings import GrpcTransportSettings
-from devstack.processes import ManagedProcess, free_port, wait_tcp
-from tests.support.tls import CertFiles, ThrowawayCa
+from tests.support.tls import CertFiles, ThrowawayCa, start_tls_redis
 
 TOKEN = "transport-test-token"
 
@@ -137,41 +136,11 @@ async def test_grpc_reflection_false_turns_it_off() -> None:
 @pytest.fixture(scope="module")
 def tls_redis(ca: ThrowawayCa, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server that only speaks TLS; yields its rediss:// URL."""
-    files = ca.issue("redis")
-    run = tmp_path_factory.mktemp("tls-redis")
-    port = free_port()
-    process = ManagedProcess(
-        "redis-tls",
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            str(files.cert),
-            "--tls-key-file",
-            str(files.key),
-            "--tls-ca-cert-file",
-            str(files.ca),
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--dir",
-            str(run),
-        ],
-        {"PATH": "/usr/bin:/bin:/usr/local/bin"},
-        run / "redis.log",
-    )
-    process.start()
+    server = start_tls_redis(ca, tmp_path_factory.mktemp("tls-redis"))
     try:
-        wait_tcp("127.0.0.1", port, 30, process)
-        yield f"rediss://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.stop()
+        server.stop()
 
 
 async def test_rediss_url_connects_with_the_ca(

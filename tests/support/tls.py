@@ -12,6 +12,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from datapilot_runtime.settings import GrpcTransportSettings
+from devstack.processes import ManagedProcess, free_port, wait_tcp
+from tests.support.servers import RunningServer
+
 
 @dataclass(frozen=True)
 class CertFiles:
@@ -20,6 +24,14 @@ class CertFiles:
     cert: Path
     key: Path
     ca: Path
+
+    def transport(self) -> GrpcTransportSettings:
+        """A client's or server's settings with this certificate, verifying with the CA."""
+        return GrpcTransportSettings(
+            grpc_tls_cert_file=str(self.cert),
+            grpc_tls_key_file=str(self.key),
+            grpc_tls_ca_file=str(self.ca),
+        )
 
     def grpc_env(self) -> dict[str, str]:
         return {
@@ -114,3 +126,24 @@ class ThrowawayCa:
         files.key.write_bytes(_pem_key(key))
         files.key.chmod(0o600)
         return files
+
+
+def start_tls_redis(ca: ThrowawayCa, run_dir: Path) -> RunningServer:
+    """A redis-server that speaks TLS only (no plaintext port); its url is rediss://."""
+    files = ca.issue("redis")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"]
+    argv += ["--tls-cert-file", str(files.cert), "--tls-key-file", str(files.key)]
+    argv += ["--tls-ca-cert-file", str(files.ca), "--tls-auth-clients", "no"]
+    argv += ["--save", "", "--dir", str(run_dir)]
+    process = ManagedProcess(
+        "redis-tls", argv, {"PATH": "/usr/bin:/bin:/usr/local/bin"}, run_dir / "redis.log"
+    )
+    process.start()
+    try:
+        wait_tcp("127.0.0.1", port, 30, process)
+    except BaseException:
+        process.stop()
+        raise
+    return RunningServer(process, f"rediss://127.0.0.1:{port}/0", port)
