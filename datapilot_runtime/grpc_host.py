@@ -25,7 +25,7 @@ from datapilot_runtime.interceptors import (
     StoreErrors,
     client_interceptors,
 )
-from datapilot_runtime.settings import GrpcTransportSettings
+from datapilot_runtime.settings import GrpcTlsSettings, GrpcTransportSettings
 
 _LOGGER = logging.getLogger(__name__)
 # The health "service" name whose status reflects the process's dependencies (readiness probe);
@@ -57,7 +57,11 @@ def _transport(given: GrpcTransportSettings | None) -> GrpcTransportSettings:
     return given if given is not None else GrpcTransportSettings()
 
 
-def server_credentials(transport: GrpcTransportSettings) -> grpc.ServerCredentials | None:
+def _tls(given: GrpcTlsSettings | None) -> GrpcTlsSettings:
+    return given if given is not None else GrpcTlsSettings()
+
+
+def server_credentials(transport: GrpcTlsSettings) -> grpc.ServerCredentials | None:
     """TLS credentials of a server (None: plaintext); with a CA, clients must present a cert."""
     if not transport.grpc_tls_cert_file:
         return None
@@ -74,7 +78,7 @@ def server_credentials(transport: GrpcTransportSettings) -> grpc.ServerCredentia
     )
 
 
-def channel_credentials(transport: GrpcTransportSettings) -> grpc.ChannelCredentials | None:
+def channel_credentials(transport: GrpcTlsSettings) -> grpc.ChannelCredentials | None:
     """TLS credentials of a client (None: plaintext): verify the server with the CA, and
     present this process's certificate when it has one (for servers that require it)."""
     if not transport.grpc_tls_ca_file:
@@ -92,10 +96,10 @@ def channel_credentials(transport: GrpcTransportSettings) -> grpc.ChannelCredent
 
 def _channel(
     address: str,
-    transport: GrpcTransportSettings | None,
+    transport: GrpcTlsSettings | None,
     interceptors: list[grpc.aio.ClientInterceptor] | None = None,
 ) -> grpc.aio.Channel:
-    credentials = channel_credentials(_transport(transport))
+    credentials = channel_credentials(_tls(transport))
     if credentials is None:
         return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS, interceptors=interceptors)
     return grpc.aio.secure_channel(
@@ -103,15 +107,13 @@ def _channel(
     )
 
 
-def open_plain_channel(
-    address: str, transport: GrpcTransportSettings | None = None
-) -> grpc.aio.Channel:
+def open_plain_channel(address: str, transport: GrpcTlsSettings | None = None) -> grpc.aio.Channel:
     """A channel without interceptors: its stubs add the metadata (`with_outgoing_metadata`)."""
     return _channel(address, transport)
 
 
 def open_channel(
-    address: str, internal_token: str = "", transport: GrpcTransportSettings | None = None
+    address: str, internal_token: str = "", transport: GrpcTlsSettings | None = None
 ) -> grpc.aio.Channel:
     """A channel to `address` with the standard interceptors (TLS when the settings say so)."""
     return _channel(address, transport, client_interceptors(internal_token))

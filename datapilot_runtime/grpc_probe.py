@@ -12,12 +12,12 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from datapilot_runtime.grpc_host import READINESS_CHECK_TIMEOUT_SECONDS, channel_credentials
-from datapilot_runtime.settings import GrpcTransportSettings
+from datapilot_runtime.settings import GrpcTlsSettings
 
 
 def probe(port: int, service: str = "", host: str = "localhost") -> bool:
     """True when the server on `host:port` answers SERVING for `service`."""
-    credentials = channel_credentials(GrpcTransportSettings())
+    credentials = channel_credentials(GrpcTlsSettings())
     target = f"{host}:{port}"
     channel = (
         grpc.insecure_channel(target)

@@ -13,8 +13,8 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * MIB
 _CONFIG = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
 
-class GrpcTransportSettings(BaseSettings):
-    """How the gRPC hops are secured: optional TLS (mutual with a CA) and reflection.
+class GrpcTlsSettings(BaseSettings):
+    """Optional TLS on the gRPC hops (mutual with a CA); every process reads it.
 
     Servers: TLS when GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are set; with GRPC_TLS_CA_FILE
     too, clients must present a certificate that CA signed (mutual TLS). Clients: TLS when
@@ -26,17 +26,22 @@ class GrpcTransportSettings(BaseSettings):
     grpc_tls_cert_file: str = ""
     grpc_tls_key_file: str = ""
     grpc_tls_ca_file: str = ""
-    # Server reflection (grpcurl, Postman); it asks for the internal token when one is set.
-    grpc_reflection: bool = True
 
     @model_validator(mode="after")
-    def _cert_and_key_together(self) -> GrpcTransportSettings:
+    def _cert_and_key_together(self) -> GrpcTlsSettings:
         if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
             raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are set together")
         return self
 
 
-class CommonSettings(GrpcTransportSettings):
+class GrpcTransportSettings(GrpcTlsSettings):
+    """A gRPC server's transport: TLS, and reflection (grpcurl, Postman), which asks for the
+    internal token when one is set."""
+
+    grpc_reflection: bool = True
+
+
+class CommonSettings(GrpcTlsSettings):
     """Environment variables read by every DataPilot process (names and defaults: .env.example)."""
 
     model_config = _CONFIG
@@ -47,7 +52,7 @@ class CommonSettings(GrpcTransportSettings):
     internal_auth_token: SecretStr = SecretStr("")
 
 
-class ServiceSettings(CommonSettings):
+class ServiceSettings(CommonSettings, GrpcTransportSettings):
     """Read by every gRPC service process (all but the gateway, which serves /metrics itself)."""
 
     # Where the process's Prometheus exporter listens; each process has its own port variable.

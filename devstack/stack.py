@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datapilot_runtime.grpc_host import channel_credentials
-from datapilot_runtime.settings import GrpcTransportSettings
+from datapilot_runtime.settings import GrpcTlsSettings
 from devstack.processes import (
     ManagedProcess,
     free_port,
@@ -128,7 +128,7 @@ class Stack:
             process.start()
         # The services speak TLS when the environment says so: the health checks do too.
         credentials = channel_credentials(
-            GrpcTransportSettings(
+            GrpcTlsSettings(
                 grpc_tls_cert_file=env.get("GRPC_TLS_CERT_FILE", ""),
                 grpc_tls_key_file=env.get("GRPC_TLS_KEY_FILE", ""),
                 grpc_tls_ca_file=env.get("GRPC_TLS_CA_FILE", ""),

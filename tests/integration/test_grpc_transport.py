@@ -6,6 +6,7 @@ services use, certificates from a CA the test makes; a real redis-server listeni
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from datapilot_runtime.context import INTERNAL_TOKEN_METADATA_KEY
 from datapilot_runtime.grpc_host import GrpcHost, open_channel, open_plain_channel, upstream_serving
+from datapilot_runtime.grpc_probe import probe
 from datapilot_runtime.redis_client import connect_redis
 from datapilot_runtime.settings import GrpcTransportSettings
 from tests.support.tls import CertFiles, ThrowawayCa, start_tls_redis
@@ -154,3 +156,20 @@ async def test_rediss_url_connects_with_the_ca(
     # A CA that did not sign Redis's certificate: the connection is refused, not downgraded.
     with pytest.raises(Exception, match=r"(?i)certificate|ssl"):
         await connect_redis(tls_redis, tls_ca_file=str(ThrowawayCa(tmp_path / "other").ca_file))
+
+
+async def test_the_tls_probe_checks_health_over_mutual_tls(
+    ca: ThrowawayCa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m datapilot_runtime.grpc_probe` (the pods' probe under components/grpc-tls)."""
+    host = await _host(_transport(ca.issue("ingest"), ca=ca.ca_file))
+    try:
+        for name, value in ca.issue("probe").grpc_env().items():
+            monkeypatch.setenv(name, value)
+        assert await asyncio.to_thread(probe, host.port, "")
+        assert await asyncio.to_thread(probe, host.port, "no-such-service") is False
+        for name in ("GRPC_TLS_CERT_FILE", "GRPC_TLS_KEY_FILE", "GRPC_TLS_CA_FILE"):
+            monkeypatch.delenv(name)
+        assert await asyncio.to_thread(probe, host.port, "") is False  # plaintext: refused
+    finally:
+        await host.stop()
