@@ -200,7 +200,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         context: grpc.aio.ServicerContext,
     ) -> ingest_pb2.UploadResponse:
         first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "metadata":
+        if first is None:
+            # The gateway opens the call before reading the body and cancels it when it refuses
+            # the request itself (400, 408, 413, 415): nothing was sent, nothing is stored.
+            await abort(context, ErrorCode.CANCELLED, "the upload ended before its metadata")
+        if first.WhichOneof("payload") != "metadata":
             await abort(context, ErrorCode.BAD_UPLOAD, "metadata must come first")
         meta = first.metadata
         limit = self._settings.max_upload_bytes
