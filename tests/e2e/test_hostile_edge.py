@@ -187,6 +187,19 @@ def test_a_large_text_field_is_not_read(edge_stack: Stack) -> None:
     assert "form field" in str(response.problem()["detail"])
 
 
+def test_many_text_fields_count_toward_the_body_limit(edge_stack: Stack) -> None:
+    field = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="note"\r\n\r\n'.encode()
+        + b"n" * (60 * 1024)
+        + b"\r\n"
+    )
+    # Each under the 64 KiB field cap, together past MAX_UPLOAD_BYTES: chunked, so no
+    # Content-Length gives it away up front.
+    response, _ = _send(edge_stack, _head(None), [_chunk(field) for _ in range(25)])
+    assert response.status == 413
+    assert response.problem()["code"] == "payload_too_large"
+
+
 @pytest.mark.parametrize(
     "content_type",
     [
