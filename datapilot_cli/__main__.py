@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from datapilot_cli.api import ApiError, DataPilotClient
 from datapilot_cli.polling import WaitTimeout, wait_for_job
-from datapilot_cli.render import render_job, render_jobs, render_result
+from datapilot_cli.render import render_job, render_jobs, render_result, visible
 from datapilot_runtime.report.insights import OVERRIDE_ROLES
 from datapilot_runtime.report.options import NO_OPTIONS, InvalidOptions, parse_options
 
@@ -64,7 +65,7 @@ def _emit_json(console: Console, document: Any) -> None:
 
 
 def _confirm_cancel(err: Console, job_id: str) -> bool:
-    err.print(f"\nInterrupted. Cancel job {job_id}? [y/N] ", end="")
+    err.print(f"\nInterrupted. Cancel job {visible(job_id)}? [y/N] ", end="", markup=False)
     answer = sys.stdin.readline()
     return answer.strip().lower() in ("y", "yes")
 
@@ -84,12 +85,12 @@ def _options_json(role_args: list[str]) -> str:
 def _analyze(client: DataPilotClient, args: argparse.Namespace, out: Console, err: Console) -> int:
     path: Path = args.file
     if not path.is_file():
-        err.print(f"no such file: {path}")
+        err.print(f"no such file: {visible(path)}", markup=False)
         return EXIT_USAGE
     try:
         options_json = _options_json(args.role)
     except InvalidOptions as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {visible(exc)}", markup=False)
         return EXIT_USAGE
     with Progress(
         "[progress.description]{task.description}",
@@ -99,29 +100,43 @@ def _analyze(client: DataPilotClient, args: argparse.Namespace, out: Console, er
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task(f"uploading {path.name}", total=path.stat().st_size)
+        task = progress.add_task(
+            f"uploading {escape(visible(path.name))}", total=path.stat().st_size
+        )
         job, retry_after = client.upload(
             path, lambda n: progress.advance(task, n), options_json=options_json
         )
     job_id = job["jobId"]
-    err.print(f"job {job_id} queued; waiting (Ctrl-C to stop waiting or cancel)")
+    err.print(
+        f"job {visible(job_id)} queued; waiting (Ctrl-C to stop waiting or cancel)", markup=False
+    )
     try:
         with err.status("processing…") as status:
             job = wait_for_job(
                 lambda: client.status(job_id),
                 max_wait=args.max_wait,
                 retry_after=retry_after,
-                on_update=lambda j: status.update(f"{j['status']} {j['progress']}%"),
+                on_update=lambda j: status.update(
+                    escape(visible(f"{j['status']} {j['progress']}%"))
+                ),
             )
     except KeyboardInterrupt:
         if _confirm_cancel(err, job_id):
             client.cancel(job_id)
-            err.print(f"job {job_id} cancelled")
+            err.print(f"job {visible(job_id)} cancelled", markup=False)
             return EXIT_CANCELLED
-        err.print(f"job {job_id} keeps running; check it with: datapilot status {job_id}")
+        err.print(
+            f"job {visible(job_id)} keeps running; "
+            f"check it with: datapilot status {visible(job_id)}",
+            markup=False,
+        )
         return EXIT_CANCELLED
     except WaitTimeout:
-        err.print(f"job {job_id} still running after {args.max_wait:g}s; datapilot status {job_id}")
+        err.print(
+            f"job {visible(job_id)} still running after {args.max_wait:g}s; "
+            f"datapilot status {visible(job_id)}",
+            markup=False,
+        )
         return EXIT_TIMEOUT
     if job["status"] == "completed":
         result = client.result(job_id)
@@ -156,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         _emit_json(out, job) if args.json else render_job(out, job)
         return EXIT_OK
     except ApiError as exc:
-        err.print(f"error: {exc}")
+        err.print(f"error: {visible(exc)}", markup=False)
         return EXIT_API
     finally:
         client.close()

@@ -17,11 +17,26 @@ quota_pending_var: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "quota_pending", default=False
 )
 
+# True inside a served gRPC call: its tenant is the caller's (maybe none), never the default
+# INTERNAL_TENANT of a service acting for itself.
+serving_call_var: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "serving_call", default=False
+)
+
 REQUEST_ID_METADATA_KEY = "x-request-id"
 TENANT_METADATA_KEY = "x-dp-tenant"
 QUOTA_METADATA_KEY = "x-dp-quota"
 INTERNAL_TOKEN_METADATA_KEY = "x-dp-internal-token"
 RETRY_AFTER_METADATA_KEY = "retry-after"
+# On an Upload call: the most bytes the upload can hold (the gateway's Content-Length), so that
+# ingest reserves its spool for that rather than for MAX_UPLOAD_BYTES.
+UPLOAD_SIZE_METADATA_KEY = "x-dp-upload-bytes"
+# Initial metadata of an admitted Upload call: its absence means the call was refused (the
+# status follows), so the caller never writes into a call that has already ended.
+ADMITTED_METADATA = ("x-dp-admitted", "1")
+# The tenant an internal caller (the worker) names to act on every tenant's jobs. A call that
+# names no tenant at all is refused (fail closed); API-key tenants cannot contain '*'.
+INTERNAL_TENANT = "*"
 
 
 def new_request_id() -> str:

@@ -59,6 +59,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_PAGE_SIZE = "invalid_page_size"
     INVALID_PAGE_TOKEN = "invalid_page_token"
     STORE_UNAVAILABLE = "store_unavailable"
+    OVERLOADED = "overloaded"
     BLOB_STORE_UNAVAILABLE = "blob_store_unavailable"
     BAD_UPLOAD = "bad_upload"
     BAD_KIND = "bad_kind"
@@ -74,6 +75,7 @@ class ErrorCode(enum.StrEnum):
     MISSING_FILE = "missing_file"
     MALFORMED_MULTIPART = "malformed_multipart"
     TRUNCATED_UPLOAD = "truncated_upload"
+    REQUEST_TIMEOUT = "request_timeout"
     BAD_IDEMPOTENCY_KEY = "bad_idempotency_key"
     INVALID_TIMEOUT = "invalid_timeout"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -168,6 +170,12 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.INVALID_PAGE_SIZE: CodeInfo("a job list page size outside 1-100", _INVALID, 400),
     C.INVALID_PAGE_TOKEN: CodeInfo("a job list cursor this service did not issue", _INVALID, 400),
     C.STORE_UNAVAILABLE: CodeInfo("the job store (Redis) is unreachable", _UNAVAILABLE, 503),
+    C.OVERLOADED: CodeInfo(
+        "the service is at capacity (e.g. ingest's upload spool, `INGEST_SPOOL_MAX_BYTES`, is "
+        "full); retryable: `Retry-After` says when",
+        _UNAVAILABLE,
+        503,
+    ),
     C.BLOB_STORE_UNAVAILABLE: CodeInfo(
         "the blob store is unreachable while reading or deleting", _UNAVAILABLE, 503
     ),
@@ -197,6 +205,11 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.MISSING_FILE: CodeInfo("the multipart field `file` is missing", http=400),
     C.MALFORMED_MULTIPART: CodeInfo("the multipart body cannot be parsed", http=400),
     C.TRUNCATED_UPLOAD: CodeInfo("the upload ended before the file did", http=400),
+    C.REQUEST_TIMEOUT: CodeInfo(
+        "the upload's body took longer than `UPLOAD_DEADLINE_SECONDS` or arrived slower than "
+        "`UPLOAD_MIN_BYTES_PER_SECOND`",
+        http=408,
+    ),
     C.BAD_IDEMPOTENCY_KEY: CodeInfo(
         "`Idempotency-Key` is not 1-255 printable characters", http=400
     ),

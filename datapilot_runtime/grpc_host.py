@@ -1,4 +1,9 @@
-"""gRPC server bootstrap shared by the services: health, reflection, signals, graceful stop."""
+"""gRPC server bootstrap shared by the services: health, reflection, signals, graceful stop.
+
+Also the one place channels and ports are made, so that optional TLS (GRPC_TLS_* settings,
+mutual with a CA) covers every hop; a process that does not pass its settings gets them from
+the environment.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,6 +25,7 @@ from datapilot_runtime.interceptors import (
     StoreErrors,
     client_interceptors,
 )
+from datapilot_runtime.settings import GrpcTlsSettings, GrpcTransportSettings
 
 _LOGGER = logging.getLogger(__name__)
 # The health "service" name whose status reflects the process's dependencies (readiness probe);
@@ -46,16 +53,70 @@ async def upstream_serving(channel: grpc.aio.Channel) -> None:
         raise ConnectionError("upstream not serving")
 
 
-def open_plain_channel(address: str) -> grpc.aio.Channel:
-    """A channel without interceptors: its stubs add the metadata (`with_outgoing_metadata`)."""
-    return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
+def _transport(given: GrpcTransportSettings | None) -> GrpcTransportSettings:
+    return given if given is not None else GrpcTransportSettings()
 
 
-def open_channel(address: str, internal_token: str = "") -> grpc.aio.Channel:
-    """An insecure (in-cluster) channel to `address` with the standard interceptors."""
-    return grpc.aio.insecure_channel(
-        address, options=CLIENT_OPTIONS, interceptors=client_interceptors(internal_token)
+def _tls(given: GrpcTlsSettings | None) -> GrpcTlsSettings:
+    return given if given is not None else GrpcTlsSettings()
+
+
+def server_credentials(transport: GrpcTlsSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials of a server (None: plaintext); with a CA, clients must present a cert."""
+    if not transport.grpc_tls_cert_file:
+        return None
+    ca = Path(transport.grpc_tls_ca_file).read_bytes() if transport.grpc_tls_ca_file else None
+    return grpc.ssl_server_credentials(
+        [
+            (
+                Path(transport.grpc_tls_key_file).read_bytes(),
+                Path(transport.grpc_tls_cert_file).read_bytes(),
+            )
+        ],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
     )
+
+
+def channel_credentials(transport: GrpcTlsSettings) -> grpc.ChannelCredentials | None:
+    """TLS credentials of a client (None: plaintext): verify the server with the CA, and
+    present this process's certificate when it has one (for servers that require it)."""
+    if not transport.grpc_tls_ca_file:
+        return None
+    cert = key = None
+    if transport.grpc_tls_cert_file:
+        cert = Path(transport.grpc_tls_cert_file).read_bytes()
+        key = Path(transport.grpc_tls_key_file).read_bytes()
+    return grpc.ssl_channel_credentials(
+        root_certificates=Path(transport.grpc_tls_ca_file).read_bytes(),
+        private_key=key,
+        certificate_chain=cert,
+    )
+
+
+def _channel(
+    address: str,
+    transport: GrpcTlsSettings | None,
+    interceptors: list[grpc.aio.ClientInterceptor] | None = None,
+) -> grpc.aio.Channel:
+    credentials = channel_credentials(_tls(transport))
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS, interceptors=interceptors)
+    return grpc.aio.secure_channel(
+        address, credentials, options=CLIENT_OPTIONS, interceptors=interceptors
+    )
+
+
+def open_plain_channel(address: str, transport: GrpcTlsSettings | None = None) -> grpc.aio.Channel:
+    """A channel without interceptors: its stubs add the metadata (`with_outgoing_metadata`)."""
+    return _channel(address, transport)
+
+
+def open_channel(
+    address: str, internal_token: str = "", transport: GrpcTlsSettings | None = None
+) -> grpc.aio.Channel:
+    """A channel to `address` with the standard interceptors (TLS when the settings say so)."""
+    return _channel(address, transport, client_interceptors(internal_token))
 
 
 class GrpcHost:
@@ -70,8 +131,10 @@ class GrpcHost:
         internal_token: str = "",
         admissions: tuple[Admission, ...] = (),
         store_errors: StoreErrors | None = None,
+        transport: GrpcTransportSettings | None = None,
     ) -> None:
         self.name = name
+        self._transport_settings = _transport(transport)
         self._listen_addr = listen_addr
         self._grace = grace_seconds
         self.server = grpc.aio.server(
@@ -94,16 +157,27 @@ class GrpcHost:
 
     async def start(self) -> int:
         """Bind, start, mark every service SERVING; returns the bound port."""
-        reflection.enable_server_reflection(
-            [*self._service_names, reflection.SERVICE_NAME], self.server
-        )
-        self.port = self.server.add_insecure_port(self._listen_addr)
+        if self._transport_settings.grpc_reflection:
+            reflection.enable_server_reflection(
+                [*self._service_names, reflection.SERVICE_NAME], self.server
+            )
+        credentials = server_credentials(self._transport_settings)
+        if credentials is None:
+            self.port = self.server.add_insecure_port(self._listen_addr)
+        else:
+            self.port = self.server.add_secure_port(self._listen_addr, credentials)
         if self.port == 0:
             raise RuntimeError(f"{self.name}: cannot bind {self._listen_addr}")
         await self.server.start()
         for service in ["", *self._service_names]:
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
-        _LOGGER.info("%s listening on %s (port %d)", self.name, self._listen_addr, self.port)
+        _LOGGER.info(
+            "%s listening on %s (port %d, %s)",
+            self.name,
+            self._listen_addr,
+            self.port,
+            "plaintext" if credentials is None else "TLS",
+        )
         return self.port
 
     def watch_readiness(self, checks: dict[str, DependencyCheck]) -> None:

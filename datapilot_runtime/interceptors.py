@@ -14,6 +14,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from datapilot_runtime.context import (
+    INTERNAL_TENANT,
     INTERNAL_TOKEN_METADATA_KEY,
     QUOTA_METADATA_KEY,
     REQUEST_ID_METADATA_KEY,
@@ -21,6 +22,7 @@ from datapilot_runtime.context import (
     new_request_id,
     quota_pending_var,
     request_id_var,
+    serving_call_var,
     tenant_var,
 )
 from datapilot_runtime.error_codes import ErrorCode
@@ -28,7 +30,10 @@ from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY, grpc_status
 from datapilot_runtime.metrics import GRPC_SERVER_LATENCY, GRPC_SERVER_REQUESTS
 
 _LOGGER = logging.getLogger(__name__)
-_UNGUARDED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+# Health checks answer anyone (probes carry no token). Reflection asks for the internal token
+# when one is set (it describes every method), but is no call for admissions (tenant, quota).
+_UNGUARDED_PREFIX = "/grpc.health."
+_REFLECTION_PREFIX = "/grpc.reflection."
 # Successful reads (GetJob polls, mostly) are logged at DEBUG: they are the bulk of the calls and
 # a JSON log line each was a visible share of their cost. Failures and writes stay at INFO.
 _READ_PREFIXES = ("Get", "List")
@@ -131,7 +136,7 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
         method = details.method
-        if handler is None or method.startswith(_UNGUARDED_PREFIXES):
+        if handler is None or method.startswith(_UNGUARDED_PREFIX):
             return handler
         metadata = {str(k): str(v) for k, v in (details.invocation_metadata or ())}
         rejection = None
@@ -139,7 +144,8 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             metadata.get(INTERNAL_TOKEN_METADATA_KEY, "").encode(), self._token
         ):
             rejection = Rejection(ErrorCode.UNAUTHENTICATED, "internal token required")
-        for admission in self._admissions:
+        admissions = () if method.startswith(_REFLECTION_PREFIX) else self._admissions
+        for admission in admissions:
             if rejection is None:
                 rejection = await admission(method, metadata)
         binding = _Binding(
@@ -167,13 +173,18 @@ class _Binding:
     rejection: Rejection | None
     store_errors: StoreErrors | None
 
-    def enter(self) -> tuple[Any, Any]:
-        return request_id_var.set(self.request_id), tenant_var.set(self.tenant)
+    def enter(self) -> tuple[Any, Any, Any]:
+        return (
+            request_id_var.set(self.request_id),
+            tenant_var.set(self.tenant),
+            serving_call_var.set(True),
+        )
 
     @staticmethod
-    def leave(tokens: tuple[Any, Any]) -> None:
+    def leave(tokens: tuple[Any, Any, Any]) -> None:
         request_id_var.reset(tokens[0])
         tenant_var.reset(tokens[1])
+        serving_call_var.reset(tokens[2])
 
     async def reject(self, context: grpc.aio.ServicerContext) -> None:
         if self.rejection is not None:
@@ -245,13 +256,19 @@ def _wrap_stream(
     return wrapper
 
 
-def outgoing_metadata(token: str, metadata: Any = None) -> grpc.aio.Metadata:
-    """What every outgoing call carries: request id, tenant, the quota charge, internal token."""
+def outgoing_metadata(
+    token: str, metadata: Any = None, default_tenant: str = ""
+) -> grpc.aio.Metadata:
+    """What every outgoing call carries: request id, tenant, the quota charge, internal token.
+
+    `default_tenant` is the tenant of a call made outside any request (INTERNAL_TENANT for the
+    services' own channels; none for the gateway, whose calls all act for an API key's tenant).
+    """
     metadata = grpc.aio.Metadata(*(metadata or ()))
     request_id = request_id_var.get()
     if request_id and REQUEST_ID_METADATA_KEY not in metadata:
         metadata.add(REQUEST_ID_METADATA_KEY, request_id)
-    tenant = tenant_var.get()
+    tenant = tenant_var.get() or ("" if serving_call_var.get() else default_tenant)
     if tenant and TENANT_METADATA_KEY not in metadata:
         metadata.add(TENANT_METADATA_KEY, tenant)
     if quota_pending_var.get():
@@ -263,7 +280,7 @@ def outgoing_metadata(token: str, metadata: Any = None) -> grpc.aio.Metadata:
 
 
 def _outgoing(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.ClientCallDetails:
-    return details._replace(metadata=outgoing_metadata(token, details.metadata))
+    return details._replace(metadata=outgoing_metadata(token, details.metadata, INTERNAL_TENANT))
 
 
 class _WithMetadata:
@@ -319,5 +336,8 @@ class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
 
 
 def client_interceptors(internal_token: str = "") -> list[grpc.aio.ClientInterceptor]:
-    """Interceptors of every outgoing channel: request id, tenant, quota charge, internal token."""
+    """Interceptors of the services' channels: request id, tenant, quota charge, internal token.
+
+    A call outside any request names INTERNAL_TENANT: it is the service acting for itself.
+    """
     return [_UnaryUnary(internal_token), _UnaryStream(internal_token), _StreamUnary(internal_token)]

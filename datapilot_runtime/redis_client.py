@@ -21,6 +21,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.maint_notifications import MaintNotificationsConfig
 
+from datapilot_runtime.settings import RedisSettings
+
 _LOGGER = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECONDS = 5.0
 # Longer than any blocking command we send (XREADGROUP blocks 0.5 s), short enough that a
@@ -67,11 +69,18 @@ async def connect_redis(
     cluster: bool = False,
     socket_timeout: float = SOCKET_TIMEOUT_SECONDS,
     check: bool = True,
+    tls_ca_file: str | None = None,
 ) -> RedisClient:
     """A client for `url` that notices dead connections and retries them, checked with a PING.
 
-    `cluster`: `url` is a seed node of a Redis Cluster (the client discovers the others).
+    `cluster`: `url` is a seed node of a Redis Cluster (the client discovers the others). A
+    rediss:// URL is TLS, verified against `tls_ca_file` (default: REDIS_TLS_CA_FILE, else the
+    system's CAs); the certificate must name the host of the URL.
     """
+    tls: dict[str, Any] = {}
+    if url.startswith("rediss://"):
+        ca = RedisSettings().redis_tls_ca_file if tls_ca_file is None else tls_ca_file
+        tls = {"ssl_cert_reqs": "required", **({"ssl_ca_certs": ca} if ca else {})}
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
@@ -88,6 +97,7 @@ async def connect_redis(
         # which escapes as a 500 instead of a retryable RedisError. Only managed Redis offerings
         # send these notifications anyway.
         "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+        **tls,
     }
     client: RedisClient = (
         RedisCluster.from_url(url, **options)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datapilot_runtime.backoff import BackoffPolicy
@@ -13,7 +13,35 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * MIB
 _CONFIG = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
 
 
-class CommonSettings(BaseSettings):
+class GrpcTlsSettings(BaseSettings):
+    """Optional TLS on the gRPC hops (mutual with a CA); every process reads it.
+
+    Servers: TLS when GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are set; with GRPC_TLS_CA_FILE
+    too, clients must present a certificate that CA signed (mutual TLS). Clients: TLS when
+    GRPC_TLS_CA_FILE is set (it verifies the server), presenting the cert and key when set.
+    """
+
+    model_config = _CONFIG
+
+    grpc_tls_cert_file: str = ""
+    grpc_tls_key_file: str = ""
+    grpc_tls_ca_file: str = ""
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> GrpcTlsSettings:
+        if bool(self.grpc_tls_cert_file) != bool(self.grpc_tls_key_file):
+            raise ValueError("GRPC_TLS_CERT_FILE and GRPC_TLS_KEY_FILE are set together")
+        return self
+
+
+class GrpcTransportSettings(GrpcTlsSettings):
+    """A gRPC server's transport: TLS, and reflection (grpcurl, Postman), which asks for the
+    internal token when one is set."""
+
+    grpc_reflection: bool = True
+
+
+class CommonSettings(GrpcTlsSettings):
     """Environment variables read by every DataPilot process (names and defaults: .env.example)."""
 
     model_config = _CONFIG
@@ -24,7 +52,7 @@ class CommonSettings(BaseSettings):
     internal_auth_token: SecretStr = SecretStr("")
 
 
-class ServiceSettings(CommonSettings):
+class ServiceSettings(CommonSettings, GrpcTransportSettings):
     """Read by every gRPC service process (all but the gateway, which serves /metrics itself)."""
 
     # Where the process's Prometheus exporter listens; each process has its own port variable.
@@ -58,6 +86,8 @@ class RedisSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     # REDIS_URL is then one seed node of a Redis Cluster.
     redis_cluster: bool = False
+    # With a rediss:// URL: the CA that signed Redis's certificate ('' = the system's CAs).
+    redis_tls_ca_file: str = ""
 
 
 class JobStoreSettings(RedisSettings):

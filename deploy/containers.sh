@@ -116,7 +116,15 @@ cmd_image() {
   podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '/datapilot(-[a-z]+)?:' >&2
 }
 
+random_hex() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
+
 compose() {
+  # compose.yaml refuses to start without these (no known default credentials): a local stack
+  # gets fresh random ones unless the caller set them (`down` only needs them to parse the file).
+  export INTERNAL_AUTH_TOKEN="${INTERNAL_AUTH_TOKEN:-$(random_hex)}"
+  export S3_ACCESS_KEY="${S3_ACCESS_KEY:-local-$(random_hex)}"
+  export S3_SECRET_KEY="${S3_SECRET_KEY:-$(random_hex)}"
+  export DATAPILOT_API_KEYS="${DATAPILOT_API_KEYS:-local:$(random_hex)}"
   # --no-ansi etc. are not in podman-compose 1.0.3; -p names the project, -f merges the files.
   podman-compose -p "$PROJECT" -f "$ROOT/deploy/compose.yaml" -f "$LOCAL/compose.override.yaml" "$@"
 }
@@ -129,7 +137,7 @@ cmd_up() {
   local generated=""
   if [[ -z "${DATAPILOT_API_KEYS:-}" ]]; then
     # Never a known default: a fresh random key for this stack.
-    generated="local:$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')"
+    generated="local:$(random_hex)"
     export DATAPILOT_API_KEYS="$generated"
   fi
   local port="${GATEWAY_PORT:-8080}" bind="${DATAPILOT_BIND:-127.0.0.1}"

@@ -152,10 +152,21 @@ def wait_tcp(host: str, port: int, timeout: float, process: ManagedProcess | Non
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
-def wait_grpc_serving(address: str, timeout: float, process: ManagedProcess | None = None) -> None:
-    """Wait until the gRPC health service at `address` answers SERVING."""
+def wait_grpc_serving(
+    address: str,
+    timeout: float,
+    process: ManagedProcess | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> None:
+    """Wait until the gRPC health service at `address` answers SERVING (over TLS with
+    `credentials`)."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
+    channel = (
+        grpc.insecure_channel(address)
+        if credentials is None
+        else grpc.secure_channel(address, credentials)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if process is not None and not process.alive():

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datapilot_runtime.grpc_host import channel_credentials
+from datapilot_runtime.settings import GrpcTlsSettings
 from devstack.processes import (
     ManagedProcess,
     free_port,
@@ -124,8 +126,18 @@ class Stack:
             process = python_process(name, args, {**env, **extra}, self._log(name))
             self.processes[name] = process
             process.start()
+        # The services speak TLS when the environment says so: the health checks do too.
+        credentials = channel_credentials(
+            GrpcTlsSettings(
+                grpc_tls_cert_file=env.get("GRPC_TLS_CERT_FILE", ""),
+                grpc_tls_key_file=env.get("GRPC_TLS_KEY_FILE", ""),
+                grpc_tls_ca_file=env.get("GRPC_TLS_CA_FILE", ""),
+            )
+        )
         for name, _args, _extra in specs:
-            wait_grpc_serving(self.addresses[name], START_TIMEOUT_SECONDS, self.processes[name])
+            wait_grpc_serving(
+                self.addresses[name], START_TIMEOUT_SECONDS, self.processes[name], credentials
+            )
         port = self.config.gateway_port or free_port()
         gateway = python_process(
             "gateway",

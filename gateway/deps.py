@@ -38,8 +38,8 @@ class Upstreams:
     def open(cls, settings: GatewaySettings) -> Upstreams:
         token = settings.internal_auth_token.get_secret_value()
         return cls(
-            open_plain_channel(settings.ingest_addr),
-            open_plain_channel(settings.analysis_addr),
+            open_plain_channel(settings.ingest_addr, settings),
+            open_plain_channel(settings.analysis_addr, settings),
             token,
         )
 

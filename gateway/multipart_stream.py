@@ -2,6 +2,8 @@
 
 It also keeps the small `options` field (analysis options, at most MAX_OPTIONS_BYTES), which
 must come before the file: the file is relayed upstream as it arrives, after the options.
+Every malformed part (boundary, part headers) is a 400; any other field is skipped but may hold
+at most MAX_FIELD_BYTES, so a huge text field costs nothing.
 """
 
 from __future__ import annotations
@@ -13,22 +15,50 @@ from datapilot_runtime.report.options import MAX_OPTIONS_BYTES
 from gateway.problems import ProblemError
 
 OPTIONS_FIELD = b"options"
+# Form fields beside `file` and `options` are not used: each may hold at most this much.
+MAX_FIELD_BYTES = 64 * 1024
+# RFC 2046 allows 70 characters; python-multipart refuses more than 256 (with a bare error).
+MAX_BOUNDARY_BYTES = 256
+# One part header line (name and value) and the number of headers of one part.
+MAX_PART_HEADER_BYTES = 8 * 1024
+MAX_PART_HEADERS = 16
+# RFC 2046 bchars plus the usual extras (quotes are stripped by the header parser).
+_BOUNDARY_BYTES = frozenset(
+    b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
+)
 
 
 class UploadTooLarge(Exception):
     """The file part grew past the limit."""
 
 
+def _malformed(why: str) -> ProblemError:
+    return ProblemError(
+        400, ErrorCode.MALFORMED_MULTIPART, f"The multipart body is malformed: {why}."
+    )
+
+
+def _boundary_of(content_type: str) -> bytes:
+    """The boundary of a multipart/form-data Content-Type (415 if it is another type)."""
+    try:
+        media_type, params = parse_options_header(content_type)
+    except Exception:  # a header the parser cannot take is not multipart/form-data either
+        media_type, params = b"", {}
+    if media_type != b"multipart/form-data":
+        raise ProblemError(415, "unsupported_media_type", "Send the file as multipart/form-data.")
+    boundary = params.get(b"boundary", b"")
+    if not boundary or len(boundary) > MAX_BOUNDARY_BYTES:
+        raise _malformed(f"the boundary must be 1-{MAX_BOUNDARY_BYTES} characters")
+    if not set(boundary) <= _BOUNDARY_BYTES or boundary.endswith(b" "):
+        raise _malformed("the boundary holds characters RFC 2046 does not allow")
+    return boundary
+
+
 class MultipartFileReader:
     """Feed body chunks; collects the data of the first part named `field`, with its metadata."""
 
     def __init__(self, content_type: str, limit: int, field: str = "file") -> None:
-        media_type, params = parse_options_header(content_type)
-        boundary = params.get(b"boundary")
-        if media_type != b"multipart/form-data" or not boundary:
-            raise ProblemError(
-                415, "unsupported_media_type", "Send the file as multipart/form-data."
-            )
+        boundary = _boundary_of(content_type)
         self._field = field.encode()
         self._limit = limit
         self.filename = ""
@@ -39,6 +69,7 @@ class MultipartFileReader:
         self.ended = False
         self._in_file = False
         self._in_options = False
+        self._field_size = 0
         self.options = bytearray()
         self.options_seen = False
         self.options_after_file = False
@@ -47,7 +78,7 @@ class MultipartFileReader:
         self._header_value = bytearray()
         self._out: list[bytes] = []
         self._parser = MultipartParser(
-            boundary,
+            boundary,  # checked above: the parser's own refusal would be a bare exception
             {
                 "on_part_begin": self._on_part_begin,
                 "on_header_field": self._on_header_field,
@@ -75,21 +106,35 @@ class MultipartFileReader:
 
     def _on_part_begin(self) -> None:
         self._headers = {}
+        self._field_size = 0
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
+        self._check_header_size()
 
     def _on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
+        self._check_header_size()
+
+    def _check_header_size(self) -> None:
+        if len(self._header_field) + len(self._header_value) > MAX_PART_HEADER_BYTES:
+            raise _malformed(f"a part header is over {MAX_PART_HEADER_BYTES} bytes")
 
     def _on_header_end(self) -> None:
+        if len(self._headers) >= MAX_PART_HEADERS:
+            raise _malformed(f"a part has more than {MAX_PART_HEADERS} headers")
         self._headers[bytes(self._header_field).lower()] = bytes(self._header_value)
         self._header_field.clear()
         self._header_value.clear()
 
     def _on_headers_finished(self) -> None:
-        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        disposition = self._headers.get(b"content-disposition")
+        if disposition is None:
+            raise _malformed("a part has no Content-Disposition header")
+        kind, params = parse_options_header(disposition)
         name = params.get(b"name")
+        if kind != b"form-data" or name is None:
+            raise _malformed("a part's Content-Disposition is not form-data with a name")
         if name == OPTIONS_FIELD:
             if self.options_seen:
                 raise _invalid_options("the multipart field 'options' appears twice")
@@ -109,6 +154,13 @@ class MultipartFileReader:
                 raise _invalid_options(f"options are over the {MAX_OPTIONS_BYTES} byte limit")
             return
         if not self._in_file:
+            self._field_size += end - start
+            if self._field_size > MAX_FIELD_BYTES:
+                raise ProblemError(
+                    413,
+                    ErrorCode.PAYLOAD_TOO_LARGE,
+                    f"A form field other than 'file' is over the {MAX_FIELD_BYTES} byte limit.",
+                )
             return
         self.size += end - start
         if self.size > self._limit:

@@ -59,6 +59,9 @@ def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     error_code = error_code_of(error) or code.name.lower()
     status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code.name, 500)
     details = error.details() or ""
+    if error_code == ErrorCode.OVERLOADED:  # at capacity: retryable, after Retry-After
+        retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"
+        return problem_response(503, error_code, details, headers={"Retry-After": retry_after})
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
         retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"
         return problem_response(status, error_code, details, headers={"Retry-After": retry_after})

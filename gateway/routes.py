@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -15,12 +16,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from datapilot_runtime.grpc_host import upstream_serving
-from gateway.deadlines import deadline
+from gateway.deadlines import IdleDeadlineStream, deadline
 from gateway.deps import AnalysisStubDep, IngestStubDep, ReadDeadlineDep, SettingsDep, UpstreamsDep
 from gateway.job_json import STATUS_BY_NAME, STATUS_PATTERN, JobOut, job_to_json
 from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.problems import ProblemError, problem_response
-from gateway.upload import UPLOAD_FORM_SCHEMA, stream_upload
+from gateway.upload import UPLOAD_FORM_SCHEMA, BodyPolicy, stream_upload
 
 router = APIRouter()
 JobIdQuery = Annotated[
@@ -30,7 +31,7 @@ JobIdPath = Annotated[str, Path(max_length=64, description="The job id (32 hex c
 # Problem statuses each route can answer, documented in the OpenAPI document.
 _COMMON = [400, 401, 429, 503, 504]
 ERROR_STATUSES: dict[str, list[int]] = {
-    "POST /api/upload": [*_COMMON, 413, 415, 422],
+    "POST /api/upload": [*_COMMON, 408, 413, 415, 422],
     "GET /api/job-status": [*_COMMON, 404],
     "POST /api/cancel": [*_COMMON, 404, 409],
     "GET /api/jobs": _COMMON,
@@ -85,6 +86,11 @@ async def upload(request: Request, settings: SettingsDep, ingest: IngestStubDep)
         ingest,
         settings.max_upload_bytes,
         deadline(request, settings.upload_deadline_seconds),
+        BodyPolicy(
+            settings.upload_deadline_seconds,
+            settings.upload_min_bytes_per_second,
+            settings.upload_min_rate_grace_seconds,
+        ),
     )
     status_url = f"/api/job-status?jobId={job.job_id}"
     return JSONResponse(
@@ -166,12 +172,18 @@ async def _artifact(
     if status != wanted:
         what = "result" if wanted == "completed" else "error"
         raise ProblemError(409, f"not_{wanted}", f"The job is {status}; it has no {what} document.")
-    call = ingest.Download(
-        ingest_pb2.DownloadRequest(job_id=job_id, kind=kind), timeout=rpc_timeout
-    )
+    # No total deadline on the stream: IdleDeadlineStream bounds each chunk instead, so a slow
+    # client that keeps reading gets the whole document (READ_DEADLINE_SECONDS of idleness).
+    call = ingest.Download(ingest_pb2.DownloadRequest(job_id=job_id, kind=kind))
     iterator = call.__aiter__()
     try:
-        first = await anext(iterator, None)
+        async with asyncio.timeout(rpc_timeout):
+            first = await anext(iterator, None)
+    except TimeoutError:
+        call.cancel()
+        raise ProblemError(
+            504, "deadline_exceeded", "The request did not finish before its deadline."
+        ) from None
     except BaseException:
         call.cancel()
         raise
@@ -185,7 +197,7 @@ async def _artifact(
         finally:
             call.cancel()
 
-    return StreamingResponse(chunks(), media_type="application/json")
+    return IdleDeadlineStream(chunks(), rpc_timeout, media_type="application/json")
 
 
 @router.get("/api/jobs/{jobId}/result", responses={200: _JSON_DOCUMENT})

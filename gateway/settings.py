@@ -20,5 +20,8 @@ class GatewaySettings(CommonSettings):
     # Anonymous access on a non-loopback address must be asked for explicitly.
     datapilot_allow_anonymous: bool = False
     upload_deadline_seconds: float = Field(default=120, gt=0)
+    # A body slower than this on average (after the grace) is cut with a 408; 0 turns it off.
+    upload_min_bytes_per_second: float = Field(default=10240, ge=0)
+    upload_min_rate_grace_seconds: float = Field(default=5, gt=0)
     read_deadline_seconds: float = Field(default=10, gt=0)
     analyze_deadline_seconds: float = Field(default=120, gt=0)

@@ -17,7 +17,7 @@ from datapilot_runtime.redis_client import connect_redis
 from ingest_svc.blob_janitor import BlobJanitor, JanitorStateStore
 from ingest_svc.blob_store import BlobStore, build_blob_store
 from ingest_svc.rate_limit import TenantRateLimit
-from ingest_svc.servicer import IngestServicer, store_fault
+from ingest_svc.servicer import IngestServicer, require_tenant, store_fault
 from ingest_svc.settings import IngestSettings
 
 
@@ -54,7 +54,8 @@ async def serve(settings: IngestSettings) -> None:
         settings.grpc_listen_addr,
         settings.grpc_shutdown_grace_seconds,
         internal_token=settings.internal_auth_token.get_secret_value(),
-        admissions=(TenantRateLimit(redis, settings.rate_limit_per_minute),),
+        transport=settings,
+        admissions=(require_tenant, TenantRateLimit(redis, settings.rate_limit_per_minute)),
         store_errors=store_fault,
     )
     host.add_service(

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,10 +18,19 @@ from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
-from datapilot_runtime.context import job_id_var, request_id_var, tenant_var
+from datapilot_runtime.context import (
+    ADMITTED_METADATA,
+    INTERNAL_TENANT,
+    RETRY_AFTER_METADATA_KEY,
+    TENANT_METADATA_KEY,
+    UPLOAD_SIZE_METADATA_KEY,
+    job_id_var,
+    request_id_var,
+    tenant_var,
+)
 from datapilot_runtime.error_codes import ErrorCode
-from datapilot_runtime.grpc_errors import abort
-from datapilot_runtime.interceptors import StoreFault
+from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY, abort, grpc_status
+from datapilot_runtime.interceptors import Rejection, StoreFault
 from datapilot_runtime.jobs.proto import record_to_proto
 from datapilot_runtime.jobs.queue import JobQueue, ReplicationLagging
 from datapilot_runtime.jobs.status import PROTO_TO_STATUS
@@ -39,8 +49,11 @@ _LOGGER = logging.getLogger(__name__)
 MAX_CHUNK_BYTES = 1024 * 1024
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+_CURSOR_RE = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
 _BLOB_WRITING_METHODS = frozenset({"Upload", "PutArtifact"})
 _BLOB_KINDS = (ingest_pb2.BLOB_KIND_INPUT, ingest_pb2.BLOB_KIND_RESULT, ingest_pb2.BLOB_KIND_ERROR)
+# An upload refused for a full spool is retried after this long (others will have finished).
+SPOOL_RETRY_AFTER_SECONDS = 2
 
 
 def _blob_key(kind: int, record: JobRecord) -> str | None:
@@ -59,15 +72,76 @@ def _encode_cursor(cursor: str) -> str:
 
 
 def _decode_cursor(token: str) -> str | None:
-    """The cursor inside a page token ('' for none), or None if the token is not ours."""
+    """The cursor inside a page token ('' for none), or None if the token is not ours.
+
+    Ours encode a finite, non-negative score (a creation time) as Redis writes it back: digits
+    with at most one point. Anything else (`nan`, `inf`, `-1`, `1e9`, padding tricks) is
+    refused here rather than reaching the store, where it would fail as a store error (503).
+    """
     if not token:
         return ""
     try:
-        cursor = base64.urlsafe_b64decode(token.encode()).decode()
-        float(cursor)
-    except (ValueError, UnicodeDecodeError):
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        cursor = raw.decode("ascii")
+    except (ValueError, UnicodeError):
+        return None
+    if _encode_cursor(cursor) != token or not _CURSOR_RE.fullmatch(cursor):
         return None
     return cursor
+
+
+async def require_tenant(method: str, metadata: dict[str, str]) -> Rejection | None:
+    """Refuse a call that names no tenant (fail closed: an empty tenant is nobody, not all).
+
+    The gateway names the API key's tenant (or `anonymous`); a service acting for itself (the
+    worker) names INTERNAL_TENANT.
+    """
+    if metadata.get(TENANT_METADATA_KEY, ""):
+        return None
+    return Rejection(ErrorCode.UNAUTHENTICATED, "the call names no tenant")
+
+
+class UploadSpool:
+    """The bytes of uploads in flight on this process, bounded by INGEST_SPOOL_MAX_BYTES.
+
+    Each upload reserves its size before any byte is read: the size its caller announces
+    (UPLOAD_SIZE_METADATA_KEY, the gateway's Content-Length) or else MAX_UPLOAD_BYTES. A
+    refusal is made at the start, never mid-stream (an abort while the caller still writes
+    reaches it as INTERNAL), and what the process holds (temp files, S3 part buffers) never
+    outgrows its volume and memory.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.max_bytes:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used -= size
+
+
+def _announced_size(context: grpc.aio.ServicerContext, limit: int) -> int:
+    """What an upload will hold at most: its announced size, within the upload limit."""
+    for key, value in context.invocation_metadata() or ():
+        if key == UPLOAD_SIZE_METADATA_KEY and str(value).isdigit():
+            return min(int(value), limit)
+    return limit
+
+
+async def _overloaded(context: grpc.aio.ServicerContext) -> None:
+    await context.abort(
+        grpc_status(ErrorCode.OVERLOADED),
+        "Too many uploads are in flight (INGEST_SPOOL_MAX_BYTES); retry shortly.",
+        (
+            (ERROR_CODE_METADATA_KEY, ErrorCode.OVERLOADED.value),
+            (RETRY_AFTER_METADATA_KEY, str(SPOOL_RETRY_AFTER_SECONDS)),
+        ),
+    )
 
 
 def store_fault(method: str, exc: BaseException) -> StoreFault | None:
@@ -103,14 +177,35 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         self._blobs = blobs
         self._jobs = jobs
         self._queue = queue
+        self.spool = UploadSpool(settings.ingest_spool_max_bytes)
 
     async def Upload(
         self,
         request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
         context: grpc.aio.ServicerContext,
     ) -> ingest_pb2.UploadResponse:
+        reserved = _announced_size(context, self._settings.max_upload_bytes)
+        if not self.spool.take(reserved):
+            await _overloaded(context)
+        try:
+            # Tells the caller it was admitted (rate limit, spool) before it reads its client's
+            # body: the gateway waits for this, so a refused upload costs no body.
+            await context.send_initial_metadata((ADMITTED_METADATA,))
+            return await self._upload(request_iterator, context)
+        finally:
+            self.spool.give_back(reserved)
+
+    async def _upload(
+        self,
+        request_iterator: AsyncIterator[ingest_pb2.UploadRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> ingest_pb2.UploadResponse:
         first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("payload") != "metadata":
+        if first is None:
+            # The gateway opens the call before reading the body and cancels it when it refuses
+            # the request itself (400, 408, 413, 415): nothing was sent, nothing is stored.
+            await abort(context, ErrorCode.CANCELLED, "the upload ended before its metadata")
+        if first.WhichOneof("payload") != "metadata":
             await abort(context, ErrorCode.BAD_UPLOAD, "metadata must come first")
         meta = first.metadata
         limit = self._settings.max_upload_bytes
@@ -137,6 +232,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                 await writer.write(chunk)
             size, sha = writer.size, writer.sha256
             tenant = tenant_var.get()
+            if not tenant:  # `require_tenant` refuses such a call; never store a tenant-less job
+                await abort(context, ErrorCode.UNAUTHENTICATED, "the call names no tenant")
             idem = _idempotency_key(tenant, meta.idempotency_key) if meta.idempotency_key else ""
             if idem:
                 existing = await self._queue.find_idempotent(tenant, idem)
@@ -223,7 +320,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if artifacts.JOB_ID_RE.match(job_id):
             record = await self._jobs.get(job_id)
         caller = tenant_var.get()
-        if record is not None and caller and record.tenant != caller:
+        # Only the services themselves (INTERNAL_TENANT) see every job; `require_tenant`
+        # refused a call without a tenant, and an empty one matches nothing here either.
+        if record is not None and caller != INTERNAL_TENANT and record.tenant != caller:
             record = None  # another tenant's job: indistinguishable from a missing one
         if record is None:
             await abort(context, ErrorCode.NOT_FOUND, f"job {job_id!r} not found")
@@ -251,6 +350,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         cursor = _decode_cursor(request.page_token)
         if cursor is None:
             await abort(context, ErrorCode.INVALID_PAGE_TOKEN, "bad page token")
+        if tenant_var.get() in ("", INTERNAL_TENANT):
+            await abort(context, ErrorCode.UNAUTHENTICATED, "a job list is of one tenant")
         status = PROTO_TO_STATUS.get(request.status)
         records, next_cursor = await self._jobs.list_for_tenant(
             tenant_var.get(), status, page_size, cursor

@@ -59,6 +59,10 @@ class IngestSettings(ServiceSettings, JobStoreSettings, RetrySettings, BlobSetti
     # -1: 1 on a cluster (REDIS_CLUSTER), 0 standalone.
     redis_wait_replicas: int = Field(default=-1, ge=-1)
 
+    # Bytes of uploads in flight at once (ten 20 MiB uploads); past it uploads get 503
+    # `overloaded`. The k8s manifest sizes the /tmp emptyDir from it.
+    ingest_spool_max_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
+
     def wait_replicas(self) -> int:
         """REDIS_WAIT_REPLICAS, or its default for the kind of Redis."""
         if self.redis_wait_replicas >= 0:

@@ -120,6 +120,7 @@ async def build(settings: LlmSettings, *, wall_clock: Clock = time.time) -> LlmS
         settings.grpc_listen_addr,
         settings.grpc_shutdown_grace_seconds,
         internal_token=settings.internal_auth_token.get_secret_value(),
+        transport=settings,
     )
     host.add_service(
         llm_pb2.DESCRIPTOR.services_by_name["LlmService"].full_name,

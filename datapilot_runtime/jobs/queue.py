@@ -34,7 +34,7 @@ from datapilot_runtime.jobs.keys import (
     tenant_index_key,
 )
 from datapilot_runtime.jobs.status import Status
-from datapilot_runtime.jobs.store import JobRecord
+from datapilot_runtime.jobs.store import JobRecord, require_lease_token
 from datapilot_runtime.redis_client import RedisClient
 
 # The cancel listener raises (and is resubscribed) when its link was silent this long.
@@ -78,6 +78,7 @@ return ARGV[1]
 # the queue as a new stream entry (now its current one) and acknowledges the old one,
 # atomically. Returns 1, or 0 if not held.
 _REQUEUE_ATOMIC_LUA = """
+if ARGV[1] == '' then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
    redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
   return 0
@@ -122,6 +123,7 @@ return 1
 # under the token back in the queue with the new entry as its current one. Returns 1, or 0 if
 # not held (the caller then drops the new entry).
 _REQUEUE_LUA = """
+if ARGV[1] == '' then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
    redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
   return 0
@@ -484,6 +486,7 @@ class JobQueue:
         pending (reclaimed after a lease); a crash after the compare-and-set leaves the old
         entry a duplicate.
         """
+        require_lease_token(lease_token)
         shard = self.shard_of(job_id)
         if not self._cluster:
             return bool(

@@ -60,6 +60,7 @@ return {1, ARGV[2]}
 # all its attempts, {-1, ''} when it does not exist. A take-over needs the job's current entry:
 # a stale duplicate entry of a processing job never takes it from its holder.
 _CLAIM_LUA = """
+if ARGV[1] == '' then return redis.error_reply('empty lease token') end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, ''} end
 local attempt = tonumber(redis.call('HGET', KEYS[1], 'attempt') or '0')
@@ -94,6 +95,12 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'stopped_at', ARGV[1])
 return 1
 """
+
+
+def require_lease_token(token: str) -> None:
+    """Refuse an empty lease token: it would match a record that holds none (fail closed)."""
+    if not token:
+        raise ValueError("an empty lease token fences nothing")
 
 
 @dataclass
@@ -247,15 +254,21 @@ class JobStore:
         to: Status,
         fields: dict[str, Any] | None = None,
         *,
-        lease_token: str = "",
+        lease_token: str | None = None,
     ) -> TransitionResult:
-        """Move the job to `to` if its state is one of `allowed_from` (and held under the token)."""
+        """Move the job to `to` if its state is one of `allowed_from` (and held under the token).
+
+        None: an unfenced transition (cancel, expiry). An empty token is refused rather than
+        read as "any holder": a fenced caller that lost its token must not pass the fence.
+        """
+        if lease_token is not None:
+            require_lease_token(lease_token)
         args: list[str] = [
             ",".join(s.value for s in allowed_from),
             to.value,
             str(self._ttl if to.terminal else 0),
             CANCEL_CHANNEL if to is Status.CANCELLED else "",
-            lease_token,
+            lease_token or "",
         ]
         for key, value in (fields or {}).items():
             args += [key, repr(value) if isinstance(value, float) else str(value)]
@@ -278,6 +291,7 @@ class JobStore:
 
         Idempotent for the same token, so redis-py re-sending it after a lost reply is harmless.
         """
+        require_lease_token(lease_token)
         code, value = await self._claim(
             keys=[job_key(job_id)],
             args=[

@@ -11,7 +11,9 @@ import yaml
 from tests.deploy.manifests import PROCESSES, ROOT, Obj, env_entries, process_of, processes, render
 
 COMPOSE = ROOT / "deploy" / "compose.yaml"
-SUBSTITUTION = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(:-(?P<default>.*))?\}$")
+SUBSTITUTION = re.compile(r"^\$\{(?P<name>[A-Z0-9_]+)(:-(?P<default>.*)|:\?(?P<error>.+))?\}$")
+# Credentials have no default: compose refuses to start without them (`${VAR:?message}`).
+REQUIRED_SECRETS = ("INTERNAL_AUTH_TOKEN", "DATAPILOT_API_KEYS", "S3_ACCESS_KEY", "S3_SECRET_KEY")
 
 
 @pytest.fixture(scope="module")
@@ -90,4 +92,21 @@ def test_worker_stop_grace_covers_the_drain(compose_processes: dict[str, Obj]) -
     env = worker["environment"]
     assert grace > float(env["WORKER_SHUTDOWN_GRACE_SECONDS"]) + float(
         env["GRPC_SHUTDOWN_GRACE_SECONDS"]
+    )
+
+
+def test_credentials_have_no_default(compose: dict[str, Any]) -> None:
+    """No known credentials: every one must be set, else `docker compose up` stops at once."""
+    seen = set()
+    for name, service in compose["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            match = SUBSTITUTION.match(str(value))
+            if match is None or match.group("name") not in REQUIRED_SECRETS:
+                continue
+            seen.add(match.group("name"))
+            assert match.group("error"), f"{name}: {key} must be ${{{match.group('name')}:?...}}"
+            assert match.group("default") is None
+    assert seen == set(REQUIRED_SECRETS)
+    assert (
+        "dev-api-key" not in COMPOSE.read_text() and "dev-internal-token" not in COMPOSE.read_text()
     )

@@ -118,3 +118,23 @@ def test_ctrl_c_during_analyze_offers_to_cancel(queue_only_stack: Stack) -> None
     with httpx.Client(base_url=queue_only_stack.gateway_url) as client:
         status = client.get("/api/job-status", params={"jobId": job_id}).json()
     assert status["status"] == "cancelled"
+
+
+# The upload refuses text with ESC or BEL (binary): data can still carry bidi controls, and the
+# unit tests (test_cli_render) cover ESC, CSI and OSC in every field.
+HOSTILE_HEADER = "id,[/x],[link=https://evil.example]click[/link],rtl\u202eevil"
+
+
+def test_analyze_prints_markup_and_escapes_in_data_literally(
+    fs_stack: Stack, tmp_path: Path
+) -> None:
+    """Column names are data: `[/x]` does not crash rich, links and controls never act."""
+    path = tmp_path / "[bold]evil[-bold].csv"
+    rows = "\n".join(f"{n},{n},{n * 2},{n % 3}" for n in range(1, 30))
+    path.write_text(f"{HOSTILE_HEADER}\n{rows}\n", encoding="utf-8")
+    done = _run(fs_stack, "analyze", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[/x]" in done.stdout
+    assert "[link=https://evil.example]click[/link]" in done.stdout
+    assert "rtl\\u202eevil" in done.stdout  # shown, not obeyed
+    assert "\u202e" not in done.stdout + done.stderr

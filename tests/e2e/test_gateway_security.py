@@ -18,6 +18,7 @@ import pytest
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from datapilot_runtime.context import INTERNAL_TENANT, TENANT_METADATA_KEY
 from devstack.processes import free_port
 from devstack.stack import Stack, StackConfig
 from tests.support.api import wait_terminal
@@ -133,11 +134,18 @@ def test_services_require_the_internal_token(secure_stack: Stack) -> None:
         with pytest.raises(grpc.RpcError) as info:
             stub.GetJob(ingest_pb2.GetJobRequest(job_id="0" * 32), timeout=5)
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-        with pytest.raises(grpc.RpcError) as info:
+        with pytest.raises(grpc.RpcError) as info:  # the token, but no tenant: fail closed
             stub.GetJob(
                 ingest_pb2.GetJobRequest(job_id="0" * 32),
                 timeout=5,
                 metadata=(("x-dp-internal-token", TOKEN),),
+            )
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as info:
+            stub.GetJob(
+                ingest_pb2.GetJobRequest(job_id="0" * 32),
+                timeout=5,
+                metadata=(("x-dp-internal-token", TOKEN), (TENANT_METADATA_KEY, INTERNAL_TENANT)),
             )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         health = health_pb2_grpc.HealthStub(channel)

@@ -15,7 +15,7 @@ import pytest
 from datapilot.analysis.v1 import analysis_pb2, analysis_pb2_grpc
 
 from devstack.stack import Stack
-from tests.support.api import upload, wait_terminal
+from tests.support.api import INTERNAL_CALLER, upload, wait_terminal
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 
@@ -138,10 +138,15 @@ def test_analyze_rpc_for_internal_callers(stack: Stack, client: httpx.Client) ->
     job = upload(client, "sales.csv", SALES_CSV.read_bytes())
     with grpc.insecure_channel(stack.addresses["analysis"]) as channel:
         stub = analysis_pb2_grpc.AnalysisServiceStub(channel)
-        reply = stub.Analyze(analysis_pb2.AnalyzeRequest(job_id=job["jobId"]), timeout=30)
+        # An internal caller names INTERNAL_TENANT: a call naming no tenant is refused.
+        reply = stub.Analyze(
+            analysis_pb2.AnalyzeRequest(job_id=job["jobId"]), timeout=30, metadata=INTERNAL_CALLER
+        )
         assert json.loads(reply.kpi_report_json)["dataset"]["rows"] == 120
         with pytest.raises(grpc.RpcError) as info:
-            stub.Analyze(analysis_pb2.AnalyzeRequest(job_id="0" * 32), timeout=30)
+            stub.Analyze(
+                analysis_pb2.AnalyzeRequest(job_id="0" * 32), timeout=30, metadata=INTERNAL_CALLER
+            )
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 

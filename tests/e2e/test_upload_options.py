@@ -22,7 +22,7 @@ from datapilot_runtime.grpc_errors import ERROR_CODE_METADATA_KEY
 from datapilot_runtime.report.options import MAX_OPTIONS_BYTES, MAX_ROLE_ENTRIES
 from datapilot_runtime.report.result import KpiReport
 from devstack.stack import Stack
-from tests.support.api import check_result, checked_client, wait_terminal
+from tests.support.api import INTERNAL_CALLER, check_result, checked_client, wait_terminal
 
 SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
 CLI = str(Path(sys.executable).with_name("datapilot"))
@@ -57,7 +57,9 @@ def _newest_job(client: httpx.Client) -> str | None:
 def _stored_options(stack: Stack, job_id: str) -> str:
     with grpc.insecure_channel(stack.addresses["ingest"]) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
-        reply = stub.GetJob(ingest_pb2.GetJobRequest(job_id=job_id), timeout=30)
+        reply = stub.GetJob(
+            ingest_pb2.GetJobRequest(job_id=job_id), timeout=30, metadata=INTERNAL_CALLER
+        )
         return str(reply.job.options_json)
 
 
@@ -178,7 +180,7 @@ def test_ingest_checks_options_of_internal_callers(fs_stack: Stack) -> None:
     with grpc.insecure_channel(fs_stack.addresses["ingest"]) as channel:
         stub = ingest_pb2_grpc.IngestServiceStub(channel)
         with pytest.raises(grpc.RpcError) as info:
-            stub.Upload(requests, timeout=30)
+            stub.Upload(requests, timeout=30, metadata=INTERNAL_CALLER)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _error_code(info.value) == "invalid_options"
     assert "unknown role 'colour'" in info.value.details()
@@ -193,10 +195,15 @@ def test_analyze_rpc_takes_options_and_checks_them(
         good = analysis_pb2.AnalyzeRequest(
             job_id=job_id, options_json='{"roles": {"units": "additive"}}'
         )
-        report = KpiReport.model_validate_json(stub.Analyze(good, timeout=30).kpi_report_json)
+        reply = stub.Analyze(good, timeout=30, metadata=INTERNAL_CALLER)
+        report = KpiReport.model_validate_json(reply.kpi_report_json)
         assert report.dataset.rows == 120
         with pytest.raises(grpc.RpcError) as info:
-            stub.Analyze(analysis_pb2.AnalyzeRequest(job_id=job_id, options_json="[]"), timeout=30)
+            stub.Analyze(
+                analysis_pb2.AnalyzeRequest(job_id=job_id, options_json="[]"),
+                timeout=30,
+                metadata=INTERNAL_CALLER,
+            )
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _error_code(info.value) == "invalid_options"
 

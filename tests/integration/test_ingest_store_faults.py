@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 
 from datapilot_runtime.grpc_errors import error_code_of
-from datapilot_runtime.grpc_host import GrpcHost
+from datapilot_runtime.grpc_host import GrpcHost, open_channel
 from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobStore
 from datapilot_runtime.redis_client import RedisClient, connect_redis
@@ -45,7 +45,7 @@ async def _serve(
         lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server),
     )
     port = await host.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    channel = open_channel(f"127.0.0.1:{port}")  # names a tenant (INTERNAL_TENANT)
     return host, channel, ingest_pb2_grpc.IngestServiceStub(channel)
 
 

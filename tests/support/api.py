@@ -16,7 +16,12 @@ from typing import Any
 import httpx
 import jsonschema
 
+from datapilot_runtime.context import INTERNAL_TENANT, TENANT_METADATA_KEY
+
 TERMINAL = {"completed", "failed", "cancelled"}
+# gRPC metadata of a test calling a service directly as an internal caller (every tenant's jobs):
+# a call that names no tenant is refused.
+INTERNAL_CALLER = ((TENANT_METADATA_KEY, INTERNAL_TENANT),)
 RESULT_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "result.schema.json"
 _RESULT_PATH = re.compile(r"^/api/jobs/[^/]+/result$")
 

@@ -9,7 +9,7 @@ import pytest
 from gateway.auth import ApiKeyError, ApiKeys, hash_key, presented_key
 from gateway.content_sniff import SNIFF_BYTES, check_allowed, kind_of
 from gateway.deadlines import parse_grpc_timeout, parse_request_timeout
-from gateway.multipart_stream import MultipartFileReader, UploadTooLarge
+from gateway.multipart_stream import MAX_FIELD_BYTES, MultipartFileReader, UploadTooLarge
 from gateway.problems import ProblemError
 
 BOUNDARY = "b0undary"
@@ -135,13 +135,65 @@ def test_multipart_reader_stops_one_byte_past_the_limit() -> None:
         reader.feed(_body(("file", "a.csv", b"x" * 11)))
 
 
-@pytest.mark.parametrize(
-    "content_type", ["application/json", "multipart/form-data", "multipart/mixed; boundary=x", ""]
-)
-def test_multipart_reader_needs_form_data_with_a_boundary(content_type: str) -> None:
+@pytest.mark.parametrize("content_type", ["application/json", "multipart/mixed; boundary=x", ""])
+def test_multipart_reader_needs_form_data(content_type: str) -> None:
     with pytest.raises(ProblemError) as raised:
         MultipartFileReader(content_type, limit=10)
     assert (raised.value.status, raised.value.code) == (415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/form-data",
+        "multipart/form-data; boundary=",
+        "multipart/form-data; boundary=" + "b" * 257,
+        'multipart/form-data; boundary="a\x1bb"',
+        "multipart/form-data; boundary=a<b>",
+    ],
+)
+def test_a_missing_or_bad_boundary_is_a_400(content_type: str) -> None:
+    with pytest.raises(ProblemError) as raised:
+        MultipartFileReader(content_type, limit=10)
+    assert (raised.value.status, raised.value.code) == (400, "malformed_multipart")
+
+
+def test_a_256_character_boundary_is_fine() -> None:
+    boundary = "b" * 256
+    reader = MultipartFileReader(f"multipart/form-data; boundary={boundary}", limit=100)
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        f"x,y\r\n--{boundary}--\r\n"
+    ).encode()
+    assert b"".join(reader.feed(body)) == b"x,y" and reader.ended
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Disposition: form-data; name=file\r\nX-Pad: " + b"p" * 9000 + b"\r\n",
+        b"".join(b"X-H%d: v\r\n" % n for n in range(17))
+        + b"Content-Disposition: form-data; name=file\r\n",
+        b"Content-Type: text/csv\r\n",  # no Content-Disposition
+        b"Content-Disposition: attachment; name=file\r\n",
+        b"Content-Disposition: form-data\r\n",  # no name
+    ],
+)
+def test_bad_part_headers_are_a_400(head: bytes) -> None:
+    reader = MultipartFileReader(CONTENT_TYPE, limit=1024)
+    with pytest.raises(ProblemError) as raised:
+        reader.feed(f"--{BOUNDARY}\r\n".encode() + head + b"\r\ndata\r\n")
+    assert (raised.value.status, raised.value.code) == (400, "malformed_multipart")
+
+
+def test_a_large_text_field_is_refused_at_its_cap() -> None:
+    reader = MultipartFileReader(CONTENT_TYPE, limit=1024)
+    reader.feed(_body(("note", None, b"n" * MAX_FIELD_BYTES), ("file", "a.csv", b"x")))
+    reader = MultipartFileReader(CONTENT_TYPE, limit=1024)
+    with pytest.raises(ProblemError) as raised:
+        # Fed in pieces, as it arrives: refused before the field's end, never buffered.
+        _feed_in_pieces(reader, _body(("note", None, b"n" * (MAX_FIELD_BYTES + 1))), 4096)
+    assert (raised.value.status, raised.value.code) == (413, "payload_too_large")
 
 
 def test_multipart_reader_refuses_a_malformed_body() -> None:
