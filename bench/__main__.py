@@ -25,7 +25,9 @@ _INTRO = """# Benchmarks
 Written by `make bench` (`python -m bench`); every figure is measured in one run on the machine
 named below, with its baseline measured in the same run. None of this is a pass/fail test:
 the machines are shared and noisy, so read the ratios, not the third digit. `met` compares a
-figure with the target the issue set; **no** marks a target missed.
+figure with the target the issue set; **no** marks a target missed. The last column is the
+peak RSS (VmHWM) of the analysis child that computed a report: a fresh child forked from the
+warmed forkserver, read after it has analysed the file once.
 
 """
 
@@ -38,16 +40,17 @@ def _markdown(figures: list[Figure]) -> str:
     lines = [
         f"Machine: {_machine()}; run {datetime.now(UTC).isoformat(timespec='seconds')}",
         "",
-        "| id | what | value | baseline | ratio | target | met |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| id | what | value | baseline | ratio | target | met | analysis child peak RSS |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for f in figures:
         baseline = f"{f.baseline:.4g} {f.unit} ({f.baseline_what})" if f.baseline else "—"
         ratio = f"{f.ratio:.2f}" if f.ratio is not None else "—"
         met = {True: "yes", False: "**no**", None: "—"}[f.met]
+        rss = f"{f.peak_rss_mib:.0f} MiB" if f.peak_rss_mib is not None else "—"
         lines.append(
             f"| {f.id} | {f.what} | {f.value:.4g} {f.unit} | {baseline} | {ratio} | {f.target} "
-            f"| {met} |"
+            f"| {met} | {rss} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -1,10 +1,8 @@
-"""KPI engine benchmarks: report of a 20 MB CSV vs pyarrow's reader, a 20 MB XLSX, peak RSS."""
+"""KPI engine benchmarks: a generated 20 MB CSV against its peers, a 20 MB XLSX, peak RSS."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -14,18 +12,13 @@ from xml.sax.saxutils import escape
 import numpy as np
 import openpyxl
 import pandas as pd
-import pyarrow.csv as pacsv
 
-from analysis_svc.sandbox.pool import POOL, run_in_child
-from analysis_svc.settings import AnalysisSettings
 from bench.figures import BenchContext, Figure
-from bench.procstats import peak_rss_mib
-from devstack.processes import descendant_pids
+from bench.peers import close_children, csv_figures, fresh_child_peak_rss_mib, report_in_child
 
 CSV_ROWS = 200_000
 XLSX_ROWS = 420_000
 REPEATS = 5
-TARGET_RATIO = 4.0
 TARGET_RSS_MB = 400.0
 
 
@@ -41,27 +34,19 @@ def run(ctx: BenchContext) -> list[Figure]:
     csv_mb = csv_path.stat().st_size / 1e6
     gc.collect()
     # The CSV figures first, while this process is small (a large heap slows the GC).
-    baseline = _best(lambda: pacsv.read_csv(csv_path))
-    rss_mb = asyncio.run(_fresh_child_peak_rss_mib(csv_path, "sales.csv"))
-    report_time = _best(lambda: _in_child(csv_path, "sales.csv"))
+    what = f"a {csv_mb:.1f} MB CSV ({CSV_ROWS} rows x 20 columns, generated)"
+    figures = csv_figures("kpi.csv_report", csv_path, what, REPEATS)
+    rss_mb = figures[0].peak_rss_mib
+    assert rss_mb is not None
     write_xlsx(sales_frame(XLSX_ROWS, seed=8), xlsx_path)
     gc.collect()
     xlsx_mb = xlsx_path.stat().st_size / 1e6
     xlsx_baseline = _best(lambda: _openpyxl_scan(xlsx_path), repeats=1)
-    xlsx_time = _best(lambda: _in_child(xlsx_path, "sales.xlsx"), repeats=1)
-    asyncio.run(POOL.close())
+    xlsx_time = _best(lambda: report_in_child(xlsx_path, "sales.xlsx"), repeats=1)
+    xlsx_rss = fresh_child_peak_rss_mib(xlsx_path, "sales.xlsx")
+    close_children()
     return [
-        Figure(
-            id="kpi.csv_report",
-            what=f"KPI report and charts of a {csv_mb:.1f} MB CSV ({CSV_ROWS} rows x 20 "
-            f"columns) in an analysis child, as a job computes them, best of {REPEATS}",
-            value=report_time,
-            unit="s",
-            target=f"<= {TARGET_RATIO:g}x baseline",
-            met=report_time <= TARGET_RATIO * baseline,
-            baseline=baseline,
-            baseline_what="pyarrow.csv.read_csv of the same file",
-        ),
+        *figures,
         Figure(
             id="kpi.xlsx_report",
             what=f"KPI report and charts of a {xlsx_mb:.1f} MB XLSX ({XLSX_ROWS} rows x 20 "
@@ -72,6 +57,7 @@ def run(ctx: BenchContext) -> list[Figure]:
             met=None,
             baseline=xlsx_baseline,
             baseline_what="openpyxl read-only scan of every cell of the same file",
+            peak_rss_mib=xlsx_rss,
         ),
         Figure(
             id="kpi.csv_peak_rss",
@@ -105,33 +91,6 @@ def _openpyxl_scan(path: Path) -> int:
         cells += len(row)
     workbook.close()
     return cells
-
-
-def _in_child(path: Path, filename: str) -> None:
-    asyncio.run(_analyse(path, filename))
-
-
-async def _analyse(path: Path, filename: str) -> None:
-    max_memory_mb = AnalysisSettings().analysis_max_memory_mb
-    await run_in_child(path, filename, max_memory_mb=max_memory_mb)
-
-
-async def _fresh_child_peak_rss_mib(path: Path, filename: str) -> float:
-    """Peak RSS (VmHWM) of a new analysis child after it has analysed ``path`` once.
-
-    The child is forked from the forkserver that preloaded pandas and the engine, so its RSS
-    starts with the pages it shares with that process, as every job's child does.
-    """
-    await POOL.close()  # no idle child: the job below gets a child of its own
-    await _analyse(path, filename)
-    children = [pid for pid in descendant_pids(os.getpid()) if _forkserver_child(pid)]
-    assert len(children) == 1, f"expected one idle analysis child, found {children}"
-    return peak_rss_mib(children[0])
-
-
-def _forkserver_child(pid: int) -> bool:
-    parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-    return b"forkserver" in Path(f"/proc/{parent}/cmdline").read_bytes()
 
 
 # --------------------------------------------------------------------------- data

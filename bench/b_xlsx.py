@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import gc
-import math
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import fastexcel
 import numpy as np
 import openpyxl
-import python_calamine
 
-from analysis_svc.engine.analyze import analyze
 from analysis_svc.engine.readers.dispatch import read_table
 from bench.figures import BenchContext, Figure
+from bench.peers import close_children, fastexcel_read, interleaved_best, xlsx_figures
 
 ROWS = 150_000
 REPEATS = 3
-TARGET_RATIO = 1.5
 COLUMNS = (
     "order_id",
     "ordered_at",
@@ -51,48 +43,26 @@ def run(ctx: BenchContext) -> list[Figure]:
     path = ctx.work_dir / "orders.xlsx"
     write_workbook(path, ROWS)
     size_mb = path.stat().st_size / 1e6
-    best = _interleaved_best(
-        {
-            "fastexcel": lambda: _fastexcel_read(path),
-            "calamine": lambda: _calamine_read(path),
-            "read": lambda: read_table(path, "orders.xlsx"),
-            "report": lambda: analyze(path, "orders.xlsx"),
-        }
-    )
-    fastexcel_s, calamine_s, read_s, report_s = (
-        best[name] for name in ("fastexcel", "calamine", "read", "report")
-    )
-    openpyxl_s = _interleaved_best({"openpyxl": lambda: _openpyxl_scan(path)}, 1)["openpyxl"]
     what = f"{size_mb:.1f} MB XLSX ({ROWS} rows x {len(COLUMNS)} mixed columns)"
-    peer = "fastexcel read of the same file to Arrow"
-    figures = [
-        Figure(
-            id="xlsx.report",
-            what=f"full report (KPIs and charts) of a {what}, best of {REPEATS}",
-            value=report_s,
-            unit="s",
-            target=f"<= {TARGET_RATIO:g}x baseline",
-            met=report_s <= TARGET_RATIO * fastexcel_s,
-            baseline=fastexcel_s,
-            baseline_what=peer,
-        ),
+    figures = xlsx_figures("xlsx.report", path, f"a {what} (generated)", REPEATS)
+    close_children()
+    best = interleaved_best(
+        {"fastexcel": lambda: fastexcel_read(path), "read": lambda: read_table(path, path.name)},
+        REPEATS,
+    )
+    openpyxl_s = interleaved_best({"openpyxl": lambda: _openpyxl_scan(path)}, 1, warm_up=False)[
+        "openpyxl"
+    ]
+    return [
+        *figures,
         Figure(
             id="xlsx.read",
-            what=f"read_table of the {what} (header finding and typing included)",
-            value=read_s,
+            what=f"read_table of the {what} in process (header finding and typing included)",
+            value=best["read"],
             unit="s",
             target="report (no target)",
-            baseline=fastexcel_s,
-            baseline_what=peer,
-        ),
-        Figure(
-            id="xlsx.python_calamine",
-            what=f"python-calamine read of the {what} to Python rows",
-            value=calamine_s,
-            unit="s",
-            target="report (no target)",
-            baseline=fastexcel_s,
-            baseline_what=peer,
+            baseline=best["fastexcel"],
+            baseline_what="fastexcel read of the same file to Arrow",
         ),
         Figure(
             id="xlsx.openpyxl_scan",
@@ -100,39 +70,10 @@ def run(ctx: BenchContext) -> list[Figure]:
             value=openpyxl_s,
             unit="s",
             target="report (no target)",
-            baseline=report_s,
+            baseline=figures[0].value,
             baseline_what="the full report of the same file",
         ),
     ]
-    for figure in figures:  # the peers side by side, as the issue's table shows them
-        ratio = f" = {figure.ratio:.2f} x {figure.baseline_what}" if figure.ratio else ""
-        sys.stderr.write(f"  {figure.id}: {figure.value:.2f} s{ratio}\n")
-    return figures
-
-
-def _interleaved_best(
-    actions: dict[str, Callable[[], object]], repeats: int = REPEATS
-) -> dict[str, float]:
-    """Best wall time of each action; rounds take turns so that a noisy neighbour on the
-    shared machine slows every peer alike rather than whichever happened to run then."""
-    best = dict.fromkeys(actions, math.inf)
-    for _ in range(repeats):
-        for name, action in actions.items():
-            gc.collect()
-            start = time.perf_counter()
-            action()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
-
-
-def _fastexcel_read(path: Path) -> Any:
-    # From bytes, as the reader does (calamine is faster on an in-memory cursor than a file).
-    return fastexcel.read_excel(path.read_bytes()).load_sheet(0, eager=True)
-
-
-def _calamine_read(path: Path) -> list[Any]:
-    workbook = python_calamine.CalamineWorkbook.from_path(str(path))
-    return workbook.get_sheet_by_index(0).to_python()
 
 
 def _openpyxl_scan(path: Path) -> int:

@@ -20,6 +20,8 @@ class Figure:
     met: bool | None = None
     baseline: float | None = None
     baseline_what: str = ""
+    # Peak RSS (VmHWM) of the analysis child that computed a report, for the memory column.
+    peak_rss_mib: float | None = None
 
     @property
     def ratio(self) -> float | None:

@@ -18,6 +18,13 @@ ID_MIN_DISTINCT_SHARE = 0.98
 DATE_MIN_SHARE = 0.95
 TEXT_MIN_MEAN_LENGTH = 50
 _SAMPLE = 500
+# Numbers in whole steps (integers, cents, tenths) spanning at most this many steps per row (or
+# _DENSE_MIN_SPAN) are counted rather than sorted: ages, quantities, delays, prices, weights.
+_DENSE_SPAN_PER_ROW = 2
+_DENSE_MIN_SPAN = 1 << 16
+_DENSE_SCALES = (1.0, 10.0, 100.0, 1000.0, 10000.0)
+_DENSE_SAMPLE = 256  # values that choose the scale before the whole column is checked
+_MAX_EXACT = 2.0**52
 _BOOLEAN_TOKENS = frozenset({"true", "false", "yes", "no", "y", "n", "0", "1"})
 _ID_TOKENS = frozenset(
     {"id", "key", "code", "zip", "zipcode", "postcode", "postal"}
@@ -53,6 +60,8 @@ class ColumnProfile:
     sortable: np.ndarray | None = None
     sorted_numbers: np.ndarray | None = None
     known_counts: np.ndarray | None = None
+    #: Numbers counted in steps of 1 / dense_scale (`_dense_decimals`), codes looked up so.
+    dense_scale: float | None = None
     known_finite: np.ndarray | None = None
     numbers: np.ndarray | None = None
     dates: np.ndarray | None = None
@@ -77,7 +86,7 @@ class ColumnProfile:
         """Code of every row's value (index into ``uniques``), -1 for missing."""
         if self.known_codes is None:
             assert self.sortable is not None
-            self.known_codes = _codes_of_sorted(self.sortable, self.uniques)
+            self.known_codes = _codes_of_sorted(self.sortable, self.uniques, self.dense_scale)
         return self.known_codes
 
     @property
@@ -133,11 +142,23 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
     rows = int(series.shape[0])
     if ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype):
         values = series.to_numpy(dtype="float64", na_value=np.nan)
-        ordered = np.sort(values[~np.isnan(values)])
+        present = values[~np.isnan(values)]
+        dense = _dense_decimals(present)
+        counts = None
+        if dense is None:
+            ordered = np.sort(present)
+            uniques = _distinct_sorted(ordered)
+        else:  # a counting sort: the same sorted values, distinct values and counts in O(n)
+            low, scale, per_step = dense
+            used = np.flatnonzero(per_step)
+            uniques, counts = (used + low) / scale, per_step[used]
+            ordered = np.repeat(uniques, counts)
         profile = ColumnProfile(
-            name, "empty", pd.Index(_distinct_sorted(ordered)), rows - int(ordered.shape[0]), rows
+            name, "empty", pd.Index(uniques), rows - int(present.shape[0]), rows
         )
         profile.sortable, profile.sorted_numbers = values, ordered
+        profile.dense_scale = None if dense is None else dense[1]
+        profile.known_counts = counts
         return profile
     if ptypes.is_datetime64_any_dtype(dtype):
         stamps = _naive_utc(series)
@@ -154,6 +175,51 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
     codes, uniques = _drop_blank_uniques(codes, uniques)
     missing = int((codes < 0).sum())
     return ColumnProfile(name, "empty", uniques, missing, rows, known_codes=codes)
+
+
+def _dense_decimals(present: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+    """(lowest value x scale, scale, rows per step of 1/scale from it) when every value is a
+    whole number of 1/scale (scale 1, 10, ..., 10^4: counts, prices, one-decimal weights) over
+    few enough steps (at most 2 x the rows, or 65,536): counting then replaces sorting.
+
+    A value is taken only when dividing its whole number of steps by the scale gives the very
+    same float back, so the distinct values rebuilt from the counts are the values themselves.
+    """
+    if present.shape[0] == 0:
+        return None
+    sample = present[:_DENSE_SAMPLE]
+    scale = next((s for s in _DENSE_SCALES if _whole_steps(sample, s) is not None), None)
+    if scale is None:
+        return None
+    low, high = float(present.min()) * scale, float(present.max()) * scale
+    if not (abs(low) < _MAX_EXACT and abs(high) < _MAX_EXACT):
+        return None
+    if high - low > max(_DENSE_MIN_SPAN, _DENSE_SPAN_PER_ROW * present.shape[0]):
+        return None
+    if low <= 0 <= high and bool(np.any(np.signbit(present) & (present == 0))):
+        return None  # -0.0 (a rounded "-0.00") would come back as 0.0: sorted as written
+    steps = _whole_steps(present, scale)
+    if steps is None:
+        return None
+    first = float(steps.min())
+    return first, scale, np.bincount((steps - first).astype(np.int64))
+
+
+def _whole_steps(values: np.ndarray, scale: float) -> np.ndarray | None:
+    """values x scale rounded, when each divided by scale is exactly the value; else None."""
+    with np.errstate(all="ignore"):
+        steps = np.round(values * scale) if scale != 1 else values
+        exact = np.array_equal(steps / scale if scale != 1 else np.trunc(steps), values)
+    return steps if exact else None
+
+
+def dense_positions(uniques: np.ndarray, scale: float) -> np.ndarray:
+    """Position of every step low..high (of 1/scale) among `uniques`, -1 where absent, for
+    sorted distinct numbers that `_dense_decimals` counted: an O(1) lookup per value."""
+    steps = np.round(uniques * scale).astype(np.int64)
+    positions = np.full(int(steps[-1] - steps[0]) + 1, -1, dtype=np.int64)
+    positions[steps - steps[0]] = np.arange(uniques.shape[0])
+    return positions
 
 
 def code_counts(codes: np.ndarray, size: int) -> np.ndarray:
@@ -182,15 +248,23 @@ def _used_categories(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
     return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), categories[used]
 
 
-def _codes_of_sorted(values: np.ndarray, uniques: pd.Index | None) -> np.ndarray:
+def _codes_of_sorted(
+    values: np.ndarray, uniques: pd.Index | None, scale: float | None = None
+) -> np.ndarray:
     """Codes of numbers/timestamps: positions in the sorted distinct values, -1 for missing."""
     present = ~(np.isnat(values) if values.dtype.kind == "M" else np.isnan(values))
     codes = np.full(values.shape[0], -1, dtype=np.int64)
     if uniques is None:
         _, inverse = np.unique(values[present], return_inverse=True)
         codes[present] = inverse
+        return codes
+    distinct = uniques.to_numpy()
+    if scale is None or distinct.shape[0] == 0:
+        codes[present] = np.searchsorted(distinct, values[present])
     else:
-        codes[present] = np.searchsorted(uniques.to_numpy(), values[present])
+        positions = dense_positions(distinct, scale)
+        steps = np.round(values[present] * scale).astype(np.int64)
+        codes[present] = positions[steps - round(float(distinct[0]) * scale)]
     return codes
 
 

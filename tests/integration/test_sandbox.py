@@ -6,6 +6,7 @@ import asyncio
 import os
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from analysis_svc.sandbox.pool import POOL, AnalysisRefused, run_in_child
@@ -109,3 +110,21 @@ async def test_children_are_reused_and_replaced_after_a_refusal(tmp_path: Path) 
     with pytest.raises(AnalysisRefused):
         await run_in_child(empty, "empty.csv", max_memory_mb=1024)
     assert _pool_children() == {child}, "an invalid input leaves the child usable"
+
+
+async def test_a_far_cell_below_the_head_is_refused_not_a_dead_child(tmp_path: Path) -> None:
+    # calamine allocates the box up to XFD1048576 (17 billion cells) and aborts the process
+    # when that fails: the reader refuses the sheet before calamine reads it.
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["a", "b"])
+    for n in range(30_000):  # more rows than the head, more XML than its first chunk
+        sheet.append([n, 2 * n])
+    sheet["XFD1048576"] = 3
+    path = tmp_path / "far.xlsx"
+    workbook.save(path)
+    with pytest.raises(AnalysisRefused) as info:
+        await run_in_child(path, "far.xlsx", max_memory_mb=1024)
+    assert info.value.code == "invalid_input"
+    assert "16384 columns" in str(info.value)

@@ -369,3 +369,46 @@ def test_styled_empty_rows_above_the_table_do_not_hide_it(tmp_path: pathlib.Path
     assert list(frame.columns) == ["region", "units", "units.1"]
     assert frame["units"].tolist() == list(range(count))
     assert frame["units.1"].iloc[-1] == 1 - count
+
+
+def _table_with_a_far_cell(tmp_path: pathlib.Path, far: str, rows: int) -> pathlib.Path:
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    assert sheet is not None
+    sheet.append(["a", "b"])
+    for n in range(rows):
+        sheet.append([n, 2 * n])
+    sheet[far] = 3
+    return _save(workbook, tmp_path)
+
+
+def test_a_far_cell_below_the_head_is_refused(tmp_path: pathlib.Path) -> None:
+    # The head (its first rows) is dense; calamine would still allocate the 17 billion cells
+    # up to XFD1048576 and abort the process (tests/integration/test_sandbox.py runs it there).
+    path = _table_with_a_far_cell(tmp_path, "XFD1048576", 30_000)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.getinfo("xl/worksheets/sheet1.xml").file_size > read_xlsx._CHUNK
+    with pytest.raises(InvalidInput, match="1048576 rows x 16384 columns"):
+        read_table(path)
+
+
+def test_a_far_cell_in_a_narrow_sheet_is_read(tmp_path: pathlib.Path) -> None:
+    # A million rows of two columns is a box calamine can hold: read, blank rows dropped.
+    frame = read_table(_table_with_a_far_cell(tmp_path, "B1048576", 30_000)).frame
+    assert frame.shape == (30_001, 2)
+    assert frame["b"].iloc[-1] == 3
+
+
+def test_cell_references_are_found_across_chunk_boundaries() -> None:
+    xml = (
+        b'<row r="7"><c r="B7" t="s"><v>1</v></c><c r="XFD1048576"/>'
+        b'<c\tr="AA12"/><selection sqref="A1"/><c r="C3"><v>2</v></c></row>'
+    )
+    for cut in range(1, len(xml)):
+        box = read_xlsx._SheetBox()
+        box.add(xml[:cut])
+        box.add(xml[cut:])
+        with pytest.raises(InvalidInput, match="1048574 rows x 16383 columns"):
+            box.check(len(xml))  # flushes what waited for its closing '>'
+        assert box.rows == (3, 1048576)
+        assert box.columns == (2, 16384)

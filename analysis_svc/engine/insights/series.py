@@ -51,6 +51,7 @@ MAX_PERIODS = 600
 PANEL_MAX_ROWS = 50
 PANEL_MAX_IMBALANCE = 0.1
 PANEL_UNIQUE_SHARE = 0.95
+_MARK_MIN_SPACE = 1 << 20  # key spaces up to this size are counted in a table of flags
 MIN_TREND_PERIODS = 6
 TREND_MAX_P = 0.05
 TREND_MIN_CHANGE = 0.05
@@ -153,9 +154,20 @@ def _unbalanced_panel(instants: ColumnProfile, dimensions: list[ColumnProfile]) 
         codes = dimension.codes
         keep = present & (codes >= 0)
         pairs = codes[keep] * (instants.distinct + 1) + at[keep]
-        if pairs.shape[0] and np.unique(pairs).shape[0] >= PANEL_UNIQUE_SHARE * pairs.shape[0]:
+        space = (dimension.distinct + 1) * (instants.distinct + 1)
+        if pairs.shape[0] and _distinct(pairs, space) >= PANEL_UNIQUE_SHARE * pairs.shape[0]:
             return True
     return False
+
+
+def _distinct(keys: np.ndarray, space: int) -> int:
+    """Number of distinct keys in 0..space-1: marked in a table when it is small (O(n)),
+    else counted by np.unique."""
+    if space <= max(_MARK_MIN_SPACE, 4 * keys.shape[0]):
+        seen = np.zeros(space, dtype=bool)
+        seen[keys] = True
+        return int(np.count_nonzero(seen))
+    return int(np.unique(keys).shape[0])
 
 
 def _series(

@@ -19,8 +19,10 @@ The zip-bomb guard runs first, on the archive directory alone. Then:
 
 A declared range is never a loop bound: the sheet's ``<dimension>`` is ignored (calamine sizes
 the range from the cells present) and merged ranges are clipped to the header rows and columns
-actually present. calamine does allocate the bounding box of the cells present, so a head whose
-cells are spread over a huge box is refused before calamine sees it.
+actually present. calamine does allocate the bounding box of the cells present (and aborts the
+process when that fails), so a sheet whose cells are spread over a huge box is refused before
+calamine sees it: the head's references exactly, then every reference of the whole sheet,
+found with array operations while the sheet's XML is inflated once more.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ def read_xlsx(path: pathlib.Path) -> Table:
                 raise InvalidInput(_DAMAGED_MESSAGE)
             head = _head_rows(archive, member)
             layout = find_layout(head, lambda: _merged_ranges(archive, member, len(head)))
+            _check_whole_sheet_spread(archive, member)
             body = _read_body(data, layout.body_start)
             if body is None:
                 merges = _merged_ranges(archive, member, len(head))
@@ -213,7 +216,7 @@ def _check_spread(xml: bytes) -> None:
 
     Two cells at A1 and XFD1048576 (a 5 KB file) would make it allocate 17 billion cells and
     abort the process. The references of the head XML (small by construction) are checked
-    exactly; a far cell placed below the head is not seen here.
+    exactly; a far cell placed below the head is found by `_check_whole_sheet_spread`.
     """
     rows = [int(number) for number in _ROW_REF.findall(xml)]
     columns: list[int] = []
@@ -229,6 +232,99 @@ def _check_spread(xml: bytes) -> None:
             f"The sheet's first cells are spread over {height} rows x {width} columns; "
             "a sheet this sparse cannot be read safely."
         )
+
+
+def _check_whole_sheet_spread(archive: zipfile.ZipFile, member: str) -> None:
+    """Refuse a sheet whose cells, anywhere in it, spread over a huge box (`_SheetBox`): the
+    head's check sees only its first rows, and calamine reads the whole sheet."""
+    info = archive.getinfo(member)
+    box = _SheetBox()
+    with archive.open(info) as source:
+        while chunk := source.read(_CHUNK):
+            box.add(chunk)
+    box.check(info.file_size)
+
+
+class _SheetBox:
+    """Bounding box of every cell reference (r="B7") in a sheet's XML, fed chunk by chunk.
+
+    calamine allocates every cell of that box: two cells at A1 and XFD1048576 make it ask for
+    17 billion cells, and a failed allocation aborts the process rather than raising. The
+    references are found with array operations over each chunk (a regex match per cell
+    costs more than calamine's own read).
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.rows = (math.inf, -math.inf)
+        self.columns = (math.inf, -math.inf)
+
+    def add(self, chunk: bytes) -> None:
+        buffer = self._tail + chunk
+        cut = buffer.rfind(b">") + 1  # an attribute never spans a '>': the rest waits
+        self._tail = buffer[cut:]
+        found = _cell_references(buffer[:cut])
+        if found is not None:
+            rows, columns = found
+            self.rows = (min(self.rows[0], rows[0]), max(self.rows[1], rows[1]))
+            self.columns = (min(self.columns[0], columns[0]), max(self.columns[1], columns[1]))
+
+    def check(self, xml_bytes: int) -> None:
+        self.add(b">")
+        if not math.isfinite(self.rows[0]):
+            return
+        height = int(self.rows[1] - self.rows[0]) + 1
+        width = int(self.columns[1] - self.columns[0]) + 1
+        # A dense sheet writes at least 8 bytes of XML per cell of its box.
+        if height * width > max(_MAX_HEAD_CELLS, xml_bytes // 8):
+            raise InvalidInput(
+                f"The sheet's cells are spread over {height} rows x {width} columns; "
+                "a sheet this sparse cannot be read safely."
+            )
+
+
+_REF_PADDING = 16  # > '"' + 3 letters + 7 digits
+
+
+def _cell_references(xml: bytes) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """((lowest, highest) row, (lowest, highest) column), 1-based, of the references r="B7"
+    in `xml` (whole tags), or None when it holds none."""
+    size = len(xml)
+    if size < 4:
+        return None
+    # Zero bytes after the end: neither letters nor digits, so a reference at the very end is
+    # read up to its last character and nothing is read past the buffer.
+    text = np.frombuffer(xml + bytes(_REF_PADDING), dtype=np.uint8)
+    at = (text[1 : size - 2] == ord("r")) & (text[2 : size - 1] == ord("="))
+    at &= text[3:size] == ord('"')
+    before = np.flatnonzero(at)  # the byte before r=", then the reference from + 4
+    space = text[before]
+    starts = before[(space == 32) | (space == 9) | (space == 10) | (space == 13)] + 4
+    if starts.shape[0] == 0:
+        return None
+    # Letters: up to 3 (A..XFD), as 1..26 each; then up to 7 digits.
+    wide = text.astype(np.int32)  # once, so that no gather below needs a conversion
+    first, second, third = (wide[starts + k] - (ord("A") - 1) for k in range(3))
+    letters = (first >= 1) & (first <= 26)
+    two = letters & (second >= 1) & (second <= 26)
+    three = two & (third >= 1) & (third <= 26)
+    count = letters.astype(np.int64) + two + three
+    pair = np.where(two, first * 26 + second, first)
+    column = np.where(three, first * 676 + second * 26 + third, pair)
+    row = np.zeros(starts.shape[0], dtype=np.int64)
+    reading = letters.copy()
+    at_digit = starts + count
+    for place in range(7):
+        digit = wide[at_digit + place] - ord("0")
+        reading &= (digit >= 0) & (digit <= 9)
+        row = np.where(reading, row * 10 + digit, row)
+        if place == 0:
+            has_digit = reading.copy()
+    cells = letters & has_digit  # row references (r="7") are not cells
+    if not cells.any():
+        return None
+    row, column = row[cells], column[cells]
+    return (int(row.min()), int(row.max())), (int(column.min()), int(column.max()))
 
 
 def _merged_ranges(archive: zipfile.ZipFile, member: str, head_rows: int) -> list[Merge]:
