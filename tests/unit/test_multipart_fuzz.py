@@ -78,4 +78,6 @@ def test_what_the_reader_yields_is_never_more_than_the_limit(body: bytes, piece:
             out += b"".join(reader.feed(body[start : start + piece]))
     except (ProblemError, UploadTooLarge):
         pass
-    assert len(out) <= 16 and reader.size <= 16 + piece
+    # Counted (not yielded) bytes may pass the limit by one callback: the piece fed plus the
+    # bytes the parser held back as a possible boundary ("\r\n--" + boundary) and now releases.
+    assert len(out) <= 16 and reader.size <= 16 + piece + len(BOUNDARY) + 4
