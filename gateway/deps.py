@@ -33,6 +33,9 @@ class Upstreams:
         self.analysis = with_outgoing_metadata(
             analysis_pb2_grpc.AnalysisServiceStub(analysis_channel), internal_token
         )
+        # The job reads (middleware.JobReads) pass their metadata themselves.
+        self.internal_token = internal_token
+        self.get_job = ingest_pb2_grpc.IngestServiceStub(ingest_channel).GetJob
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstreams:
