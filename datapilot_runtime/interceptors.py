@@ -279,6 +279,20 @@ def outgoing_metadata(
     return metadata
 
 
+def first_call_metadata(request_id: str, tenant: str, token: str) -> tuple[tuple[str, str], ...]:
+    """`outgoing_metadata` of a request's first (quota-charging) call, from explicit values.
+
+    For the gateway's job reads, which make one upstream call and bind no context variables.
+    """
+    pairs = [(REQUEST_ID_METADATA_KEY, request_id)]
+    if tenant:
+        pairs.append((TENANT_METADATA_KEY, tenant))
+    pairs.append((QUOTA_METADATA_KEY, "1"))
+    if token:
+        pairs.append((INTERNAL_TOKEN_METADATA_KEY, token))
+    return tuple(pairs)
+
+
 def _outgoing(details: grpc.aio.ClientCallDetails, token: str) -> grpc.aio.ClientCallDetails:
     return details._replace(metadata=outgoing_metadata(token, details.metadata, INTERNAL_TENANT))
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from datapilot_runtime.context import quota_pending_var, tenant_var
+from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.problems import problem_response
 
 ANONYMOUS_TENANT = "anonymous"
@@ -69,6 +70,25 @@ def presented_key(authorization: str, x_api_key: str) -> str:
     return x_api_key.strip()
 
 
+def tenant_of(keys: ApiKeys, headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The tenant the request's headers authenticate (anonymous without keys), or None."""
+    if not keys.enabled:
+        return ANONYMOUS_TENANT
+    by_name = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+    key = presented_key(by_name.get("authorization", ""), by_name.get("x-api-key", ""))
+    return keys.tenant_for(key) if key else None
+
+
+def unauthenticated() -> JSONResponse:
+    """The 401 problem of a request without a valid key."""
+    return problem_response(
+        401,
+        "unauthenticated",
+        "A valid API key is required (Authorization: Bearer <key> or X-API-Key).",
+        headers={"WWW-Authenticate": 'Bearer realm="datapilot"'},
+    )
+
+
 class ApiKeyMiddleware:
     """Authenticates `/api/*` requests and binds their tenant (and one rate-limit charge)."""
 
@@ -80,23 +100,10 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith("/api/"):
             await self._app(scope, receive, send)
             return
-        tenant = ANONYMOUS_TENANT
-        if self._keys.enabled:
-            headers = {
-                k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]
-            }
-            key = presented_key(headers.get("authorization", ""), headers.get("x-api-key", ""))
-            found = self._keys.tenant_for(key) if key else None
-            if found is None:
-                response = problem_response(
-                    401,
-                    "unauthenticated",
-                    "A valid API key is required (Authorization: Bearer <key> or X-API-Key).",
-                    headers={"WWW-Authenticate": 'Bearer realm="datapilot"'},
-                )
-                await response(scope, receive, send)
-                return
-            tenant = found
+        tenant = tenant_of(self._keys, scope["headers"])
+        if tenant is None:
+            await unauthenticated()(scope, receive, send)
+            return
         tenant_token = tenant_var.set(tenant)
         quota_token = quota_pending_var.set(True)
         try:

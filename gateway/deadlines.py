@@ -45,14 +45,20 @@ def parse_request_timeout(value: str) -> float:
     return seconds
 
 
+def timeout_of(grpc_timeout: str | None, request_timeout: str | None, default: float) -> float:
+    """The route's default, shortened by the `Grpc-Timeout` / `Request-Timeout` header values."""
+    timeout = default
+    if grpc_timeout:
+        timeout = min(timeout, parse_grpc_timeout(grpc_timeout))
+    if request_timeout:
+        timeout = min(timeout, parse_request_timeout(request_timeout))
+    return timeout
+
+
 def deadline(request: Request, default: float) -> float:
     """The gRPC timeout of this request's upstream calls: never longer than the route's default."""
-    timeout = default
-    if header := request.headers.get("grpc-timeout"):
-        timeout = min(timeout, parse_grpc_timeout(header))
-    if header := request.headers.get("request-timeout"):
-        timeout = min(timeout, parse_request_timeout(header))
-    return timeout
+    headers = request.headers
+    return timeout_of(headers.get("grpc-timeout"), headers.get("request-timeout"), default)
 
 
 async def _idle_bounded(chunks: AsyncIterator[bytes], idle_seconds: float) -> AsyncIterator[bytes]:

@@ -6,13 +6,14 @@ from typing import Annotated
 
 import grpc
 from datapilot.analysis.v1 import analysis_pb2_grpc
-from datapilot.ingest.v1 import ingest_pb2_grpc
+from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from fastapi import Depends, Request
 
 from datapilot_runtime.grpc_host import open_plain_channel
 from datapilot_runtime.interceptors import with_outgoing_metadata
 from gateway.deadlines import deadline
 from gateway.settings import GatewaySettings
+from gateway.upload import serialize_upload_request
 
 
 class Upstreams:
@@ -27,12 +28,20 @@ class Upstreams:
         self.ingest_channel = ingest_channel
         self.analysis_channel = analysis_channel
         # The stubs add the metadata themselves: no client interceptor on the hot path.
-        self.ingest = with_outgoing_metadata(
-            ingest_pb2_grpc.IngestServiceStub(ingest_channel), internal_token
+        ingest = ingest_pb2_grpc.IngestServiceStub(ingest_channel)
+        # Upload also takes chunk messages already serialised (upload.ChunkMessages).
+        ingest.Upload = ingest_channel.stream_unary(
+            f"/{ingest_pb2.DESCRIPTOR.services_by_name['IngestService'].full_name}/Upload",
+            request_serializer=serialize_upload_request,
+            response_deserializer=ingest_pb2.UploadResponse.FromString,
         )
+        self.ingest = with_outgoing_metadata(ingest, internal_token)
         self.analysis = with_outgoing_metadata(
             analysis_pb2_grpc.AnalysisServiceStub(analysis_channel), internal_token
         )
+        # The job reads (middleware.JobReads) pass their metadata themselves.
+        self.internal_token = internal_token
+        self.get_job = ingest_pb2_grpc.IngestServiceStub(ingest_channel).GetJob
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstreams:

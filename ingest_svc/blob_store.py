@@ -38,7 +38,9 @@ CHUNK_SIZE = 256 * 1024
 # S3's smallest part (all but the last); at 20 MiB an upload is 4 parts, the last one sent as
 # soon as the stream ends.
 PART_BYTES = 5 * 1024 * 1024
-PARTS_IN_FLIGHT = 3  # with the part filling: four parts (20 MiB) of memory per upload
+# Every part of a 20 MiB upload may travel at once: the last one is not held back behind the
+# first (which the S3 server may still be digesting), and memory stays at four parts.
+PARTS_IN_FLIGHT = 4
 FS_WRITE_BYTES = 1024 * 1024
 # Keys per listing request: S3's own page size (ListObjectsV2 returns at most 1000).
 LIST_PAGE = 1000

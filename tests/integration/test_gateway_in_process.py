@@ -12,11 +12,15 @@ import grpc
 import httpx
 import pytest
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
+from starlette.types import Message
 
 from datapilot_runtime.grpc_host import open_channel
 from datapilot_runtime.jobs.store import ACTIVE, Status
 from devstack.processes import free_port
+from gateway.app import create_app
 from gateway.deps import Upstreams, get_ingest, get_upstreams
+from gateway.metrics import HTTP_REQUESTS
+from gateway.middleware import job_read_template
 from tests.support.in_process import INTERNAL_TOKEN, InProcessGateway, in_process_gateway
 from tests.support.servers import RunningServer
 
@@ -422,3 +426,104 @@ async def test_a_stale_result_racing_the_winner_never_replaces_or_removes_it(
         assert result.status_code == 200, result.text
         assert result.json() == {"jobId": job_id, "writer": "winner"}
     assert sum(outcomes.values()) == STALE_RACE_ROUNDS
+
+
+@pytest.fixture(scope="module")
+async def routed(gw: InProcessGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """The same gateway with every request left to the FastAPI routes (no JobReads)."""
+    app = create_app(gw.app.state.settings, fast_job_reads=False)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://gateway") as client,
+    ):
+        yield client
+
+
+async def test_job_reads_answer_exactly_as_the_fastapi_routes(
+    gw: InProcessGateway, http: httpx.AsyncClient, routed: httpx.AsyncClient
+) -> None:
+    job_id = str((await upload(http))["jobId"])
+    done_id = str((await upload(http))["jobId"])
+    await finish(gw, done_id, ingest_pb2.BLOB_KIND_RESULT)
+    same_id = {"X-Request-Id": "compare-1"}
+    cases: list[tuple[str, dict[str, str]]] = [
+        (f"/api/job-status?jobId={job_id}", ACME),
+        (f"/api/jobs/{job_id}", ACME),
+        (f"/api/job-status?jobId={done_id}", ACME),
+        (f"/api/job-status?jobId=nope&jobId={job_id}", ACME),  # the last one counts
+        (f"/api/job-status?jobId={job_id}", BETA),  # another tenant's: 404
+        (f"/api/jobs/{job_id}", BETA),
+        ("/api/job-status?jobId=" + "0" * 32, ACME),
+        ("/api/job-status", ACME),
+        ("/api/job-status?jobId=", ACME),
+        ("/api/job-status?jobId=" + "a" * 65, ACME),
+        ("/api/jobs/" + "a" * 65, ACME),
+        ("/api/jobs/has%20space", ACME),
+        (f"/api/job-status?jobId={job_id}", {}),
+        (f"/api/jobs/{job_id}", {"Authorization": "Bearer nope"}),
+        (f"/api/jobs/{job_id}", {**ACME, "Grpc-Timeout": "5s"}),
+        ("/api/job-status", {**ACME, "Request-Timeout": "-1"}),  # the deadline is checked first
+        (f"/api/jobs/{job_id}", {**ACME, "Grpc-Timeout": "5S", "Request-Timeout": "5"}),
+    ]
+    statuses = []
+    for url, headers in cases:
+        fast = await http.get(url, headers={**headers, **same_id})
+        slow = await routed.get(url, headers={**headers, **same_id})
+        assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), url
+        for name in ("content-type", "x-request-id", "www-authenticate", "retry-after"):
+            assert fast.headers.get(name) == slow.headers.get(name), (url, name)
+        statuses.append(fast.status_code)
+    assert statuses == [200] * 4 + [404] * 3 + [400] * 4 + [404] + [401] * 2 + [400] * 2 + [200]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "answered"),
+    [
+        ("GET", "/api/job-status", [], True),
+        ("GET", "/api/jobs/abc", [], True),
+        ("GET", "/api/jobs/abc/result", [], False),
+        ("GET", "/api/jobs/", [], False),
+        ("GET", "/api/jobs", [], False),
+        ("HEAD", "/api/job-status", [], False),
+        ("POST", "/api/job-status", [], False),
+        ("GET", "/api/job-status", [(b"content-length", b"3")], False),
+    ],
+)
+def test_job_reads_take_only_bodyless_job_gets(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], answered: bool
+) -> None:
+    scope = {"type": "http", "method": method, "path": path, "headers": headers}
+    assert (job_read_template(scope) is not None) is answered
+
+
+async def test_a_job_read_whose_client_disconnects_sends_nothing_and_counts_499(
+    gw: InProcessGateway, http: httpx.AsyncClient
+) -> None:
+    job_id = str((await upload(http))["jobId"])
+    counter = HTTP_REQUESTS.labels("GET", "/api/job-status", "499")
+    before = counter._value.get()
+    sent: list[Message] = []
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"", "more_body": False},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        if not messages:
+            await asyncio.Event().wait()  # never: the request is over by then
+        return messages.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/job-status",
+        "query_string": f"jobId={job_id}".encode(),
+        "headers": [(b"authorization", b"Bearer acme-key")],
+    }
+    await gw.app(scope, receive, send)
+    assert sent == []  # the upstream call was cancelled before it answered
+    assert counter._value.get() == before + 1

@@ -1,16 +1,19 @@
-"""The gateway's pure helpers: timeout headers, API keys, the multipart reader, content sniffing."""
+"""The gateway's pure helpers: timeout headers, API keys, the multipart reader, content sniffing,
+upload chunk messages."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pytest
+from datapilot.ingest.v1 import ingest_pb2
 
 from gateway.auth import ApiKeyError, ApiKeys, hash_key, presented_key
 from gateway.content_sniff import SNIFF_BYTES, check_allowed, kind_of
 from gateway.deadlines import parse_grpc_timeout, parse_request_timeout
 from gateway.multipart_stream import MAX_FIELD_BYTES, MultipartFileReader, UploadTooLarge
 from gateway.problems import ProblemError
+from gateway.upload import ChunkMessages, serialize_upload_request
 
 BOUNDARY = "b0undary"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -232,3 +235,29 @@ def test_check_allowed_refuses_binaries_and_looks_only_at_the_head() -> None:
         check_allowed(b"\x00\x01\x02")
     assert (raised.value.status, raised.value.code) == (415, "unsupported_file_type")
     assert check_allowed(b"a" * SNIFF_BYTES + b"\x00") == "text"
+
+
+@pytest.mark.parametrize("sizes", [[1], [127], [128], [3, 5, 200], [70_000, 1, 2_000_000]])
+def test_chunk_messages_are_upload_requests_of_the_bytes_in_order(sizes: list[int]) -> None:
+    pieces = [bytes([i % 251]) * size for i, size in enumerate(sizes)]
+    everything = b"".join(pieces)
+    pending = ChunkMessages()
+    pending.add(pieces)
+    assert pending.head(4) == everything[:4]
+    relayed = b""
+    for cut in (1, 127, 128, 16_384, 1 << 20):
+        if not pending.size:
+            break
+        message = ingest_pb2.UploadRequest.FromString(pending.take(cut))
+        assert message.WhichOneof("payload") == "chunk"
+        assert len(message.chunk) == min(cut, len(everything) - len(relayed))
+        relayed += message.chunk
+    if pending.size:
+        relayed += ingest_pb2.UploadRequest.FromString(pending.take(pending.size)).chunk
+    assert relayed == everything and pending.size == 0
+
+
+def test_the_upload_serializer_takes_messages_and_wire_forms() -> None:
+    message = ingest_pb2.UploadRequest(metadata=ingest_pb2.UploadMetadata(filename="a.csv"))
+    assert serialize_upload_request(message) == message.SerializeToString()
+    assert serialize_upload_request(b"\x12\x01x") == b"\x12\x01x"
