@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from datapilot_runtime.context import job_id_var, request_id_var
+from datapilot_runtime.tracing import current_ids
 
 _REDACTIONS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
@@ -54,6 +55,9 @@ class JsonFormatter(logging.Formatter):
         job_id = job_id_var.get()
         if job_id:
             entry["job_id"] = job_id
+        ids = current_ids()  # the span the line was logged in (none while tracing is off)
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value if isinstance(value, int | float | bool) else redact(str(value))

@@ -13,6 +13,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.auth import ApiKeyMiddleware, ApiKeys
 from gateway.deps import Upstreams
+from gateway.events.sse import ERROR_STATUSES as EVENT_ERROR_STATUSES
+from gateway.events.sse import StreamSlots
+from gateway.events.sse import router as events_router
 from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.middleware import CancelOnDisconnectMiddleware, RequestContextMiddleware
 from gateway.openapi_doc import install_openapi
@@ -49,8 +52,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         default_response_class=JSONResponse,
     )
     app.state.settings = settings
+    app.state.event_slots = StreamSlots(settings.events_max_streams_per_tenant)
     app.include_router(router)
-    install_openapi(app, ERROR_STATUSES)
+    app.include_router(events_router)
+    install_openapi(app, {**ERROR_STATUSES, **EVENT_ERROR_STATUSES})
     # Outermost last: request context, then authentication, then cancel-on-disconnect.
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=keys)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from datapilot_runtime.metrics import LATENCY_BUCKETS
 
@@ -16,3 +16,6 @@ BLOB_BYTES = Counter(
     "datapilot_blob_bytes_total", "Bytes moved by the blob store", ["backend", "operation"]
 )
 RATE_LIMITED = Counter("datapilot_rate_limited_total", "Requests refused by the rate limit")
+JOB_WATCHES = Gauge(
+    "datapilot_job_watches", "WatchJob streams open (live job events) in this process"
+)

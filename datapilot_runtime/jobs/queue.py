@@ -24,8 +24,10 @@ from datapilot_runtime.jobs.store import (
     ACTIVE_INDEX_KEY,
     IDEMPOTENCY_KEY_PREFIX,
     JOB_KEY_PREFIX,
+    PUBLISH_CHANGE_LUA,
     TENANT_INDEX_PREFIX,
     JobRecord,
+    events_key,
 )
 from datapilot_runtime.jobs.store import CANCEL_CHANNEL as CANCEL_CHANNEL
 
@@ -36,11 +38,13 @@ SWEEPER_LOCK_KEY = "dp:jobs:sweeper-lock"
 CANCEL_SILENCE_SECONDS = 6.0
 _StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 
-# KEYS[1] job hash, KEYS[2] stream. ARGV[1] lease token, ARGV[2] consumer group, ARGV[3] the
-# stream entry to acknowledge. Puts a processing job held under the token back in the queue as a
-# new stream entry (now its current one) and acknowledges the old one, atomically. Returns 1, or
-# 0 if not held.
-_REQUEUE_LUA = """
+# KEYS[1] job hash, KEYS[2] stream, KEYS[3] the job's change feed. ARGV[1] lease token, ARGV[2]
+# consumer group, ARGV[3] the stream entry to acknowledge. Puts a processing job held under the
+# token back in the queue as a new stream entry (now its current one) and acknowledges the old one,
+# atomically. Returns 1, or 0 if not held.
+_REQUEUE_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
    redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
   return 0
@@ -49,15 +53,19 @@ local id = redis.call('XADD', KEYS[2], '*', 'job_id', redis.call('HGET', KEYS[1]
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '', 'message_id', id)
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
+publish_change(KEYS[1], KEYS[3])
 return 1
 """
+)
 
 # KEYS[1] idempotency key ('' skips it), KEYS[2] job hash, KEYS[3] stream, KEYS[4] tenant index,
-# KEYS[5] active index. ARGV[1] "jobId sha256" of the new job, ARGV[2] TTL seconds, ARGV[3]
-# createdAt, ARGV[4] timeoutAt, ARGV[5..] the job's field/value pairs. Creates, indexes and
-# enqueues the job (its stream entry recorded as its current delivery) unless the idempotency
-# key already names one; returns the value stored under the key either way.
-_CREATE_LUA = """
+# KEYS[5] active index, KEYS[6] the job's change feed. ARGV[1] "jobId sha256" of the new job,
+# ARGV[2] TTL seconds, ARGV[3] createdAt, ARGV[4] timeoutAt, ARGV[5..] the job's field/value pairs.
+# Creates, indexes and enqueues the job (its stream entry recorded as its current delivery) unless
+# the idempotency key already names one; returns the value stored under the key either way.
+_CREATE_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if KEYS[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return existing end
@@ -71,8 +79,10 @@ redis.call('ZADD', KEYS[4], ARGV[3], job_id)
 redis.call('ZADD', KEYS[5], ARGV[4], job_id)
 local id = redis.call('XADD', KEYS[3], '*', 'job_id', job_id)
 redis.call('HSET', KEYS[2], 'message_id', id)
+publish_change(KEYS[2], KEYS[6])
 return ARGV[1]
 """
+)
 
 # KEYS[1] stream. ARGV[1] consumer group, ARGV[2] consumer, ARGV[3..] entry ids. Resets the
 # idle time of the entries `consumer` still holds (XCLAIM to itself) and of no other: an entry
@@ -89,19 +99,23 @@ end
 return renewed
 """
 
-# KEYS[1] job hash. ARGV[1] the current entry the caller saw, ARGV[2] the new entry. Makes the
-# new entry the job's delivery (queued, no lease) if the job is still non-terminal on the entry
-# the caller saw to be lost. Returns 1, or 0 when the job moved on (the new entry is then a
-# duplicate, acknowledged by whoever reads it).
-_REENQUEUE_LUA = """
+# KEYS[1] job hash, KEYS[2] its change feed. ARGV[1] the current entry the caller saw, ARGV[2] the
+# new entry. Makes the new entry the job's delivery (queued, no lease) if the job is still
+# non-terminal on the entry the caller saw to be lost. Returns 1, or 0 when the job moved on (the
+# new entry is then a duplicate, acknowledged by whoever reads it).
+_REENQUEUE_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if (status ~= 'queued' and status ~= 'processing') or
    redis.call('HGET', KEYS[1], 'message_id') ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '', 'message_id', ARGV[2])
+publish_change(KEYS[1], KEYS[2])
 return 1
 """
+)
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,7 @@ class JobQueue:
                 STREAM_KEY,
                 TENANT_INDEX_PREFIX + record.tenant,
                 ACTIVE_INDEX_KEY,
+                events_key(record.job_id),
             ],
             args=[
                 f"{record.job_id} {record.sha256}",
@@ -266,7 +281,7 @@ class JobQueue:
         """Hand a job back to the queue (new stream entry, old one acknowledged), atomically."""
         return bool(
             await self._requeue(
-                keys=[JOB_KEY_PREFIX + job_id, STREAM_KEY],
+                keys=[JOB_KEY_PREFIX + job_id, STREAM_KEY, events_key(job_id)],
                 args=[lease_token, CONSUMER_GROUP, message_id],
             )
         )
@@ -321,7 +336,8 @@ class JobQueue:
         new_id = await self._redis.xadd(STREAM_KEY, {"job_id": job_id})
         return bool(
             await self._reenqueue(
-                keys=[JOB_KEY_PREFIX + job_id], args=[lost_message_id, str(new_id)]
+                keys=[JOB_KEY_PREFIX + job_id, events_key(job_id)],
+                args=[lost_message_id, str(new_id)],
             )
         )
 

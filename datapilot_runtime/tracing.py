@@ -1,0 +1,170 @@
+"""OpenTelemetry tracing of a process, configured only by the standard OTEL_* variables.
+
+Off (nothing imported beyond the API, no instrumentation installed) unless an OTLP endpoint is
+set; OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none also keep it off. The SDK reads the
+rest itself: OTEL_TRACES_SAMPLER (default parentbased_always_on), OTEL_SERVICE_NAME,
+OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_PROTOCOL (grpc, the Python SDK's default, or
+http/protobuf), headers, timeouts. A job's trace context travels in its record (`traceparent`,
+W3C), so the worker's spans join the trace of the upload that created the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_LOGGER = logging.getLogger(__name__)
+TRACER_NAME = "datapilot"
+_W3C = TraceContextTextMapPropagator()
+_ENABLED = False
+
+__all__ = ["Span", "SpanKind", "Status", "StatusCode"]
+
+
+def tracing_wanted(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the OTEL_* variables ask for traces to be exported."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporters = {
+        name.strip().lower()
+        for name in env.get("OTEL_TRACES_EXPORTER", "otlp").split(",")
+        if name.strip()
+    }
+    if "otlp" not in exporters:
+        return False  # "none" (or an exporter this project does not ship)
+    return bool(
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    )
+
+
+def enabled() -> bool:
+    """Whether this process exports traces (configure_tracing found an endpoint)."""
+    return _ENABLED
+
+
+@dataclass
+class Tracing:
+    """The process's tracer provider; `shutdown()` flushes what is still buffered."""
+
+    provider: Any
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.provider.shutdown()
+
+
+def _exporter(env: Mapping[str, str]) -> Any:
+    protocol = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    ) or "grpc"
+    if protocol.strip().lower() == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpExporter,
+        )
+
+        return HttpExporter()
+    if protocol.strip().lower() != "grpc":
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r}: grpc or http/protobuf")
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
+
+    return GrpcExporter()
+
+
+def configure_tracing(
+    default_service_name: str, env: Mapping[str, str] = os.environ
+) -> Tracing | None:
+    """Export this process's spans over OTLP if an endpoint is set; None (and no cost) if not.
+
+    Instruments gRPC (aio server and client) and httpx: call it before any server or channel is
+    created. The gateway instruments its ASGI app itself (`instrument_asgi`).
+    """
+    global _ENABLED
+    if not tracing_wanted(env):
+        return None
+    from opentelemetry.instrumentation.grpc import (
+        GrpcAioInstrumentorClient,
+        GrpcAioInstrumentorServer,
+    )
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    service = env.get("OTEL_SERVICE_NAME") or default_service_name
+    # Shut down (and flushed) at exit by the SDK itself: every process exits normally on SIGTERM.
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
+    provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
+    trace.set_tracer_provider(provider)
+    GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
+    HTTPXClientInstrumentor().instrument()
+    _ENABLED = True
+    _LOGGER.info("tracing on: spans of %s exported over OTLP", service)
+    return Tracing(provider)
+
+
+def instrument_asgi(app: Any) -> None:
+    """Server spans for the gateway's HTTP requests (health and metrics excluded), if on."""
+    if not _ENABLED:
+        return
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics")
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def current_traceparent() -> str:
+    """The W3C traceparent of the current span ('' when there is none, e.g. tracing off)."""
+    if not _ENABLED:
+        return ""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def context_of(traceparent: str) -> otel_context.Context:
+    """The trace context a stored traceparent names (an empty context for '')."""
+    if not traceparent:
+        return otel_context.Context()
+    return _W3C.extract({"traceparent": traceparent})
+
+
+def current_ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) of the current span in hex, or None when there is no valid span."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+
+
+@contextlib.contextmanager
+def span_at(
+    name: str,
+    parent: otel_context.Context | None,
+    start_ns: int,
+    end_ns: int,
+    attributes: Mapping[str, Any] | None = None,
+) -> Iterator[Span]:
+    """A span recorded after the fact (e.g. a phase that ran in the analysis child), with the
+    times it had. The body may set attributes before it ends at `end_ns`."""
+    span = tracer().start_span(name, context=parent, start_time=start_ns)
+    try:
+        for key, value in (attributes or {}).items():
+            span.set_attribute(key, value)
+        yield span
+    finally:
+        span.end(end_time=end_ns)
