@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
+from datapilot_runtime import tracing
 from datapilot_runtime.context import (
     INTERNAL_TOKEN_METADATA_KEY,
     QUOTA_METADATA_KEY,
@@ -259,6 +260,11 @@ def outgoing_metadata(token: str, metadata: Any = None) -> grpc.aio.Metadata:
         metadata.add(QUOTA_METADATA_KEY, "1")
     if token and INTERNAL_TOKEN_METADATA_KEY not in metadata:
         metadata.add(INTERNAL_TOKEN_METADATA_KEY, token)
+    if tracing.enabled() and "traceparent" not in metadata:
+        # The callee's server span (OpenTelemetry's server interceptor) joins the caller's trace.
+        traceparent = tracing.current_traceparent()
+        if traceparent:
+            metadata.add("traceparent", traceparent)
     return metadata
 
 

@@ -86,16 +86,13 @@ def configure_tracing(
 ) -> Tracing | None:
     """Export this process's spans over OTLP if an endpoint is set; None (and no cost) if not.
 
-    Instruments gRPC (aio server and client) and httpx: call it before any server or channel is
+    Instruments the gRPC aio server and httpx: call it before any server or channel is
     created. The gateway instruments its ASGI app itself (`instrument_asgi`).
     """
     global _ENABLED
     if not tracing_wanted(env):
         return None
-    from opentelemetry.instrumentation.grpc import (
-        GrpcAioInstrumentorClient,
-        GrpcAioInstrumentorServer,
-    )
+    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer, filters
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -106,8 +103,13 @@ def configure_tracing(
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
     trace.set_tracer_provider(provider)
-    GrpcAioInstrumentorServer().instrument()  # type: ignore[no-untyped-call]
-    GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
+    # Health checks (probes, readiness loops) would be most of the spans and tell nothing.
+    not_health = filters.negate(filters.health_check())  # type: ignore[no-untyped-call]
+    GrpcAioInstrumentorServer(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
+    # No client instrumentation for grpc.aio: its stream-unary interceptor awaits the call's
+    # end before handing the call back, which deadlocks `call.write()` uploads. The outgoing
+    # metadata carries the traceparent instead (interceptors.outgoing_metadata), so a callee's
+    # server span is the child of the caller's current span.
     HTTPXClientInstrumentor().instrument()
     _ENABLED = True
     _LOGGER.info("tracing on: spans of %s exported over OTLP", service)
