@@ -37,7 +37,7 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, receiver: OtlpReceiver) -> None:
         self._receiver = receiver
 
@@ -55,7 +55,8 @@ class OtlpReceiver:
         self._lock = threading.Lock()
         self._spans: list[ReceivedSpan] = []
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), self._server)
+        register = trace_service_pb2_grpc.add_TraceServiceServicer_to_server
+        register(_TraceService(self), self._server)  # type: ignore[no-untyped-call]
         self.port = 0
 
     @property
