@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -212,3 +217,50 @@ def test_the_stream_is_in_the_openapi_document(events_stack: Stack) -> None:
     assert "text/event-stream" in operation["responses"]["200"]["content"]
     assert {"404", "429"} <= set(operation["responses"])
     assert any(p["name"] == "Last-Event-ID" for p in operation["parameters"])
+
+
+SALES_CSV = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
+CLI = str(Path(sys.executable).with_name("datapilot"))
+
+
+def _polls(stack: Stack) -> float:
+    text = httpx.get(f"{stack.gateway_url}/metrics", timeout=10).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("datapilot_http_requests_total{") and "/api/job-status" in line
+    )
+
+
+def _cli_analyze(stack: Stack, key: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATAPILOT_URL": stack.gateway_url, "DATAPILOT_API_KEY": key}
+    return subprocess.run(
+        [CLI, "--json", "analyze", str(SALES_CSV)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cli_follows_events_without_polling(events_stack: Stack) -> None:
+    before = _polls(events_stack)
+    done = _cli_analyze(events_stack, KEY_A)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kpis"]["dataset"]["rows"] == 120
+    assert _polls(events_stack) == before
+
+
+def test_the_cli_falls_back_to_polling_when_events_are_refused(events_stack: Stack) -> None:
+    with _client(events_stack, KEY_B) as client:
+        held = [_upload(client) for _ in range(MAX_STREAMS)]
+        with (
+            client.stream("GET", f"/api/jobs/{held[0]}/events") as first,
+            client.stream("GET", f"/api/jobs/{held[1]}/events") as second,
+        ):
+            assert first.status_code == second.status_code == 200
+            before = _polls(events_stack)
+            done = _cli_analyze(events_stack, KEY_B)  # its stream is refused: 429
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["kpis"]["dataset"]["rows"] == 120
+            assert _polls(events_stack) > before
