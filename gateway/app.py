@@ -18,7 +18,7 @@ from gateway.events.sse import StreamSlots
 from gateway.events.sse import router as events_router
 from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.middleware import CancelOnDisconnectMiddleware, RequestContextMiddleware
-from gateway.openapi_doc import install_openapi
+from gateway.openapi_doc import install_docs, install_openapi
 from gateway.problems import ProblemError, problem_from_rpc_error, problem_response
 from gateway.routes import ERROR_STATUSES, router
 from gateway.settings import GatewaySettings
@@ -50,12 +50,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         ),
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # served from the gateway's own assets instead (install_docs)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.event_slots = StreamSlots(settings.events_max_streams_per_tenant)
     app.include_router(router)
     app.include_router(events_router)
     install_openapi(app, {**ERROR_STATUSES, **EVENT_ERROR_STATUSES})
+    install_docs(app)
     # Outermost last: request context, then authentication, then cancel-on-disconnect.
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=keys)
