@@ -122,7 +122,10 @@ def instrument_asgi(app: Any) -> None:
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="/healthz,/readyz,/metrics")
+    # One server span per request: no span per ASGI message (an event stream sends many).
+    FastAPIInstrumentor.instrument_app(
+        app, excluded_urls="/healthz,/readyz,/metrics", exclude_spans=["receive", "send"]
+    )
 
 
 def tracer() -> trace.Tracer:
