@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from bench.b_system import _csv_100k, _iso, _requests_per_second, _stack, load_generator
+from bench.b_system import ENV, _csv_100k, _iso, _requests_per_second, load_generator
 from bench.figures import BenchContext, Figure, percentile
-from devstack.stack import Stack
+from devstack.stack import Stack, StackConfig
 from tests.support.api import upload, wait_terminal
 from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.sse import sse_events
@@ -27,8 +27,22 @@ LOAD_ROUNDS = 3
 LATENCY_JOBS = 60
 
 
+def _started(run_dir: Path, env: dict[str, str] | None = None) -> Stack:
+    """A started stack; one retry, as a free port can be taken by another process meanwhile."""
+    for attempt in range(2):
+        config = StackConfig(run_dir=run_dir / str(attempt), env={**ENV, **(env or {})})
+        stack = Stack(config)
+        try:
+            return stack.start()
+        except RuntimeError:
+            stack.stop()
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _e1_event_latency(work: Path) -> list[Figure]:
-    stack = _stack(work / "e1")
+    stack = _started(work / "e1")
     latencies: list[float] = []
     payload = _csv_100k()
     try:
@@ -76,8 +90,8 @@ def _tracing_cost(work: Path) -> list[Figure]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
     }
-    plain = _stack(work / "plain")
-    traced = _stack(work / "traced", env=traced_env)
+    plain = _started(work / "plain")
+    traced = _started(work / "traced", env=traced_env)
     payload = _csv_100k()
     try:
         urls = {}
