@@ -11,6 +11,7 @@ W3C), so the worker's spans join the trace of the upload that created the job.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -87,7 +88,7 @@ def configure_tracing(
     """Export this process's spans over OTLP if an endpoint is set; None (and no cost) if not.
 
     Instruments the gRPC aio server and httpx: call it before any server or channel is
-    created. The gateway instruments its ASGI app itself (`instrument_asgi`).
+    created. The gateway adds its HTTP server spans itself (`instrument_asgi`).
     """
     global _ENABLED
     if not tracing_wanted(env):
@@ -117,18 +118,76 @@ def configure_tracing(
 
 
 def instrument_asgi(app: Any) -> None:
-    """Server spans for the gateway's HTTP requests (health and metrics excluded), if on."""
-    if not _ENABLED:
-        return
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-    # One server span per request: no span per ASGI message (an event stream sends many).
-    FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="/healthz,/readyz,/metrics", exclude_spans=["receive", "send"]
-    )
+    """Server spans for the gateway's HTTP requests (health, metrics, docs assets excluded)."""
+    if _ENABLED:
+        app.add_middleware(AsgiTracingMiddleware)  # outermost: every later log line has ids
 
 
+# Not traced: probes, scrapes and static assets.
+_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_UNTRACED_PREFIX = "/docs-assets/"
+_CONTEXT_HEADERS = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
+
+
+class AsgiTracingMiddleware:
+    """One SERVER span per HTTP request, with the HTTP semantic conventions' attributes.
+
+    Continues the caller's W3C trace context (`traceparent`). Written here rather than taken
+    from opentelemetry-instrumentation-asgi: that middleware cost ~4x as much per request
+    (~350 against ~80 us on this machine, spans not exported), a tenth of a job-status poll.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in _UNTRACED_PATHS or path.startswith(_UNTRACED_PREFIX):
+            await self._app(scope, receive, send)
+            return
+        carrier = {
+            _CONTEXT_HEADERS[name]: value.decode("latin-1")
+            for name, value in scope.get("headers") or ()
+            if name in _CONTEXT_HEADERS
+        }
+        parent = _W3C.extract(carrier) if carrier else None
+        method = scope["method"]
+        status = 0
+
+        async def send_noting_status(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with tracer().start_as_current_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": method,
+                "url.path": path,
+                "url.scheme": scope.get("scheme", "http"),
+                "network.protocol.version": scope.get("http_version", ""),
+            },
+        ) as span:
+            try:
+                await self._app(scope, receive, send_noting_status)
+            finally:
+                template = getattr(scope.get("route"), "path", None)
+                if template:
+                    span.update_name(f"{method} {template}")
+                    span.set_attribute("http.route", template)
+                if status:
+                    span.set_attribute("http.response.status_code", status)
+                    if status >= 500:
+                        span.set_status(Status(StatusCode.ERROR))
+                        span.set_attribute("error.type", str(status))
+
+
+@functools.cache
 def tracer() -> trace.Tracer:
+    """The project's tracer (made once: getting one builds a new object each time)."""
     return trace.get_tracer(TRACER_NAME)
 
 

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -70,8 +70,8 @@ def _jobs(events: list[SseEvent]) -> list[SseEvent]:
     return [e for e in events if not e.comment]
 
 
-def _ids(events: list[SseEvent]) -> list[tuple[int, int]]:
-    return [tuple(int(part) for part in e.id.split("-")) for e in events]  # type: ignore[misc]
+def _ids(events: list[SseEvent]) -> list[tuple[int, ...]]:
+    return [tuple(int(part) for part in e.id.split("-")) for e in events]
 
 
 def _metric(stack: Stack, url: str, name: str) -> float:
@@ -93,9 +93,9 @@ def _gauges(stack: Stack) -> tuple[float, float]:
     )
 
 
-def _wait_for(condition: str, check: object, timeout: float = 20) -> None:
+def _wait_for(condition: str, check: Callable[[], bool], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, f"never: {condition}"
         time.sleep(0.05)
 
