@@ -52,6 +52,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         default_response_class=JSONResponse,
         docs_url=None,  # served from the gateway's own assets instead (install_docs)
         redoc_url=None,
+        # FastAPI's own OpenTelemetry spans, metrics and logs are off: the gateway's one server
+        # span per request comes from datapilot_runtime.tracing (several times cheaper), and
+        # exception logs must not leave through another channel.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.event_slots = StreamSlots(settings.events_max_streams_per_tenant)
