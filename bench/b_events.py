@@ -85,7 +85,7 @@ def _p50_latency(stack: Stack, payload: bytes, jobs: int) -> list[float]:
 
 
 def _tracing_cost(work: Path) -> list[Figure]:
-    receiver = OtlpReceiver().start()
+    receiver = OtlpReceiver(keep_spans=False).start()
     traced_env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
@@ -108,7 +108,7 @@ def _tracing_cost(work: Path) -> list[Figure]:
         for _ in range(LOAD_ROUNDS):
             for name, stack in (("plain", plain), ("traced", traced)):
                 latencies[name] += _p50_latency(stack, payload, LATENCY_JOBS // LOAD_ROUNDS)
-        spans = len(receiver.spans())
+        spans = receiver.count
     finally:
         traced.stop()
         plain.stop()

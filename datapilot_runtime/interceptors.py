@@ -81,7 +81,7 @@ def _log_call(
     context: grpc.aio.ServicerContext,
     started: float,
     cancelled: bool = False,
-) -> None:
+) -> str:
     code = context.code()
     name = code.name if isinstance(code, grpc.StatusCode) else "OK"
     if cancelled:
@@ -108,6 +108,7 @@ def _log_call(
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
+    return name
 
 
 class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -150,6 +151,7 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             metadata.get(TENANT_METADATA_KEY, ""),
             rejection,
             self._store_errors,
+            metadata.get("traceparent", ""),
         )
         for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
             behavior = getattr(handler, kind)
@@ -167,6 +169,7 @@ class _Binding:
     tenant: str
     rejection: Rejection | None
     store_errors: StoreErrors | None
+    traceparent: str = ""
 
     def enter(self) -> tuple[Any, Any]:
         return request_id_var.set(self.request_id), tenant_var.set(self.tenant)
@@ -206,18 +209,20 @@ def _wrap_unary(
         tokens = binding.enter()
         started = time.perf_counter()
         cancelled = False
-        try:
-            await binding.reject(context)
-            return await behavior(request, context)
-        except asyncio.CancelledError:
-            cancelled = True  # the caller cancelled, or its deadline passed
-            raise
-        except Exception as exc:
-            await binding.answer_store_failure(context, exc)
-            raise
-        finally:
-            _log_call(binding.service, binding.method, context, started, cancelled)
-            binding.leave(tokens)
+        with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
+            try:
+                await binding.reject(context)
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                cancelled = True  # the caller cancelled, or its deadline passed
+                raise
+            except Exception as exc:
+                await binding.answer_store_failure(context, exc)
+                raise
+            finally:
+                code = _log_call(binding.service, binding.method, context, started, cancelled)
+                tracing.end_rpc_server_span(span, code)
+                binding.leave(tokens)
 
     return wrapper
 
@@ -229,19 +234,21 @@ def _wrap_stream(
         tokens = binding.enter()
         started = time.perf_counter()
         cancelled = False
-        try:
-            await binding.reject(context)
-            async for response in behavior(request, context):
-                yield response
-        except asyncio.CancelledError:
-            cancelled = True  # the caller cancelled, or its deadline passed
-            raise
-        except Exception as exc:
-            await binding.answer_store_failure(context, exc)
-            raise
-        finally:
-            _log_call(binding.service, binding.method, context, started, cancelled)
-            binding.leave(tokens)
+        with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
+            try:
+                await binding.reject(context)
+                async for response in behavior(request, context):
+                    yield response
+            except asyncio.CancelledError:
+                cancelled = True  # the caller cancelled, or its deadline passed
+                raise
+            except Exception as exc:
+                await binding.answer_store_failure(context, exc)
+                raise
+            finally:
+                code = _log_call(binding.service, binding.method, context, started, cancelled)
+                tracing.end_rpc_server_span(span, code)
+                binding.leave(tokens)
 
     return wrapper
 

@@ -87,13 +87,12 @@ def configure_tracing(
 ) -> Tracing | None:
     """Export this process's spans over OTLP if an endpoint is set; None (and no cost) if not.
 
-    Instruments the gRPC aio server and httpx: call it before any server or channel is
+    Instruments httpx (the LLM calls): call it before any server or channel is
     created. The gateway adds its HTTP server spans itself (`instrument_asgi`).
     """
     global _ENABLED
     if not tracing_wanted(env):
         return None
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer, filters
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -104,13 +103,11 @@ def configure_tracing(
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service}))
     provider.add_span_processor(BatchSpanProcessor(_exporter(env)))
     trace.set_tracer_provider(provider)
-    # Health checks (probes, readiness loops) would be most of the spans and tell nothing.
-    not_health = filters.negate(filters.health_check())
-    GrpcAioInstrumentorServer(filter_=not_health).instrument()  # type: ignore[no-untyped-call]
-    # No client instrumentation for grpc.aio: its stream-unary interceptor awaits the call's
-    # end before handing the call back, which deadlocks `call.write()` uploads. The outgoing
-    # metadata carries the traceparent instead (interceptors.outgoing_metadata), so a callee's
-    # server span is the child of the caller's current span.
+    # gRPC: the services' own interceptors make each call's server span (rpc_server_span; not
+    # for health checks) and carry the traceparent in the outgoing metadata, so that a
+    # callee's span is the child of the caller's current span. (opentelemetry-instrumentation
+    # -grpc's aio client interceptor awaits a stream-unary call's end before handing the call
+    # back, which deadlocks `call.write()` uploads; its server interceptor costs more.)
     HTTPXClientInstrumentor().instrument()
     _ENABLED = True
     _LOGGER.info("tracing on: spans of %s exported over OTLP", service)
@@ -183,6 +180,39 @@ class AsgiTracingMiddleware:
                     if status >= 500:
                         span.set_status(Status(StatusCode.ERROR))
                         span.set_attribute("error.type", str(status))
+
+
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
+# gRPC statuses that are the server's fault (OpenTelemetry's RPC conventions): the span errs.
+_SERVER_FAULTS = frozenset(
+    {"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"}
+)
+
+
+def rpc_server_span(method: str, traceparent: str) -> contextlib.AbstractContextManager[Any]:
+    """The SERVER span of one gRPC call (`/pkg.Service/Method`), continuing the caller's trace;
+    a no-op while tracing is off. Made by the services' own server interceptor (that of
+    opentelemetry-instrumentation-grpc wraps every call's context in a proxy, at more cost)."""
+    if not _ENABLED:
+        return _NO_SPAN
+    service, _, name = method.lstrip("/").rpartition("/")
+    return tracer().start_as_current_span(
+        method.lstrip("/"),
+        context=context_of(traceparent) if traceparent else None,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        record_exception=False,
+        set_status_on_exception=False,
+    )
+
+
+def end_rpc_server_span(span: Any, code_name: str) -> None:
+    """The call's status on its span (from rpc_server_span; None while tracing is off)."""
+    if span is None:
+        return
+    span.set_attribute("rpc.grpc.status_code", code_name)
+    if code_name in _SERVER_FAULTS:
+        span.set_status(Status(StatusCode.ERROR, code_name))
 
 
 @functools.cache
