@@ -9,6 +9,7 @@ from analysis_svc.jobs.worker import run_worker
 from analysis_svc.rpc.server import serve
 from analysis_svc.settings import AnalysisSettings, WorkerSettings
 from datapilot_runtime.logs import configure_logging
+from datapilot_runtime.tracing import configure_tracing
 
 
 def main() -> None:
@@ -18,10 +19,12 @@ def main() -> None:
     if role == "worker":
         worker_settings = WorkerSettings()
         configure_logging("analysis_worker", worker_settings.log_level)
+        configure_tracing("analysis_worker")
         asyncio.run(run_worker(worker_settings))
     else:
         settings = AnalysisSettings()
         configure_logging("analysis_svc", settings.log_level)
+        configure_tracing("analysis_svc")
         asyncio.run(serve(settings))
 
 

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from datapilot_cli.api import ApiError, DataPilotClient
-from datapilot_cli.polling import WaitTimeout, wait_for_job
+from datapilot_cli.polling import WaitTimeout, follow_job
 from datapilot_cli.render import render_job, render_jobs, render_result, visible
 from datapilot_runtime.report.insights import OVERRIDE_ROLES
 from datapilot_runtime.report.options import NO_OPTIONS, InvalidOptions, parse_options
@@ -112,7 +112,8 @@ def _analyze(client: DataPilotClient, args: argparse.Namespace, out: Console, er
     )
     try:
         with err.status("processing…") as status:
-            job = wait_for_job(
+            job = follow_job(
+                lambda: client.events(job_id),
                 lambda: client.status(job_id),
                 max_wait=args.max_wait,
                 retry_after=retry_after,

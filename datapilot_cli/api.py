@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from typing import Any
 import httpx
 
 UPLOAD_CHUNK_BYTES = 256 * 1024
+# An event stream silent for this long (heartbeats come every 15 s) counts as broken.
+EVENTS_READ_TIMEOUT_SECONDS = 45.0
 
 
 @dataclass
@@ -93,6 +96,30 @@ class DataPilotClient:
         )
         job: dict[str, Any] = response.json()
         return job, float(response.headers.get("Retry-After", "1") or 1)
+
+    def events(self, job_id: str) -> Iterator[dict[str, Any] | None]:
+        """The job's live events (its record on each change; None for a heartbeat) until the
+        server ends the stream; raises ApiError if it cannot be opened or breaks."""
+        timeout = httpx.Timeout(self._http.timeout.connect, read=EVENTS_READ_TIMEOUT_SECONDS)
+        try:
+            with self._http.stream(
+                "GET", f"/api/jobs/{job_id}/events", timeout=timeout
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise ApiError(response.status_code, "events_unavailable", response.text[:200])
+                data = ""
+                for line in response.iter_lines():
+                    if line.startswith(":"):
+                        yield None
+                    elif line.startswith("data:"):
+                        data = line[5:].strip()
+                    elif not line and data:
+                        job: dict[str, Any] = json.loads(data)
+                        data = ""
+                        yield job
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ApiError(0, "events_broken", f"the event stream broke: {exc}") from exc
 
     def status(self, job_id: str) -> dict[str, Any]:
         job: dict[str, Any] = self._send("GET", "/api/job-status", params={"jobId": job_id}).json()

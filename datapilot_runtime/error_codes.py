@@ -86,6 +86,7 @@ class ErrorCode(enum.StrEnum):
     HTTP_ERROR = "http_error"
     CLIENT_CLOSED_REQUEST = "client_closed_request"
     NOT_READY = "not_ready"
+    TOO_MANY_STREAMS = "too_many_streams"
     INTERNAL = "internal"
 
 
@@ -224,6 +225,11 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.HTTP_ERROR: CodeInfo("any other HTTP error, with the status it has"),
     C.CLIENT_CLOSED_REQUEST: CodeInfo("the client disconnected during its upload", http=499),
     C.NOT_READY: CodeInfo("`/readyz`: a service the gateway needs is not serving", http=503),
+    C.TOO_MANY_STREAMS: CodeInfo(
+        "the tenant already has `EVENTS_MAX_STREAMS_PER_TENANT` job event streams open on this "
+        "gateway (`Retry-After` says when to retry)",
+        http=429,
+    ),
     C.INTERNAL: CodeInfo("an unexpected error (details only in the logs)", http=500),
 }
 del C

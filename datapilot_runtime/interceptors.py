@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
+from datapilot_runtime import tracing
 from datapilot_runtime.context import (
     INTERNAL_TENANT,
     INTERNAL_TOKEN_METADATA_KEY,
@@ -85,7 +86,7 @@ def _log_call(
     context: grpc.aio.ServicerContext,
     started: float,
     cancelled: bool = False,
-) -> None:
+) -> str:
     code = context.code()
     name = code.name if isinstance(code, grpc.StatusCode) else "OK"
     if cancelled:
@@ -112,6 +113,7 @@ def _log_call(
                 "duration_ms": round(elapsed * 1000, 2),
             },
         )
+    return name
 
 
 class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -155,6 +157,7 @@ class ServerContextInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
             metadata.get(TENANT_METADATA_KEY, ""),
             rejection,
             self._store_errors,
+            metadata.get("traceparent", ""),
         )
         for kind in ("unary_unary", "stream_unary", "unary_stream", "stream_stream"):
             behavior = getattr(handler, kind)
@@ -172,6 +175,7 @@ class _Binding:
     tenant: str
     rejection: Rejection | None
     store_errors: StoreErrors | None
+    traceparent: str = ""
 
     def enter(self) -> tuple[Any, Any, Any]:
         return (
@@ -216,18 +220,20 @@ def _wrap_unary(
         tokens = binding.enter()
         started = time.perf_counter()
         cancelled = False
-        try:
-            await binding.reject(context)
-            return await behavior(request, context)
-        except asyncio.CancelledError:
-            cancelled = True  # the caller cancelled, or its deadline passed
-            raise
-        except Exception as exc:
-            await binding.answer_store_failure(context, exc)
-            raise
-        finally:
-            _log_call(binding.service, binding.method, context, started, cancelled)
-            binding.leave(tokens)
+        with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
+            try:
+                await binding.reject(context)
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                cancelled = True  # the caller cancelled, or its deadline passed
+                raise
+            except Exception as exc:
+                await binding.answer_store_failure(context, exc)
+                raise
+            finally:
+                code = _log_call(binding.service, binding.method, context, started, cancelled)
+                tracing.end_rpc_server_span(span, code)
+                binding.leave(tokens)
 
     return wrapper
 
@@ -239,19 +245,21 @@ def _wrap_stream(
         tokens = binding.enter()
         started = time.perf_counter()
         cancelled = False
-        try:
-            await binding.reject(context)
-            async for response in behavior(request, context):
-                yield response
-        except asyncio.CancelledError:
-            cancelled = True  # the caller cancelled, or its deadline passed
-            raise
-        except Exception as exc:
-            await binding.answer_store_failure(context, exc)
-            raise
-        finally:
-            _log_call(binding.service, binding.method, context, started, cancelled)
-            binding.leave(tokens)
+        with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
+            try:
+                await binding.reject(context)
+                async for response in behavior(request, context):
+                    yield response
+            except asyncio.CancelledError:
+                cancelled = True  # the caller cancelled, or its deadline passed
+                raise
+            except Exception as exc:
+                await binding.answer_store_failure(context, exc)
+                raise
+            finally:
+                code = _log_call(binding.service, binding.method, context, started, cancelled)
+                tracing.end_rpc_server_span(span, code)
+                binding.leave(tokens)
 
     return wrapper
 
@@ -276,6 +284,11 @@ def outgoing_metadata(
         metadata.add(QUOTA_METADATA_KEY, "1")
     if token and INTERNAL_TOKEN_METADATA_KEY not in metadata:
         metadata.add(INTERNAL_TOKEN_METADATA_KEY, token)
+    if tracing.enabled() and "traceparent" not in metadata:
+        # The callee's server span (OpenTelemetry's server interceptor) joins the caller's trace.
+        traceparent = tracing.current_traceparent()
+        if traceparent:
+            metadata.add("traceparent", traceparent)
     return metadata
 
 

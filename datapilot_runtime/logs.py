@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from datapilot_runtime.context import job_id_var, request_id_var
+from datapilot_runtime.tracing import current_ids
 
 # A secret's name, with up to four prefixes (OPENROUTER_API_KEY, s3-secret-key); bounded so that
 # a long dashed word cannot make the search quadratic.
@@ -97,6 +98,9 @@ class JsonFormatter(logging.Formatter):
         job_id = job_id_var.get()
         if job_id:
             entry["job_id"] = job_id
+        ids = current_ids()  # the span the line was logged in (none while tracing is off)
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value if isinstance(value, int | float | bool) else redact(str(value))

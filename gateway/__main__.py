@@ -8,6 +8,7 @@ import sys
 import uvicorn
 
 from datapilot_runtime.logs import configure_logging
+from datapilot_runtime.tracing import configure_tracing, instrument_asgi
 from gateway.app import create_app
 from gateway.bind_policy import anonymous_bind_refusal
 from gateway.server import GracefulServer
@@ -19,12 +20,15 @@ _LOGGER = logging.getLogger("gateway")
 def main() -> None:
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
+    configure_tracing("gateway")
     refusal = anonymous_bind_refusal(settings)
     if refusal:
         _LOGGER.error(refusal)
         sys.exit(2)
+    app = create_app(settings)
+    instrument_asgi(app)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.gateway_host,
         port=settings.gateway_port,
         log_config=None,

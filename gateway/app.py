@@ -14,6 +14,9 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.auth import ApiKeyMiddleware, ApiKeys
 from gateway.deps import Upstreams
+from gateway.events.sse import ERROR_STATUSES as EVENT_ERROR_STATUSES
+from gateway.events.sse import StreamSlots
+from gateway.events.sse import router as events_router
 from gateway.json_response import FastJSONResponse as JSONResponse
 from gateway.middleware import (
     CancelOnDisconnectMiddleware,
@@ -22,7 +25,7 @@ from gateway.middleware import (
     job_read_template,
     rpc_error_response,
 )
-from gateway.openapi_doc import install_openapi
+from gateway.openapi_doc import install_docs, install_openapi
 from gateway.problems import ProblemError, problem_response
 from gateway.routes import ERROR_STATUSES, router
 from gateway.settings import GatewaySettings
@@ -73,12 +76,21 @@ def create_app(settings: GatewaySettings, *, fast_job_reads: bool = True) -> Fas
         ),
         lifespan=lifespan,
         default_response_class=JSONResponse,
+        docs_url=None,  # served from the gateway's own assets instead (install_docs)
+        redoc_url=None,
+        # FastAPI's own OpenTelemetry spans, metrics and logs are off: the gateway's one server
+        # span per request comes from datapilot_runtime.tracing (several times cheaper), and
+        # exception logs must not leave through another channel.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     if fast_job_reads:
         app.job_reads = JobReads(app, keys)
+    app.state.event_slots = StreamSlots(settings.events_max_streams_per_tenant)
     app.include_router(router)
-    install_openapi(app, ERROR_STATUSES)
+    app.include_router(events_router)
+    install_openapi(app, {**ERROR_STATUSES, **EVENT_ERROR_STATUSES})
+    install_docs(app)
     # Outermost last: request context, then authentication, then cancel-on-disconnect.
     app.add_middleware(CancelOnDisconnectMiddleware)
     app.add_middleware(ApiKeyMiddleware, keys=keys)

@@ -1,12 +1,25 @@
-"""The OpenAPI document: every error response is a documented problem+json with an example."""
+"""The OpenAPI document (every error a documented problem+json) and its docs pages.
+
+The docs pages (/docs Swagger UI, /redoc) load their scripts and styles from the gateway itself,
+from the pinned fastapi-offline package: FastAPI's defaults load them from a CDN, a blank page
+in a cluster without internet access.
+"""
 
 from __future__ import annotations
 
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+DOCS_ASSETS_PATH = "/docs-assets"
+_ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -90,3 +103,32 @@ def install_openapi(app: FastAPI, error_statuses: dict[str, list[int]]) -> None:
         return document
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their assets served from DOCS_ASSETS_PATH.
+
+    The app is made with docs_url=None and redoc_url=None (FastAPI's pages point at a CDN).
+    """
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=_ASSETS_DIR), name="docs-assets")
+    title = f"{app.title} - docs"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=title,
+            swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=title,
+            redoc_js_url=f"{DOCS_ASSETS_PATH}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+            with_google_fonts=False,
+        )

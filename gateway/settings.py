@@ -25,3 +25,7 @@ class GatewaySettings(CommonSettings):
     upload_min_rate_grace_seconds: float = Field(default=5, gt=0)
     read_deadline_seconds: float = Field(default=10, gt=0)
     analyze_deadline_seconds: float = Field(default=120, gt=0)
+    # Live job events (GET /api/jobs/{jobId}/events): a comment every this many seconds keeps
+    # an idle stream open; at most this many open streams per tenant (per gateway process).
+    events_heartbeat_seconds: float = Field(default=15, gt=0, le=300)
+    events_max_streams_per_tenant: int = Field(default=20, ge=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uvloop
 
 from datapilot_runtime.logs import configure_logging
+from datapilot_runtime.tracing import configure_tracing
 from ingest_svc.server import serve
 from ingest_svc.settings import IngestSettings
 
@@ -12,6 +13,7 @@ from ingest_svc.settings import IngestSettings
 def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest_svc", settings.log_level)
+    configure_tracing("ingest_svc")
     uvloop.run(serve(settings))  # every poll passes through here: the faster loop
 
 

@@ -29,3 +29,6 @@ BLOB_JANITOR_DELETED = Counter(
     "Blobs the janitor deleted: expired (a job that ran, its record gone), orphan (an input only)",
     ["reason"],
 )
+JOB_WATCHES = Gauge(
+    "datapilot_job_watches", "WatchJob streams open (live job events) in this process"
+)

@@ -17,7 +17,7 @@ import grpc
 from datapilot.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from redis.exceptions import RedisError
 
-from datapilot_runtime import artifacts
+from datapilot_runtime import artifacts, tracing
 from datapilot_runtime.context import (
     ADMITTED_METADATA,
     INTERNAL_TENANT,
@@ -43,6 +43,7 @@ from ingest_svc.blob_store import (
     BlobStoreError,
     StoredBlob,
 )
+from ingest_svc.metrics import JOB_WATCHES
 from ingest_svc.settings import IngestSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,6 +55,15 @@ _BLOB_WRITING_METHODS = frozenset({"Upload", "PutArtifact"})
 _BLOB_KINDS = (ingest_pb2.BLOB_KIND_INPUT, ingest_pb2.BLOB_KIND_RESULT, ingest_pb2.BLOB_KIND_ERROR)
 # An upload refused for a full spool is retried after this long (others will have finished).
 SPOOL_RETRY_AFTER_SECONDS = 2
+# A WatchJob waits on the job's feed at most this long per read: under the Redis client's socket
+# timeout, and often enough to send heartbeats on time.
+WATCH_BLOCK_MS = 1000
+DEFAULT_HEARTBEAT_MS = 15_000
+MIN_HEARTBEAT_MS = 50
+_EVENT_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+# The event id of a record sent when the job has no feed (it expired): resuming from it reads
+# the whole feed, should one appear again.
+_FEED_START = "0-0"
 
 
 def _blob_key(kind: int, record: JobRecord) -> str | None:
@@ -260,6 +270,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             input_key=blob.key,
             request_id=request_id_var.get() or "",
             options_json=options.to_json(),
+            traceparent=tracing.current_traceparent(),
         )
         try:
             if idem:
@@ -455,6 +466,60 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
             blob={"key": blob.key, "size_bytes": blob.size_bytes, "sha256": blob.sha256}
         )
 
+    async def WatchJob(
+        self, request: ingest_pb2.WatchJobRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[ingest_pb2.WatchJobResponse]:
+        """The job's record on each change, until terminal; heartbeats while nothing changes.
+
+        The changes come from the job's feed, appended by the very scripts that change the job.
+        A caller gone (or its deadline) cancels this generator, which frees the watch.
+        """
+        record = await self._existing(request.job_id, context)
+        job_id = record.job_id
+        heartbeat = max(MIN_HEARTBEAT_MS, request.heartbeat_ms or DEFAULT_HEARTBEAT_MS) / 1000
+        resume = request.last_event_id if _EVENT_ID_RE.match(request.last_event_id) else ""
+        JOB_WATCHES.inc()
+        try:
+            if record.timed_out:
+                await self._expire(record)  # its transition is a change like any other
+            current, latest = await self._jobs.snapshot(job_id)
+            if current is None:
+                await abort(context, ErrorCode.NOT_FOUND, f"job {job_id!r} not found")
+            after = resume
+            if not resume or not latest:
+                # A new watch, or a resume from a feed that expired: the record as it is now.
+                after = latest or _FEED_START
+                yield _event(after, current)
+                if current.status.terminal:
+                    return
+            elif current.status.terminal and latest == resume:
+                return  # the caller has seen the last change already
+            loop = asyncio.get_running_loop()
+            quiet_since = loop.time()
+            while True:
+                until_heartbeat = quiet_since + heartbeat - loop.time()
+                wait = min(WATCH_BLOCK_MS, max(1, int(until_heartbeat * 1000)))
+                changes = await self._jobs.changes(job_id, after, wait)
+                for change in changes:
+                    after = change.event_id
+                    yield _event(change.event_id, change.record)
+                    if change.record.status.terminal:
+                        return
+                if changes:
+                    quiet_since = loop.time()
+                    continue
+                if loop.time() - quiet_since < heartbeat:
+                    continue
+                now = await self._jobs.get(job_id)
+                if now is None:
+                    await abort(context, ErrorCode.NOT_FOUND, f"job {job_id!r} is gone")
+                if now.timed_out:
+                    await self._expire(now)
+                yield ingest_pb2.WatchJobResponse(heartbeat=ingest_pb2.Heartbeat())
+                quiet_since = loop.time()
+        finally:
+            JOB_WATCHES.dec()
+
     @staticmethod
     def _holds(record: JobRecord, lease_token: str) -> bool:
         return (
@@ -465,3 +530,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
 
     async def _put(self, key: str, content: bytes) -> StoredBlob:
         return await self._blobs.put_stream(key, io.BytesIO(content))
+
+
+def _event(event_id: str, record: JobRecord) -> ingest_pb2.WatchJobResponse:
+    return ingest_pb2.WatchJobResponse(
+        event=ingest_pb2.JobEvent(event_id=event_id, job=record_to_proto(record))
+    )

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+from opentelemetry import trace
 
 from datapilot_runtime.report.insights import LABEL_FIELDS, Insight
 from llm_svc import metrics
@@ -135,9 +136,19 @@ class LlmFailure(Exception):
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What the provider reported about one completion (OpenAI-compatible `usage`, `model`)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    response_model: str = ""
+
+
+@dataclass(frozen=True)
 class LlmAnswer:
     drafts: list[InsightDraft]
     attempts: int
+    usage: Usage = Usage()
 
 
 def _strip_reasoning(content: str) -> str:
@@ -295,17 +306,28 @@ class LlmClient:
             body["response_format"] = {"type": "json_object"}
         return body
 
-    async def _attempt(self, report: dict[str, Any], budget: float) -> list[InsightDraft]:
+    async def _attempt(
+        self, report: dict[str, Any], budget: float, attempt: int
+    ) -> tuple[list[InsightDraft], Usage]:
         body = self._body(report)
         started = time.perf_counter()
+        # Each HTTP attempt is an event of the LLM call's span (llm_svc.servicer's `chat` span).
+        span = trace.get_current_span()
         try:
             async with asyncio.timeout(budget):
                 response = await self._http.post("chat/completions", json=body, timeout=budget)
         except (TimeoutError, httpx.TimeoutException) as exc:
+            span.add_event("attempt", {"datapilot.llm.attempt": attempt, "error.type": "timeout"})
             raise LlmFailure("timeout", FailureKind.TRANSIENT) from exc
         except httpx.TransportError as exc:
+            span.add_event(
+                "attempt", {"datapilot.llm.attempt": attempt, "error.type": type(exc).__name__}
+            )
             raise LlmFailure(f"network error {type(exc).__name__}", FailureKind.TRANSIENT) from exc
         status = response.status_code
+        span.add_event(
+            "attempt", {"datapilot.llm.attempt": attempt, "http.response.status_code": status}
+        )
         metrics.LLM_LATENCY.observe(time.perf_counter() - started)
         if status >= 400:
             if status == 400 and "response_format" in body and "response_format" in response.text:
@@ -320,8 +342,8 @@ class LlmClient:
             payload = response.json()
         except ValueError as exc:
             raise LlmFailure("completion body is not JSON") from exc
-        _count_tokens(payload)
-        return parse_insights(_message_content(payload))
+        usage = _count_tokens(payload)
+        return parse_insights(_message_content(payload)), usage
 
     async def generate(
         self, report: dict[str, Any], deadline: float, *, max_attempts: int | None = None
@@ -346,8 +368,8 @@ class LlmClient:
                 raise failure
             attempt += 1
             try:
-                drafts = await self._attempt(
-                    report, min(self._settings.llm_request_timeout_seconds, remaining)
+                drafts, usage = await self._attempt(
+                    report, min(self._settings.llm_request_timeout_seconds, remaining), attempt
                 )
             except _JsonModeRefused:
                 _LOGGER.warning("the LLM endpoint refuses response_format; asking without it")
@@ -377,7 +399,7 @@ class LlmClient:
                 await self._sleep(delay)
                 continue
             metrics.LLM_ATTEMPTS.labels(result="ok").inc()
-            return LlmAnswer(drafts, attempt)
+            return LlmAnswer(drafts, attempt, usage)
 
     def _retry_delay(
         self, exc: LlmFailure, attempt: int, attempts_allowed: int, auth_retried: bool
@@ -396,12 +418,18 @@ class _JsonModeRefused(Exception):
     """The endpoint answered 400 to `response_format`; ask again without it."""
 
 
-def _count_tokens(payload: Any) -> None:
-    """Token usage as the provider reports it (OpenAI-compatible `usage`)."""
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    if not isinstance(usage, dict):
-        return
-    for kind in ("prompt_tokens", "completion_tokens"):
-        value = usage.get(kind)
-        if isinstance(value, int) and value >= 0:
-            metrics.LLM_TOKENS.labels(kind.removesuffix("_tokens")).inc(value)
+def _count_tokens(payload: Any) -> Usage:
+    """Token usage as the provider reports it (OpenAI-compatible `usage`), counted in metrics."""
+    if not isinstance(payload, dict):
+        return Usage()
+    model = payload.get("model")
+    usage = payload.get("usage")
+    counts = {"prompt_tokens": 0, "completion_tokens": 0}
+    if isinstance(usage, dict):
+        for kind in counts:
+            value = usage.get(kind)
+            if isinstance(value, int) and value >= 0:
+                counts[kind] = value
+                metrics.LLM_TOKENS.labels(kind.removesuffix("_tokens")).inc(value)
+    response_model = model if isinstance(model, str) else ""
+    return Usage(counts["prompt_tokens"], counts["completion_tokens"], response_model)

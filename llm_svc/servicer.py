@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import grpc
 from datapilot.llm.v1 import llm_pb2, llm_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
 
+from datapilot_runtime import tracing
 from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.grpc_errors import abort
 from llm_svc import metrics
@@ -37,6 +39,13 @@ _STATES = {
     State.CLOSED: llm_pb2.CIRCUIT_STATE_CLOSED,
     State.OPEN: llm_pb2.CIRCUIT_STATE_OPEN,
     State.HALF_OPEN: llm_pb2.CIRCUIT_STATE_HALF_OPEN,
+}
+# The breaker's state as a call finds it (a rejection is an open breaker, or a half-open one
+# whose single probe is already in flight).
+_BREAKER_STATE = {
+    Admission.ALLOWED: State.CLOSED.value,
+    Admission.PROBE: State.HALF_OPEN.value,
+    Admission.REJECTED: State.OPEN.value,
 }
 _SOURCE_LABELS = {
     llm_pb2.INSIGHT_SOURCE_LLM: "llm",
@@ -145,14 +154,42 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
         if self._client is None:
             metrics.LLM_CALLS.labels(outcome="unconfigured").inc()
             return self._compose(None, fallback)
+        # The LLM call, with the GenAI semantic conventions; the breaker's state, the attempts
+        # (events) and whether the answer fell back are on it too.
+        with tracing.tracer().start_as_current_span(
+            f"chat {self._model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": self._model,
+            },
+        ) as span:
+            response = await self._llm_insights(report, fallback, context)
+            span.set_attribute("datapilot.insights.source", _SOURCE_LABELS[response.source])
+            span.set_attribute(
+                "datapilot.llm.fallback", response.source == llm_pb2.INSIGHT_SOURCE_FALLBACK
+            )
+            return response
+
+    async def _llm_insights(
+        self,
+        report: dict[str, object],
+        fallback: list[InsightDraft],
+        context: grpc.aio.ServicerContext,
+    ) -> llm_pb2.GenerateInsightsResponse:
+        span = trace.get_current_span()
         key = cache_key(self._cache_prefix, report, self._model, PROMPT_VERSION)
         if self._cache is not None:
             cached = await self._cache.get(key)
             if cached is not None:
                 metrics.LLM_CALLS.labels(outcome="cached").inc()
+                span.set_attribute("datapilot.llm.cached", True)
                 kept, dropped = cached
                 return self._compose(LlmInsights(kept, dropped), fallback)
         admission = await self._breaker.admit()
+        span.set_attribute("datapilot.llm.breaker.state", _BREAKER_STATE[admission])
+        span.set_attribute("datapilot.llm.admission", admission.value)
         if admission is Admission.REJECTED:
             metrics.LLM_CALLS.labels(outcome="rejected").inc()
             return self._compose(None, fallback)
@@ -183,6 +220,9 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
                 max_attempts=1 if admission is Admission.PROBE else None,
             )
         except LlmFailure as exc:
+            span = trace.get_current_span()
+            span.set_attribute("datapilot.llm.attempts", exc.attempts)
+            span.set_attribute("error.type", exc.kind.value)
             if exc.counts:
                 metrics.LLM_CALLS.labels(outcome="failure").inc()
                 await self._breaker.record_failure(admission)
@@ -201,6 +241,14 @@ class LlmServicer(llm_pb2_grpc.LlmServiceServicer):  # type: ignore[misc]
             await self._breaker.release(admission)
             raise
         metrics.LLM_CALLS.labels(outcome="success").inc()
+        trace.get_current_span().set_attributes(
+            {
+                "datapilot.llm.attempts": answer.attempts,
+                "gen_ai.response.model": answer.usage.response_model or self._model,
+                "gen_ai.usage.input_tokens": answer.usage.input_tokens,
+                "gen_ai.usage.output_tokens": answer.usage.output_tokens,
+            }
+        )
         await self._breaker.record_success(admission)
         kept, dropped = ground(answer.drafts, report)
         for _draft, verdict in dropped:

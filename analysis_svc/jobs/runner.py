@@ -20,9 +20,10 @@ from redis.exceptions import RedisError
 from analysis_svc.engine import SCHEMA_VERSION
 from analysis_svc.jobs.input_fetch import InputTooLarge, fetched_input
 from analysis_svc.jobs.metrics import JOB_DURATION, JOBS_FINISHED
+from analysis_svc.jobs.phase_spans import PhaseSpans
 from analysis_svc.sandbox.pool import AnalysisRefused, run_in_child
 from analysis_svc.settings import WorkerSettings
-from datapilot_runtime import artifacts
+from datapilot_runtime import artifacts, tracing
 from datapilot_runtime.context import job_id_var, request_id_var
 from datapilot_runtime.error_codes import ErrorCode
 from datapilot_runtime.grpc_errors import error_code_of
@@ -113,7 +114,30 @@ class JobRunner:
             return
         if record.request_id:
             request_id_var.set(record.request_id)  # the upload's request id, end to end
-        _LOGGER.info("job processing", extra={"attempt": claim.attempt, "take_over": take_over})
+        # The job's span joins the trace of the upload that created it (its stored traceparent).
+        with tracing.tracer().start_as_current_span(
+            "job",
+            context=tracing.context_of(record.traceparent),
+            kind=tracing.SpanKind.CONSUMER,
+            attributes={
+                "datapilot.job.id": job_id,
+                "datapilot.job.attempt": claim.attempt,
+                "datapilot.job.take_over": take_over,
+                "datapilot.input.bytes": record.size_bytes,
+            },
+        ) as span:
+            _LOGGER.info("job processing", extra={"attempt": claim.attempt, "take_over": take_over})
+            final = await self._run_claimed(record, lease_token)
+            if final is not None:
+                span.set_attribute("datapilot.job.status", final.status.value)
+                if final.status is Status.FAILED:
+                    span.set_status(tracing.Status(tracing.StatusCode.ERROR, final.error))
+                    span.set_attribute("error.type", final.error)
+
+    async def _run_claimed(self, record: JobRecord, lease_token: str) -> JobRecord | None:
+        """Run a claimed job to its end; returns its record then (None if it vanished)."""
+        job_id = record.job_id
+        final: JobRecord | None = None
         started = time.monotonic()
         try:
             async with asyncio.timeout_at(self._loop_deadline(record.timeout_at)):
@@ -136,6 +160,7 @@ class JobRunner:
             final = await self._jobs.get(job_id)
             if final is not None and final.status.terminal:
                 JOB_DURATION.labels(final.status.value).observe(time.monotonic() - started)
+        return final
 
     async def _process_through_outages(self, record: JobRecord, lease_token: str) -> None:
         """Run the job; an outage of Redis or of a service restarts it after a backoff.
@@ -171,7 +196,25 @@ class JobRunner:
         await self._jobs.set_progress(job_id, PHASE_PROGRESS[phase])
 
     async def _process(self, record: JobRecord, lease_token: str) -> None:
+        phases = PhaseSpans()
+        try:
+            await self._process_phases(record, lease_token, phases)
+        except BaseException as exc:
+            phases.fail(exc)
+            raise
+        finally:
+            phases.finish()
+
+    async def _process_phases(
+        self, record: JobRecord, lease_token: str, phases: PhaseSpans
+    ) -> None:
         job_id = record.job_id
+
+        async def child_phase(phase: str, started_ns: int) -> None:
+            phases.child_phase(phase, started_ns)
+            await self._phase(job_id, phase)
+
+        phases.begin("download", {"datapilot.input.bytes": record.size_bytes})
         await self._phase(job_id, "download")
         try:
             async with fetched_input(
@@ -186,7 +229,7 @@ class JobRunner:
                     record.filename,
                     max_memory_mb=self._settings.analysis_max_memory_mb,
                     slow_seconds=self._settings.simulated_slow_processing_seconds,
-                    on_phase=lambda phase: self._phase(job_id, phase),
+                    on_phase=child_phase,
                     roles=parse_options(record.options_json).roles,
                 )
         except AnalysisRefused as exc:
@@ -197,8 +240,23 @@ class JobRunner:
             raise self._rpc_failure(
                 exc, ErrorCode.BLOB_DOWNLOAD_FAILED, "Upload unreadable"
             ) from exc
+        dataset = output.report.get("dataset") or {}
+        phases.child_done(
+            output.finished_ns,
+            {
+                "datapilot.rows": int(dataset.get("rows", 0)),
+                "datapilot.columns": int(dataset.get("columns", 0)),
+            },
+        )
+        phases.begin("insights")
         await self._phase(job_id, "insights")
         insights = await self._insights(output.report, record.timeout_at)
+        phases.annotate(
+            {
+                "datapilot.insights.source": str(insights["insightsSource"]),
+                "datapilot.insights.count": len(insights["insights"]),
+            }
+        )
         await self._phase(job_id, "publish")
         document = {
             "jobId": job_id,
@@ -212,12 +270,14 @@ class JobRunner:
             "charts": output.charts,
             **insights,
         }
+        content = json.dumps(document, indent=2).encode()
+        phases.begin("publish", {"datapilot.result.bytes": len(content)})
         try:
             await self._ingest.PutArtifact(
                 ingest_pb2.PutArtifactRequest(
                     job_id=job_id,
                     kind=ingest_pb2.BLOB_KIND_RESULT,
-                    content=json.dumps(document, indent=2).encode(),
+                    content=content,
                     lease_token=lease_token,
                 ),
                 timeout=self._remaining(record.timeout_at),

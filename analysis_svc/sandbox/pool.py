@@ -38,6 +38,10 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["analysis_svc.sandbox.preload"])
 
 
+# Told each phase the child starts and when it started (the child's clock, Unix ns).
+PhaseCallback = Callable[[str, int], Awaitable[None]]
+
+
 class AnalysisRefused(Exception):
     """The input cannot be analysed; `code` is the job error code, str() the message."""
 
@@ -52,6 +56,8 @@ class AnalysisOutput:
 
     report: dict[str, Any]
     charts: list[dict[str, Any]]
+    # When the child finished (its clock, Unix ns): where its last phase ends in a trace.
+    finished_ns: int = 0
 
 
 def _rss_bytes(pid: int) -> int:
@@ -99,10 +105,16 @@ def _analyse_one(
     try:
         if slow_seconds:  # SIMULATED_SLOW_PROCESSING_SECONDS: a dev toggle
             time.sleep(slow_seconds)
+        # Each phase with the child's own time: the worker records the child's phases as spans
+        # (an exporter does not survive a fork, and the child has none).
         output = engine.analyze(
-            Path(path), filename, lambda phase: conn.send(("phase", phase)), roles=roles
+            Path(path),
+            filename,
+            lambda phase: conn.send(("phase", phase, time.time_ns())),
+            roles=roles,
         )
-        conn.send_bytes(json.dumps({"report": output[0], "charts": output[1]}).encode())
+        document = {"report": output[0], "charts": output[1], "finishedNs": time.time_ns()}
+        conn.send_bytes(json.dumps(document).encode())
     except InvalidInput as exc:
         if _caused_by_memory(exc):
             conn.send(
@@ -213,7 +225,7 @@ class ChildPool:
         filename: str,
         *,
         max_memory_mb: int,
-        on_phase: Callable[[str], Awaitable[None]] | None,
+        on_phase: PhaseCallback | None,
         slow_seconds: float,
         roles: Mapping[str, str],
     ) -> AnalysisOutput:
@@ -245,11 +257,13 @@ class ChildPool:
                 if message.startswith(b"{"):
                     document = json.loads(message)
                     reusable = True
-                    return AnalysisOutput(document["report"], document["charts"])
+                    return AnalysisOutput(
+                        document["report"], document["charts"], int(document["finishedNs"])
+                    )
                 event = _unpickle(message)
                 if event[0] == "phase":
                     if on_phase is not None:
-                        await on_phase(str(event[1]))
+                        await on_phase(str(event[1]), int(event[2]))
                 elif event[0] == "refused":
                     refusal = ErrorCode(event[1])
                     reusable = refusal is ErrorCode.INVALID_INPUT
@@ -274,11 +288,13 @@ async def run_in_child(
     filename: str,
     *,
     max_memory_mb: int,
-    on_phase: Callable[[str], Awaitable[None]] | None = None,
+    on_phase: PhaseCallback | None = None,
     slow_seconds: float = 0.0,
     roles: Mapping[str, str] | None = None,
 ) -> AnalysisOutput:
     """Analyse `path` in a child; cancelling this coroutine kills that child at once.
+
+    `on_phase(phase, started_ns)` hears each phase the child starts, with the child's clock.
 
     `roles`: the uploader's column role overrides, handed to the engine's `analyze()`.
     """

@@ -42,6 +42,12 @@ def job_id_of_key(key: str) -> str:
     return key.removeprefix("dp:{job:").removesuffix("}")
 
 
+def events_key(job_id: str) -> str:
+    """A job's change feed (live job events): in its record's slot, so the script that changes
+    the record appends to it."""
+    return job_key(job_id) + ":events"
+
+
 def job_sync_key(job_id: str) -> str:
     """A short-lived key in the job's slot, written right before WAIT on that slot's master."""
     return f"dp:{{job:{job_id}}}:sync"

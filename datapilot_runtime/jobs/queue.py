@@ -25,6 +25,7 @@ from datapilot_runtime.jobs.keys import (
     CANCEL_CHANNEL,
     CONSUMER_GROUP,
     active_index_key,
+    events_key,
     idempotency_key,
     job_key,
     job_sync_key,
@@ -34,7 +35,7 @@ from datapilot_runtime.jobs.keys import (
     tenant_index_key,
 )
 from datapilot_runtime.jobs.status import Status
-from datapilot_runtime.jobs.store import JobRecord, require_lease_token
+from datapilot_runtime.jobs.store import PUBLISH_CHANGE_LUA, JobRecord, require_lease_token
 from datapilot_runtime.redis_client import RedisClient
 
 # The cancel listener raises (and is resubscribed) when its link was silent this long.
@@ -51,12 +52,15 @@ _StreamEntries = list[tuple[str, list[tuple[str, dict[str, str]]]]]
 # steps that span a job, its tenant and its stream shard are ordered so that a crash between
 # two of them leaves a state the sweeper repairs (docs/redis-cluster.md).
 
-# Standalone only. KEYS[1] idempotency key ('' skips it), KEYS[2] job hash, KEYS[3] stream,
-# KEYS[4] tenant index, KEYS[5] active index. ARGV[1] "jobId sha256" of the new job, ARGV[2] TTL
-# seconds, ARGV[3] createdAt, ARGV[4] timeoutAt, ARGV[5..] the job's field/value pairs. Creates,
-# indexes and enqueues the job (its stream entry recorded as its current delivery) unless the
-# idempotency key already names one; returns the value stored under the key either way.
-_CREATE_ATOMIC_LUA = """
+# Standalone only. KEYS[1] idempotency key ('' skips it), KEYS[2] job hash, KEYS[3] stream, KEYS[4]
+# tenant index, KEYS[5] active index, KEYS[6] the job's change feed. ARGV[1] "jobId sha256" of the
+# new job, ARGV[2] TTL seconds, ARGV[3] createdAt, ARGV[4] timeoutAt, ARGV[5..] the job's
+# field/value pairs. Creates, indexes and enqueues the job (its stream entry recorded as its current
+# delivery) unless the idempotency key already names one; returns the value stored under the key
+# either way.
+_CREATE_ATOMIC_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if KEYS[1] ~= '' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return existing end
@@ -70,14 +74,18 @@ redis.call('ZADD', KEYS[4], ARGV[3], job_id)
 redis.call('ZADD', KEYS[5], ARGV[4], job_id)
 local id = redis.call('XADD', KEYS[3], '*', 'job_id', job_id)
 redis.call('HSET', KEYS[2], 'message_id', id)
+publish_change(KEYS[2], KEYS[6])
 return ARGV[1]
 """
+)
 
-# Standalone only. KEYS[1] job hash, KEYS[2] stream. ARGV[1] lease token, ARGV[2] consumer group,
-# ARGV[3] the stream entry to acknowledge. Puts a processing job held under the token back in
-# the queue as a new stream entry (now its current one) and acknowledges the old one,
-# atomically. Returns 1, or 0 if not held.
-_REQUEUE_ATOMIC_LUA = """
+# Standalone only. KEYS[1] job hash, KEYS[2] stream, KEYS[3] its change feed. ARGV[1] lease token,
+# ARGV[2] consumer group, ARGV[3] the stream entry to acknowledge. Puts a processing job held under
+# the token back in the queue as a new stream entry (now its current one) and acknowledges the old
+# one, atomically. Returns 1, or 0 if not held.
+_REQUEUE_ATOMIC_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if ARGV[1] == '' then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
    redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
@@ -87,8 +95,10 @@ local id = redis.call('XADD', KEYS[2], '*', 'job_id', redis.call('HGET', KEYS[1]
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '', 'message_id', id)
 redis.call('XACK', KEYS[2], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[2], ARGV[3])
+publish_change(KEYS[1], KEYS[3])
 return 1
 """
+)
 
 # KEYS[1] job hash. ARGV[1] TTL seconds, ARGV[2..] the job's field/value pairs. A new record,
 # queued, with no delivery yet; the TTL removes it if the upload never gets further.
@@ -119,18 +129,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
-# KEYS[1] job hash. ARGV[1] lease token, ARGV[2] the new stream entry. Puts a processing job held
-# under the token back in the queue with the new entry as its current one. Returns 1, or 0 if
-# not held (the caller then drops the new entry).
-_REQUEUE_LUA = """
+# KEYS[1] job hash, KEYS[2] its change feed. ARGV[1] lease token, ARGV[2] the new stream entry. Puts
+# a processing job held under the token back in the queue with the new entry as its current one.
+# Returns 1, or 0 if not held (the caller then drops the new entry).
+_REQUEUE_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if ARGV[1] == '' then return 0 end
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' or
    redis.call('HGET', KEYS[1], 'lease_token') ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '', 'message_id', ARGV[2])
+publish_change(KEYS[1], KEYS[2])
 return 1
 """
+)
 
 # KEYS[1] stream. ARGV[1] consumer group, ARGV[2] consumer, ARGV[3..] entry ids. Resets the
 # idle time of the entries `consumer` still holds (XCLAIM to itself) and of no other: an entry
@@ -147,19 +161,23 @@ end
 return renewed
 """
 
-# KEYS[1] job hash. ARGV[1] the current entry the caller saw ('' for none yet: a new job), ARGV[2]
-# the new entry. Makes the new entry the job's delivery (queued, no lease) if the job is still
-# non-terminal on the entry the caller saw. Returns 1, or 0 when the job moved on (the new entry
-# is then a duplicate, acknowledged by whoever reads it).
-_REENQUEUE_LUA = """
+# KEYS[1] job hash, KEYS[2] its change feed. ARGV[1] the current entry the caller saw ('' for none
+# yet: a new job), ARGV[2] the new entry. Makes the new entry the job's delivery (queued, no lease)
+# if the job is still non-terminal on the entry the caller saw. Returns 1, or 0 when the job moved
+# on (the new entry is then a duplicate, acknowledged by whoever reads it).
+_REENQUEUE_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if (status ~= 'queued' and status ~= 'processing') or
    (redis.call('HGET', KEYS[1], 'message_id') or '') ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'lease_token', '', 'message_id', ARGV[2])
+publish_change(KEYS[1], KEYS[2])
 return 1
 """
+)
 
 
 class ReplicationLagging(RedisError):
@@ -263,6 +281,7 @@ class JobQueue:
                         stream_key(shard),
                         tenant_index_key(record.tenant),
                         active_index_key(shard),
+                        events_key(record.job_id),
                     ],
                     args=[
                         f"{record.job_id} {record.sha256}",
@@ -326,7 +345,7 @@ class JobQueue:
         else:
             await self._redis.zadd(tenant_index_key(record.tenant), {job_id: record.created_at})
         entry = str(await self._redis.xadd(stream_key(shard), {"job_id": job_id}))
-        await self._reenqueue(keys=[job_key(job_id)], args=["", entry])
+        await self._reenqueue(keys=[job_key(job_id), events_key(job_id)], args=["", entry])
         return ours
 
     async def wait_replicated(self, job_id: str, *, stream: bool = True) -> None:
@@ -491,12 +510,16 @@ class JobQueue:
         if not self._cluster:
             return bool(
                 await self._requeue_atomic(
-                    keys=[job_key(job_id), stream_key(shard)],
+                    keys=[job_key(job_id), stream_key(shard), events_key(job_id)],
                     args=[lease_token, CONSUMER_GROUP, message_id],
                 )
             )
         new_id = str(await self._redis.xadd(stream_key(shard), {"job_id": job_id}))
-        held = bool(await self._requeue(keys=[job_key(job_id)], args=[lease_token, new_id]))
+        held = bool(
+            await self._requeue(
+                keys=[job_key(job_id), events_key(job_id)], args=[lease_token, new_id]
+            )
+        )
         await self.acknowledge(Delivery(message_id if held else new_id, job_id, shard))
         return held
 
@@ -561,7 +584,9 @@ class JobQueue:
         """
         new_id = await self._redis.xadd(stream_key(self.shard_of(job_id)), {"job_id": job_id})
         return bool(
-            await self._reenqueue(keys=[job_key(job_id)], args=[lost_message_id, str(new_id)])
+            await self._reenqueue(
+                keys=[job_key(job_id), events_key(job_id)], args=[lost_message_id, str(new_id)]
+            )
         )
 
     async def cancellations(

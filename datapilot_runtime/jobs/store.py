@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, job_key, tenant_index_key
+from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, events_key, job_key, tenant_index_key
 
 # Re-exported: the store's callers name states with the records they read.
 from datapilot_runtime.jobs.status import ACTIVE as ACTIVE
@@ -20,15 +20,35 @@ from datapilot_runtime.redis_client import RedisClient
 
 LIST_SCAN_BATCH = 100
 LIST_SCAN_LIMIT = 1000
+# A job's change feed (live job events): a short-lived stream of snapshots of its record, one
+# entry per transition or progress change, appended by the same Lua script that makes the
+# change. Its entry ids are the event ids clients resume from (Last-Event-ID).
+# Ample for one job's changes (a few transitions and a progress step per phase).
+EVENTS_MAXLEN = 64
+# Renewed on every change: the feed outlives the job's last change by this long.
+EVENTS_TTL_SECONDS = 3600
 
 
-# KEYS[1] job hash. ARGV[1] comma-separated allowed current states, ARGV[2] new state,
-# ARGV[3] TTL seconds to set when the new state is terminal (0 = none), ARGV[4] pub/sub channel
-# to announce the new state on ("" = none), ARGV[5] lease token the job must be held under
-# ("" = any), ARGV[6..] field/value pairs to set.
-# Returns {1, new} on success (or when the job is already in the new state under this very lease
-# token), {0, current} when refused, {-1, ""} when the job does not exist.
-_TRANSITION_LUA = """
+# Appended to the scripts that change a job: `publish_change(job_key, events_key)` adds a
+# snapshot of the whole record to the job's feed and renews the feed's expiry.
+PUBLISH_CHANGE_LUA = f"""
+local function publish_change(job_key, feed_key)
+  redis.call('XADD', feed_key, 'MAXLEN', '{EVENTS_MAXLEN}', '*',
+    unpack(redis.call('HGETALL', job_key)))
+  redis.call('EXPIRE', feed_key, '{EVENTS_TTL_SECONDS}')
+end
+"""
+
+
+# KEYS[1] job hash, KEYS[2] its change feed. ARGV[1] comma-separated allowed current states, ARGV[2]
+# new state, ARGV[3] TTL seconds to set when the new state is terminal (0 = none), ARGV[4] pub/sub
+# channel to announce the new state on ("" = none), ARGV[5] lease token the job must be held under
+# ("" = any), ARGV[6..] field/value pairs to set. Returns {1, new} on success (or when the job is
+# already in the new state under this very lease token), {0, current} when refused, {-1, ""} when
+# the job does not exist.
+_TRANSITION_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {-1, ''} end
 local token = redis.call('HGET', KEYS[1], 'lease_token')
@@ -49,17 +69,21 @@ if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 if ARGV[4] ~= '' then
   redis.call('PUBLISH', ARGV[4], redis.call('HGET', KEYS[1], 'job_id') .. ' ' .. ARGV[2])
 end
+publish_change(KEYS[1], KEYS[2])
 return {1, ARGV[2]}
 """
+)
 
-# KEYS[1] job hash. ARGV[1] the delivery's random lease token, ARGV[2] max attempts, ARGV[3] '1'
-# to take over a job left processing by a lost worker, ARGV[4] now (Unix seconds), ARGV[5] the
-# consumer claiming it, ARGV[6] the stream entry delivering it.
-# Returns {1, attempt} when claimed (or already claimed under this very token: a claim re-sent
-# after a lost reply is ours), {0, status} when not claimable, {2, attempt} when the job has used
-# all its attempts, {-1, ''} when it does not exist. A take-over needs the job's current entry:
-# a stale duplicate entry of a processing job never takes it from its holder.
-_CLAIM_LUA = """
+# KEYS[1] job hash, KEYS[2] its change feed. ARGV[1] the delivery's random lease token, ARGV[2] max
+# attempts, ARGV[3] '1' to take over a job left processing by a lost worker, ARGV[4] now (Unix
+# seconds), ARGV[5] the consumer claiming it, ARGV[6] the stream entry delivering it. Returns {1,
+# attempt} when claimed (or already claimed under this very token: a claim re-sent after a lost
+# reply is ours), {0, status} when not claimable, {2, attempt} when the job has used all its
+# attempts, {-1, ''} when it does not exist. A take-over needs the job's current entry: a stale
+# duplicate entry of a processing job never takes it from its holder.
+_CLAIM_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if ARGV[1] == '' then return redis.error_reply('empty lease token') end
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {-1, ''} end
@@ -76,17 +100,27 @@ redis.call('HSET', KEYS[1], 'status', 'processing', 'lease_token', ARGV[1],
   'attempt', tostring(attempt), 'lease_owner', ARGV[5], 'message_id', ARGV[6])
 local started = redis.call('HGET', KEYS[1], 'started_at')
 if not started or started == '' then redis.call('HSET', KEYS[1], 'started_at', ARGV[4]) end
+publish_change(KEYS[1], KEYS[2])
 return {1, tostring(attempt)}
 """
+)
 
-# KEYS[1] job hash, ARGV[1] progress. Raises progress only, only while processing.
-_PROGRESS_LUA = """
+# KEYS[1] job hash, KEYS[2] its change feed, ARGV[1] progress. Raises progress only, only while
+# processing.
+_PROGRESS_LUA = (
+    PUBLISH_CHANGE_LUA
+    + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'processing' then return 0 end
 local old = tonumber(redis.call('HGET', KEYS[1], 'progress') or '0')
 local new = tonumber(ARGV[1])
-if new > old then redis.call('HSET', KEYS[1], 'progress', ARGV[1]) return 1 end
+if new > old then
+  redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+  publish_change(KEYS[1], KEYS[2])
+  return 1
+end
 return 0
 """
+)
 
 
 # KEYS[1] job hash, ARGV[1] now. Sets stopped_at on an existing record only.
@@ -132,6 +166,8 @@ class JobRecord:
     request_id: str = ""
     # Canonical JSON of the upload's analysis options (report/options.py), '' for none.
     options_json: str = ""
+    # The upload's W3C trace context: the worker's spans join the upload's trace ('' for none).
+    traceparent: str = ""
 
     @classmethod
     def from_hash(cls, data: dict[str, str]) -> JobRecord:
@@ -163,6 +199,7 @@ class JobRecord:
             stopped_at=opt_float("stopped_at"),
             request_id=data.get("request_id", ""),
             options_json=data.get("options_json", ""),
+            traceparent=data.get("traceparent", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -181,6 +218,7 @@ class JobRecord:
             "input_key": self.input_key,
             "request_id": self.request_id,
             "options_json": self.options_json,
+            "traceparent": self.traceparent,
         }
 
     @property
@@ -212,6 +250,14 @@ class TransitionResult:
 
     applied: bool
     status: Status | None
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One entry of a job's change feed: its id (the event id) and the record right after it."""
+
+    event_id: str
+    record: JobRecord
 
 
 class JobStore:
@@ -272,7 +318,7 @@ class JobStore:
         ]
         for key, value in (fields or {}).items():
             args += [key, repr(value) if isinstance(value, float) else str(value)]
-        code, status = await self._transition(keys=[job_key(job_id)], args=args)
+        code, status = await self._transition(keys=[job_key(job_id), events_key(job_id)], args=args)
         if int(code) == -1:
             return TransitionResult(False, None)
         return TransitionResult(int(code) == 1, Status(status))
@@ -293,7 +339,7 @@ class JobStore:
         """
         require_lease_token(lease_token)
         code, value = await self._claim(
-            keys=[job_key(job_id)],
+            keys=[job_key(job_id), events_key(job_id)],
             args=[
                 lease_token,
                 str(max_attempts),
@@ -352,4 +398,31 @@ class JobStore:
     async def set_progress(self, job_id: str, progress: int) -> bool:
         """Raise the job's progress (0-100); never lowers it, only while processing."""
         progress = max(0, min(100, progress))
-        return bool(await self._progress(keys=[job_key(job_id)], args=[str(progress)]))
+        return bool(
+            await self._progress(keys=[job_key(job_id), events_key(job_id)], args=[str(progress)])
+        )
+
+    async def snapshot(self, job_id: str) -> tuple[JobRecord | None, str]:
+        """The record and the id of its feed's latest change ('' when there is no feed), read
+        together (one transaction: no change can fall between them)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(job_key(job_id))
+            pipe.xrevrange(events_key(job_id), count=1)
+            data, latest = await pipe.execute()
+        record = JobRecord.from_hash(data) if data.get("job_id") else None
+        return record, str(latest[0][0]) if latest else ""
+
+    async def changes(self, job_id: str, after: str, block_ms: int) -> list[JobChange]:
+        """The job's changes after event `after`, waiting up to `block_ms` for the first."""
+        reply = cast(
+            list[tuple[str, list[tuple[str, dict[str, str]]]]],
+            await self._redis.xread(
+                {events_key(job_id): after}, count=EVENTS_MAXLEN, block=block_ms
+            ),
+        )
+        return [
+            JobChange(event_id, JobRecord.from_hash(fields))
+            for _key, entries in reply or []
+            for event_id, fields in entries
+            if fields.get("job_id")
+        ]

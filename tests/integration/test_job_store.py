@@ -10,9 +10,9 @@ from typing import cast
 
 import pytest
 
-from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, job_key, stream_key
+from datapilot_runtime.jobs.keys import CANCEL_CHANNEL, events_key, job_key, stream_key
 from datapilot_runtime.jobs.queue import JobQueue
-from datapilot_runtime.jobs.store import ACTIVE, JobRecord, JobStore, Status
+from datapilot_runtime.jobs.store import ACTIVE, EVENTS_TTL_SECONDS, JobRecord, JobStore, Status
 from tests.support.servers import RedisTarget
 
 
@@ -94,3 +94,49 @@ async def test_cancel_is_announced_on_pub_sub(store: JobStore, job_redis: RedisT
     assert message is not None and message["data"] == f"{job_id} cancelled"
     await pubsub.aclose()  # type: ignore[no-untyped-call]
     await listener.aclose()
+
+
+async def _feed(store: JobStore, job_id: str) -> list[tuple[str, int]]:
+    changes = await store.changes(job_id, "0-0", block_ms=1)
+    return [(c.record.status.value, c.record.progress) for c in changes]
+
+
+async def test_every_change_is_in_the_jobs_feed_and_nothing_else(store: JobStore) -> None:
+    job_id = await _new_job(store)
+    claim = await store.claim(job_id, "token-1", 3, take_over=False, message_id="1-0")
+    assert claim.outcome.value == "claimed"
+    assert await store.set_progress(job_id, 40)
+    assert not await store.set_progress(job_id, 30)  # refused: not a change, no event
+    assert not (await store.transition(job_id, (Status.QUEUED,), Status.FAILED)).applied
+    done = await store.transition(
+        job_id, (Status.PROCESSING,), Status.COMPLETED, lease_token="token-1"
+    )
+    assert done.applied
+    assert await _feed(store, job_id) == [
+        ("queued", 0),
+        ("processing", 0),
+        ("processing", 40),
+        ("completed", 100),
+    ]
+    # Short-lived, and the snapshot read with it names its latest change.
+    assert 0 < await store.redis.ttl(events_key(job_id)) <= EVENTS_TTL_SECONDS
+    record, latest = await store.snapshot(job_id)
+    assert record is not None and record.status is Status.COMPLETED
+    changes = await store.changes(job_id, "0-0", block_ms=1)
+    assert latest == changes[-1].event_id
+    assert await store.changes(job_id, latest, block_ms=1) == []
+
+
+async def test_a_requeued_job_announces_its_return_to_the_queue(store: JobStore) -> None:
+    job_id = await _new_job(store)
+    queue = JobQueue(store.redis)
+    await queue.ensure_group()
+    record = await store.get(job_id)
+    assert record is not None
+    await store.claim(job_id, "token-2", 3, take_over=False, message_id=record.message_id)
+    assert await queue.requeue(job_id, "token-2", record.message_id)
+    assert [status for status, _ in await _feed(store, job_id)] == [
+        "queued",
+        "processing",
+        "queued",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import openpyxl
@@ -22,13 +23,19 @@ def _descendants() -> set[int]:
 
 async def test_report_and_phases_come_back_from_the_child() -> None:
     phases: list[str] = []
+    times: list[int] = []
 
-    async def on_phase(phase: str) -> None:
+    async def on_phase(phase: str, started_ns: int) -> None:
         phases.append(phase)
+        times.append(started_ns)
 
+    before = time.time_ns()
     output = await run_in_child(SALES, "sales.csv", max_memory_mb=1024, on_phase=on_phase)
     assert output.report["dataset"]["rows"] == 120
     assert phases[:2] == ["parse", "profile"]
+    # The child's own clock: in order, within the call, the finish after the last phase.
+    assert before <= times[0] and times == sorted(times)
+    assert times[-1] <= output.finished_ns <= time.time_ns()
 
 
 async def test_unreadable_input_is_refused_as_invalid_input(tmp_path: Path) -> None:
