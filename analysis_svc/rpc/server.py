@@ -14,6 +14,7 @@ from datapilot_runtime.metrics import start_metrics_server
 
 async def serve(settings: AnalysisSettings) -> None:
     token = settings.internal_auth_token.get_secret_value()
+    POOL.set_max_children(settings.analysis_max_children)
     ingest_channel = open_channel(settings.ingest_addr, token)
     servicer = AnalysisServicer(settings, ingest_pb2_grpc.IngestServiceStub(ingest_channel))
     host = GrpcHost(

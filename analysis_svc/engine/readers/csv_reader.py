@@ -26,7 +26,12 @@ from analysis_svc.engine.readers.common import (
     generated_names,
     unique_names,
 )
-from analysis_svc.engine.readers.numbers import PLAIN_NUMBER, decimal_evidence, text_to_numbers
+from analysis_svc.engine.readers.numbers import (
+    PLAIN_NUMBER,
+    decimal_evidence,
+    short_enough,
+    text_to_numbers,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -227,6 +232,8 @@ def _kind(field: str, decimal: str) -> str:
     text = field.strip()
     if not text:
         return "empty"
+    if not short_enough(text):  # no pattern runs on a long field: it is text
+        return "text"
     text = text.replace(".", "").replace(",", ".") if decimal == "," else text.replace(",", "")
     if PLAIN_NUMBER.fullmatch(text):
         return "number"

@@ -34,18 +34,19 @@ def looks_like_json(data: bytes) -> bool:
 def read_json(data: bytes) -> Table:
     """Parse UTF-8 JSON bytes into a Table; raise InvalidInput with the position of an error."""
     text = data.decode("utf-8")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
-            return Table(frame=_json_lines(data, text), source_format="json")
-        raise InvalidInput(
-            f"The file looks like JSON but is not valid JSON (line {exc.lineno}, "
-            f"column {exc.colno})."
-        ) from exc
+    try:  # nesting is bounded by the recursion limit: json, normalising and flattening recurse
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+                return Table(frame=_json_lines(data, text), source_format="json")
+            raise InvalidInput(
+                f"The file looks like JSON but is not valid JSON (line {exc.lineno}, "
+                f"column {exc.colno})."
+            ) from exc
+        return Table(frame=_records_frame(_records_of(document)), source_format="json")
     except RecursionError as exc:
         raise InvalidInput(TOO_DEEP_MESSAGE) from exc
-    return Table(frame=_records_frame(_records_of(document)), source_format="json")
 
 
 def _records_of(document: Any) -> list[Any]:

@@ -11,10 +11,14 @@ import pyarrow.parquet as pq
 
 from analysis_svc.engine.readers.common import InvalidInput, Table, check_column_count
 from analysis_svc.engine.readers.json_reader import flatten_nested
+from datapilot_runtime.error_codes import ErrorCode
 
 _LOGGER = logging.getLogger(__name__)
 
 PARQUET_MAGIC = b"PAR1"
+# Each row group costs a footer entry and a read per column: a 20 MB file of tiny groups is a
+# metadata bomb. Writers make groups of ~1M rows (pyarrow) or 128 MB (Spark).
+MAX_PARQUET_ROW_GROUPS = 1000
 
 
 def read_parquet(path: pathlib.Path) -> Table:
@@ -22,6 +26,13 @@ def read_parquet(path: pathlib.Path) -> Table:
     try:
         parquet = pq.ParquetFile(path)
         check_column_count(int(parquet.schema_arrow.__len__()))
+        groups = int(parquet.metadata.num_row_groups)
+        if groups > MAX_PARQUET_ROW_GROUPS:
+            raise InvalidInput(
+                f"The Parquet file has {groups} row groups; at most {MAX_PARQUET_ROW_GROUPS} "
+                "are read (rewrite it with larger row groups).",
+                ErrorCode.ANALYSIS_LIMIT_EXCEEDED,
+            )
         table = parquet.read()
     except InvalidInput:
         raise
