@@ -12,9 +12,9 @@ user+system time (every thread) in /proc and kills it past `ANALYSIS_MAX_CPU_SEC
 RLIMIT_CPU soft limit set at each job start is the backstop (SIGXCPU) should the parent stall.
 
 The sandbox holds nothing worth stealing: the forkserver is started with an allow-listed
-environment (no tokens, keys or store URLs), a child closes every descriptor but stdio and its
-pipe, and what a child sends back is JSON, never pickle. At most `max_children` children live at
-once; a job waits for a free one.
+environment (no tokens, keys or store URLs), a child closes the descriptors multiprocessing
+hands it besides its pipe, and what a child sends back is JSON, never pickle. At most
+`max_children` children live at once; a job waits for a free one.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -60,6 +60,7 @@ _ENVIRONMENT_ALLOWED = re.compile(
     r"|VECLIB_MAXIMUM_THREADS|RAYON_NUM_THREADS|POLARS_MAX_THREADS|ARROW_[A-Z_]*THREADS?"
 )
 _FORKSERVER_LOCK = threading.Lock()
+_TRACKER: object = getattr(resource_tracker, "_resource_tracker", None)
 # Messages from a child start with a tag byte: the result document, or an event.
 _RESULT_TAG = b"R"
 _EVENT_TAG = b"E"
@@ -142,13 +143,23 @@ def _limit_address_space(max_memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _close_inherited_descriptors(keep: int) -> None:
-    """Close every descriptor but stdio and `keep` (the forkserver's pipes, its sentinel...)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd > 2 and fd != keep:
+def _close_inherited_descriptors() -> None:
+    """Close what multiprocessing hands a forked child besides its pipe.
+
+    Those are the forkserver's "alive" pipe, the resource tracker's pipe and the parent
+    sentinel; none is needed by the analysis. Descriptors that libraries opened in the
+    forkserver itself (Arrow's wake-up pipe) stay: they hold nothing of the service's.
+    """
+    # Private attributes of multiprocessing (CPython 3.11), read defensively.
+    holders = ((forkserver._forkserver, "_forkserver_alive_fd"), (_TRACKER, "_fd"))
+    inherited = [getattr(holder, name, None) for holder, name in holders]
+    inherited.append(getattr(multiprocessing.parent_process(), "_sentinel", None))
+    for fd in inherited:
+        if isinstance(fd, int) and fd > 2:
             with contextlib.suppress(OSError):
                 os.close(fd)
+    for holder, name in holders:
+        setattr(holder, name, None)
 
 
 def _limit_cpu(max_cpu_seconds: float) -> None:
@@ -164,7 +175,7 @@ def _limit_cpu(max_cpu_seconds: float) -> None:
 
 def _child_loop(conn: Connection, max_memory_mb: int) -> None:
     """A child's life: analyse each request from `conn` until told to stop (None) or killed."""
-    _close_inherited_descriptors(conn.fileno())
+    _close_inherited_descriptors()
     with contextlib.suppress(OSError, ValueError):
         _limit_address_space(max_memory_mb)
     while True:
@@ -333,7 +344,14 @@ class ChildPool:
             _ensure_forkserver()
             process.start()
 
-        await asyncio.to_thread(start)
+        started = asyncio.get_running_loop().run_in_executor(None, start)
+        try:
+            await asyncio.shield(started)
+        except asyncio.CancelledError:  # the thread goes on starting it: then it is killed
+            await asyncio.wait([started])
+            child_end.close()
+            await self._retire(_Child(process, parent_end, max_memory_mb))
+            raise
         child_end.close()
         return _Child(process, parent_end, max_memory_mb)
 
@@ -353,9 +371,11 @@ class ChildPool:
 
     @staticmethod
     async def _retire(child: _Child) -> None:
+        child.conn.close()
+        if child.process.pid is None:  # never started
+            return
         if child.process.is_alive():
             child.process.kill()
-        child.conn.close()
         await asyncio.to_thread(child.process.join)
         child.process.close()
 
