@@ -155,3 +155,17 @@ def test_seeds_complete(tmp_path: Path, kind: str) -> None:
     path.write_bytes(SEEDS[kind])
     report, _charts = analyze(path, path.name)
     assert report["dataset"]["rows"] == 30 or kind == "csv"
+
+
+def test_found_by_fuzzing_lone_carriage_return_in_a_ragged_csv(tmp_path: Path) -> None:
+    content = SEEDS["csv"].replace(b"\n2", b"\n2\r", 1) + b"1,2\n" * 40
+    _outcome(tmp_path / "cr.csv", content)
+
+
+def test_found_by_fuzzing_invalid_utf8_in_a_parquet_string_column(tmp_path: Path) -> None:
+    content = SEEDS["parquet"].replace(b"North", b"\x80orth", 1)
+    assert content != SEEDS["parquet"]
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInput, match="Parquet file could not be read"):
+        analyze(path, path.name)

@@ -357,16 +357,20 @@ def _ragged_message(data: bytes, layout: CsvLayout) -> str:
     expected = layout.fields + (1 if layout.trailing_delimiter else 0)
     csv.field_size_limit(sys.maxsize)
     reader = csv.reader(
-        io.StringIO(data.decode("utf-8", errors="replace")),
+        # newline="": a lone carriage return ends a line here too, as it does for the parsers.
+        io.StringIO(data.decode("utf-8", errors="replace"), newline=""),
         delimiter=layout.delimiter,
         strict=False,
     )
-    for record in reader:
-        if record and any(field.strip() for field in record) and len(record) != expected:
-            return (
-                f"Line {reader.line_num} has {len(record)} fields but {expected} were "
-                "expected; all rows must have the same number of columns as the header."
-            )
+    try:
+        for record in reader:
+            if record and any(field.strip() for field in record) and len(record) != expected:
+                return (
+                    f"Line {reader.line_num} has {len(record)} fields but {expected} were "
+                    "expected; all rows must have the same number of columns as the header."
+                )
+    except csv.Error:
+        return "The CSV file is malformed and could not be parsed."
     return "Too many rows have a different number of fields than the header."
 
 
