@@ -314,14 +314,15 @@ class ChildPool:
 
     def __init__(self, max_idle: int = 4, max_children: int = 4) -> None:
         self._idle: list[_Child] = []
-        self._max_idle = max_idle
+        self._idle_limit = max_idle
+        self._max_idle = min(max_idle, max_children)
         self._max_children = max_children
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def set_max_children(self, max_children: int) -> None:
         """Bound the live children (ANALYSIS_MAX_CHILDREN); call before the first job."""
         self._max_children = max_children
-        self._max_idle = min(self._max_idle, max_children)
+        self._max_idle = min(self._idle_limit, max_children)
         self._slots = None
 
     def _slot(self) -> asyncio.Semaphore:

@@ -166,6 +166,27 @@ async def test_cpu_limit_counts_from_the_job_start_in_a_reused_child(tmp_path: P
     assert int(used) + 2 <= soft <= int(_cpu_seconds(child)) + 3
 
 
+async def test_at_most_max_children_live_at_once() -> None:
+    await POOL.close()
+    POOL.set_max_children(1)
+    try:
+        jobs = [
+            asyncio.create_task(
+                run_in_child(SALES, "sales.csv", max_memory_mb=1024, slow_seconds=0.3)
+            )
+            for _ in range(3)
+        ]
+        most = 0
+        while not all(job.done() for job in jobs):
+            most = max(most, len(_pool_children()))
+            await asyncio.sleep(0.02)
+        outputs = await asyncio.gather(*jobs)
+    finally:
+        POOL.set_max_children(4)
+    assert most == 1, f"{most} children lived at once under ANALYSIS_MAX_CHILDREN=1"
+    assert [output.report["dataset"]["rows"] for output in outputs] == [120] * 3
+
+
 class _Payload:
     """What a compromised child could send if the parent unpickled: code that runs on load."""
 
