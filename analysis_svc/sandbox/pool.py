@@ -112,8 +112,8 @@ def decode_child_message(message: bytes) -> AnalysisOutput | _ChildEvent:
     """
     if message.startswith(_RESULT_TAG):
         document = json.loads(message[1:])
-        if not isinstance(document, dict):
-            raise ValueError("analysis child sent a result that is not a JSON object")
+        if not isinstance(document, dict) or not {"report", "charts"} <= document.keys():
+            raise ValueError("analysis child sent a result that is not a result document")
         return AnalysisOutput(document["report"], document["charts"])
     if message.startswith(_EVENT_TAG):
         return _ChildEvent.model_validate_json(message[1:])
@@ -159,7 +159,8 @@ def _close_inherited_descriptors() -> None:
             with contextlib.suppress(OSError):
                 os.close(fd)
     for holder, name in holders:
-        setattr(holder, name, None)
+        if holder is not None:
+            setattr(holder, name, None)
 
 
 def _limit_cpu(max_cpu_seconds: float) -> None:
