@@ -25,6 +25,8 @@ from analysis_svc.engine.readers.common import InvalidInput
 from datapilot_runtime.error_codes import CATALOGUE
 
 EXAMPLES = int(os.environ.get("READER_FUZZ_EXAMPLES", "15"))
+# pytest-timeout counts every example of a test: a larger campaign gets a longer budget.
+pytestmark = pytest.mark.timeout(max(120, EXAMPLES // 2))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
