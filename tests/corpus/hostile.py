@@ -63,7 +63,11 @@ def _xlsx(rows: list[list[object]]) -> bytes:
 
 
 def _patched_xlsx(
-    rows: list[list[object]], patch: dict[bytes, bytes], *, stored: bool = False
+    rows: list[list[object]],
+    patch: dict[bytes, bytes],
+    *,
+    stored: bool = False,
+    member: str = "xl/worksheets/sheet1.xml",
 ) -> bytes:
     """An XLSX from `rows` whose first sheet's XML has each `old` replaced by `new`.
 
@@ -75,7 +79,7 @@ def _patched_xlsx(
     with zipfile.ZipFile(buffer, "w", compression) as out:
         for item in source.infolist():
             data = source.read(item.filename)
-            if item.filename == "xl/worksheets/sheet1.xml":
+            if item.filename == member:
                 for old, new in patch.items():
                     data = re.sub(old, new, data, count=1)
             out.writestr(item.filename, data)
@@ -103,6 +107,16 @@ def dimension_bomb_xlsx() -> bytes:
     """A small XLSX that declares its used range as the whole sheet."""
     return _patched_xlsx(
         _small_rows(), {rb'<dimension ref="[^"]*"/>': b'<dimension ref="A1:XFD1048576"/>'}
+    )
+
+
+def attribute_run_xlsx() -> bytes:
+    """An XLSX whose workbook's <sheet> tag holds a 1 MB run of name characters (no `=`)."""
+    return _patched_xlsx(
+        _small_rows(),
+        {rb"<sheet ": b"<sheet " + b"a" * MIB + b" "},
+        stored=True,
+        member="xl/workbook.xml",
     )
 
 
@@ -203,6 +217,12 @@ def hostile_files() -> list[HostileFile]:
         HostileFile("xlsx-merge-bomb", "merge.xlsx", merge_bomb_xlsx(), frozenset({COMPLETED})),
         HostileFile(
             "xlsx-dimension-bomb", "dimension.xlsx", dimension_bomb_xlsx(), frozenset({COMPLETED})
+        ),
+        HostileFile(
+            "xlsx-attribute-run",
+            "attributes.xlsx",
+            attribute_run_xlsx(),
+            frozenset({COMPLETED, INVALID}),
         ),
         HostileFile(
             "xlsx-far-cell",
