@@ -11,6 +11,7 @@ import httpx
 
 from devstack.stack import Stack, StackConfig
 from tests.corpus.hostile import hostile_files
+from tests.support.api import checked_client, wait_terminal
 
 SALES = (Path(__file__).resolve().parents[1] / "data" / "sales.csv").read_bytes()
 GROUPS = next(item for item in hostile_files() if item.name == "parquet-many-row-groups")
@@ -62,5 +63,35 @@ def test_analyze_is_admitted_charged_and_refused_finally(tmp_path: Path) -> None
             assert limited.status_code == 429, limited.text
             assert limited.json()["code"] == "rate_limited"
             assert int(limited.headers["retry-after"]) >= 1
+    finally:
+        stack.stop()
+
+
+def _busy_csv(rows: int = 500_000) -> bytes:
+    """A plain, valid table that takes the engine a few tenths of a second of CPU."""
+    lines = ["day,region,product,units,revenue"]
+    lines += [
+        f"2024-{n % 12 + 1:02d}-{n % 28 + 1:02d},r{n % 7},p{n % 113},{n % 50},{n * 0.37:.2f}"
+        for n in range(rows)
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_a_job_over_its_cpu_bound_fails_and_the_worker_goes_on(tmp_path: Path) -> None:
+    env = {"BLOB_BACKEND": "fs", "RATE_LIMIT_PER_MINUTE": "0", "ANALYSIS_MAX_CPU_SECONDS": "0.15"}
+    stack = Stack(StackConfig(run_dir=tmp_path, env=env))
+    try:
+        stack.start()
+        with checked_client(stack.gateway_url, timeout=60) as client:
+            busy = _upload(client, "busy.csv", _busy_csv())
+            job = wait_terminal(client, busy, 120)
+            assert (job["status"], job["error"]) == ("failed", "analysis_limit_exceeded")
+            assert "ANALYSIS_MAX_CPU_SECONDS" in job["errorMessage"]
+            assert "0.15 s" in job["errorMessage"]
+            error = client.get(f"/api/jobs/{busy}/error").json()
+            assert error["error"] == "analysis_limit_exceeded"
+            normal = wait_terminal(client, _upload(client, "sales.csv", SALES), 60)
+            assert normal["status"] == "completed"
+        assert not stack.dead()
     finally:
         stack.stop()
