@@ -253,6 +253,15 @@ def hostile_files() -> list[HostileFile]:
             r"5000 row groups; at most 1000",
         ),
         HostileFile(
+            "json-late-wide-record",
+            "late_wide.json",
+            json.dumps(
+                [{"a": n, "b": "x"} for n in range(250)] + [{f"k{n}": n for n in range(100_000)}]
+            ).encode(),
+            frozenset({INVALID}),
+            r"100002 columns; at most 2000",
+        ),
+        HostileFile(
             "json-deep-arrays",
             "deep.json",
             b"[" * 200_000 + b"]" * 200_000,

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from analysis_svc.engine.readers.common import (
+    MAX_COLUMNS,
     NO_COLUMNS_MESSAGE,
     InvalidInput,
     Table,
@@ -74,7 +75,11 @@ def _records_frame(records: list[Any]) -> pd.DataFrame:
         return flatten_nested(pd.DataFrame(records))
     if not all(isinstance(item, dict) for item in records):
         raise InvalidInput("The JSON array must hold objects (one per row) or arrays of values.")
-    keys = {key for item in records[:_NESTED_PROBE] for key in item}
+    keys: set[str] = set()
+    for item in records:  # every record: a late wide one must not build a huge frame first
+        keys.update(item)
+        if len(keys) > MAX_COLUMNS:
+            break
     check_column_count(len(keys))
     if any(isinstance(item.get(key), dict) for item in records[:_NESTED_PROBE] for key in item):
         frame = pd.json_normalize(records, max_level=1)
