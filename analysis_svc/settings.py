@@ -21,6 +21,10 @@ class _AnalysisBase(ServiceSettings):
     simulated_slow_processing_seconds: float = Field(default=0, ge=0)
     analysis_work_dir: str = ""
     analysis_max_memory_mb: int = Field(default=1024, ge=64)
+    # CPU seconds (every thread) one analysis may use; children are reused: counted per job.
+    analysis_max_cpu_seconds: float = Field(default=60, gt=0)
+    # Analysis children alive at once in this process; a job waits for a free one.
+    analysis_max_children: int = Field(default=4, ge=1, le=64)
 
 
 class AnalysisSettings(_AnalysisBase):
@@ -28,6 +32,8 @@ class AnalysisSettings(_AnalysisBase):
 
     grpc_listen_addr: str = "127.0.0.1:50052"
     metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # Analyze calls running or waiting for a child; one more is refused `overloaded` (503).
+    analyze_max_inflight: int = Field(default=8, ge=1, le=1024)
 
 
 class WorkerSettings(_AnalysisBase, JobStoreSettings, RetrySettings):

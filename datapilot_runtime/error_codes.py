@@ -42,6 +42,7 @@ class ErrorCode(enum.StrEnum):
     INVALID_INPUT = "invalid_input"
     TIMEOUT = "timeout"
     RESOURCE_EXHAUSTED = "resource_exhausted"
+    ANALYSIS_LIMIT_EXCEEDED = "analysis_limit_exceeded"
     WORKER_LOST = "worker_lost"
     BLOB_DOWNLOAD_FAILED = "blob_download_failed"
     BLOB_UPLOAD_FAILED = "blob_upload_failed"
@@ -52,6 +53,7 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     UNAUTHENTICATED = "unauthenticated"
     RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     JOB_NOT_CANCELLABLE = "job_not_cancellable"
@@ -59,7 +61,6 @@ class ErrorCode(enum.StrEnum):
     INVALID_PAGE_SIZE = "invalid_page_size"
     INVALID_PAGE_TOKEN = "invalid_page_token"
     STORE_UNAVAILABLE = "store_unavailable"
-    OVERLOADED = "overloaded"
     BLOB_STORE_UNAVAILABLE = "blob_store_unavailable"
     BAD_UPLOAD = "bad_upload"
     BAD_KIND = "bad_kind"
@@ -98,6 +99,7 @@ class CodeInfo:
     grpc: str | None = None  # the name of its grpc.StatusCode
     http: int | None = None
     job: bool = False
+    retry_after: bool = False  # the answer carries Retry-After: retrying later can succeed
 
 
 _INVALID, _UNAVAILABLE = "INVALID_ARGUMENT", "UNAVAILABLE"
@@ -119,9 +121,18 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     ),
     C.TIMEOUT: CodeInfo("the job passed its `timeoutAt`", job=True),
     C.RESOURCE_EXHAUSTED: CodeInfo(
-        "the analysis needed more memory than `ANALYSIS_MAX_MEMORY_MB`",
+        "the analysis needed more memory than `ANALYSIS_MAX_MEMORY_MB` (not retryable: the "
+        "same file needs the same memory)",
         "RESOURCE_EXHAUSTED",
-        429,
+        422,
+        job=True,
+    ),
+    C.ANALYSIS_LIMIT_EXCEEDED: CodeInfo(
+        "the analysis used more CPU than `ANALYSIS_MAX_CPU_SECONDS`, or the file is over a "
+        "structural bound (columns, JSON nesting, Parquet row groups); the message names the "
+        "limit and its value (not retryable)",
+        "RESOURCE_EXHAUSTED",
+        422,
         job=True,
     ),
     C.WORKER_LOST: CodeInfo(
@@ -160,6 +171,15 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
         "the tenant's `RATE_LIMIT_PER_MINUTE` is used up (`Retry-After` says when to retry)",
         "RESOURCE_EXHAUSTED",
         429,
+        retry_after=True,
+    ),
+    C.OVERLOADED: CodeInfo(
+        "the service is at capacity: analysis_svc already runs or queues `ANALYZE_MAX_INFLIGHT` "
+        "analyses, or ingest's upload spool (`INGEST_SPOOL_MAX_BYTES`) is full (`Retry-After` "
+        "says when to retry)",
+        _UNAVAILABLE,
+        503,
+        retry_after=True,
     ),
     C.PAYLOAD_TOO_LARGE: CodeInfo("the file is larger than `MAX_UPLOAD_BYTES`", _INVALID, 413),
     C.IDEMPOTENCY_KEY_REUSED: CodeInfo(
@@ -171,12 +191,6 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
     C.INVALID_PAGE_SIZE: CodeInfo("a job list page size outside 1-100", _INVALID, 400),
     C.INVALID_PAGE_TOKEN: CodeInfo("a job list cursor this service did not issue", _INVALID, 400),
     C.STORE_UNAVAILABLE: CodeInfo("the job store (Redis) is unreachable", _UNAVAILABLE, 503),
-    C.OVERLOADED: CodeInfo(
-        "the service is at capacity (e.g. ingest's upload spool, `INGEST_SPOOL_MAX_BYTES`, is "
-        "full); retryable: `Retry-After` says when",
-        _UNAVAILABLE,
-        503,
-    ),
     C.BLOB_STORE_UNAVAILABLE: CodeInfo(
         "the blob store is unreachable while reading or deleting", _UNAVAILABLE, 503
     ),

@@ -25,15 +25,17 @@ async def abort(
     message: str,
     *,
     status: grpc.StatusCode | None = None,
+    trailing: tuple[tuple[str, str], ...] = (),
 ) -> NoReturn:
     """Abort the call with a stable `error_code`, a human message and the code's gRPC status.
 
-    `status` overrides the catalogue's status, for a code that passes another service's on.
+    `status` overrides the catalogue's status, for a code that passes another service's on;
+    `trailing` adds trailing metadata (e.g. a `retry-after`).
     """
     await context.abort(
         status or grpc_status(error_code),
         message,
-        trailing_metadata=((ERROR_CODE_METADATA_KEY, error_code.value),),
+        trailing_metadata=((ERROR_CODE_METADATA_KEY, error_code.value), *trailing),
     )
     raise AssertionError("unreachable")  # context.abort always raises
 

@@ -54,7 +54,7 @@ def _problem_response(status: int) -> dict[str, Any]:
     title = "Client Closed Request" if status == 499 else HTTPStatus(status).phrase
     code = EXAMPLE_CODES.get(status, "error")
     headers: dict[str, Any] = {}
-    if status == 429:
+    if status in (429, 503):  # rate_limited, overloaded
         headers["Retry-After"] = {"schema": {"type": "integer"}, "description": "Seconds to wait"}
     if status == 401:
         headers["WWW-Authenticate"] = {"schema": {"type": "string"}}

@@ -23,6 +23,9 @@ STATUS_OF_ERROR_CODE = {
 # Details of these codes may describe internals; clients get a generic text instead.
 _OPAQUE = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.DATA_LOSS}
 _UNAVAILABLE_TEXT = "A backend service is unavailable; try again shortly."
+# Codes answered with Retry-After (a rate limit, a full queue) and refusals that are final.
+_RETRY_AFTER = frozenset(code.value for code, info in CATALOGUE.items() if info.retry_after)
+_NOT_RETRYABLE = frozenset({ErrorCode.RESOURCE_EXHAUSTED, ErrorCode.ANALYSIS_LIMIT_EXCEEDED})
 
 
 class ProblemError(Exception):
@@ -59,12 +62,11 @@ def problem_from_rpc_error(error: grpc.aio.AioRpcError) -> JSONResponse:
     error_code = error_code_of(error) or code.name.lower()
     status = STATUS_OF_ERROR_CODE.get(error_code) or GRPC_TO_HTTP.get(code.name, 500)
     details = error.details() or ""
-    if error_code == ErrorCode.OVERLOADED:  # at capacity: retryable, after Retry-After
-        retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"
-        return problem_response(503, error_code, details, headers={"Retry-After": retry_after})
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+    if error_code in _RETRY_AFTER:
         retry_after = trailing_value(error, RETRY_AFTER_METADATA_KEY) or "1"
         return problem_response(status, error_code, details, headers={"Retry-After": retry_after})
+    if error_code in _NOT_RETRYABLE:  # a bound of this input: retrying would fail again
+        return problem_response(status, error_code, details)
     if error_code == ErrorCode.BLOB_UPLOAD_FAILED:
         return problem_response(503, error_code, "The file could not be stored; retry later.")
     if code in _OPAQUE:

@@ -38,7 +38,7 @@ ERROR_STATUSES: dict[str, list[int]] = {
     "GET /api/jobs/{jobId}": [*_COMMON, 404],
     "GET /api/jobs/{jobId}/result": [*_COMMON, 404, 409],
     "GET /api/jobs/{jobId}/error": [*_COMMON, 404, 409],
-    "POST /api/jobs/{jobId}/analyze": [*_COMMON, 404, 413],
+    "POST /api/jobs/{jobId}/analyze": [*_COMMON, 404, 413, 422],
     "GET /readyz": [503],
 }
 _JSON_DOCUMENT = {"content": {"application/json": {"schema": {"type": "object"}}}}
@@ -242,17 +242,17 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(upstreams: UpstreamsDep) -> Any:
-    """Readiness: ingest_svc and analysis_svc answer SERVING to gRPC health checks."""
-    for name, channel in (
-        ("ingest_svc", upstreams.ingest_channel),
-        ("analysis_svc", upstreams.analysis_channel),
-    ):
-        try:
-            await upstream_serving(channel)
-        except grpc.aio.AioRpcError:
-            return problem_response(503, "not_ready", f"{name} is not reachable.")
-        except ConnectionError:
-            return problem_response(503, "not_ready", f"{name} is not serving.")
+    """Readiness: ingest_svc answers SERVING to a gRPC health check.
+
+    analysis_svc is not required: uploads and job status do not need it, and while it is down
+    only `/analyze` answers 503.
+    """
+    try:
+        await upstream_serving(upstreams.ingest_channel)
+    except grpc.aio.AioRpcError:
+        return problem_response(503, "not_ready", "ingest_svc is not reachable.")
+    except ConnectionError:
+        return problem_response(503, "not_ready", "ingest_svc is not serving.")
     return {"status": "ready"}
 
 

@@ -36,8 +36,10 @@ _NAME_TOKENS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # number; this keeps "12", "May" or "10:30" (which dateutil would complete with today's
 # date) from turning a column into dates and keeps the report independent of the clock.
 _DATE_LIKE = r"\d{4}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2}"
-_QUARTER = r"^\s*(\d{4})\s*-?\s*[Qq]([1-4])\s*$"
-_PLAIN_NUMBER = r" *[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)? *"
+# Neither may backtrack (see readers.numbers): `\s*(?:-\s*)?`, not `\s*-?\s*`, and
+# `[0-9]+(?:\.[0-9]*)?`, not `[0-9]+\.?[0-9]*`; labels are also cut to MAX_LABEL_CHARS first.
+_QUARTER = r"^\s*(\d{4})\s*(?:-\s*)?[Qq]([1-4])\s*$"
+_PLAIN_NUMBER = r" *[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)? *"
 
 
 @dataclass

@@ -228,6 +228,7 @@ class JobRunner:
                     path,
                     record.filename,
                     max_memory_mb=self._settings.analysis_max_memory_mb,
+                    max_cpu_seconds=self._settings.analysis_max_cpu_seconds,
                     slow_seconds=self._settings.simulated_slow_processing_seconds,
                     on_phase=child_phase,
                     roles=parse_options(record.options_json).roles,

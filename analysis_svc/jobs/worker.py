@@ -304,6 +304,7 @@ class Worker:
 
 async def run_worker(settings: WorkerSettings) -> None:
     """The worker process: health server, consumer loop, graceful drain on SIGTERM."""
+    sandbox.POOL.set_max_children(settings.analysis_max_children)
     await asyncio.to_thread(sandbox.warm_up)
     redis = await connect_redis(settings.redis_url, cluster=settings.redis_cluster)
     jobs = JobStore(redis, settings.job_record_ttl_seconds)

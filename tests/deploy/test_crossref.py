@@ -246,12 +246,13 @@ def test_termination_grace_exceeds_drain_and_prestop(objects: list[Obj], process
 
 
 def test_memory_limits_fit_the_analysis_children(objects: list[Obj]) -> None:
-    for process, children_setting in (("worker", "WORKER_CONCURRENCY"), ("analysis", None)):
+    for process in ("worker", "analysis"):
         _, container = processes(objects)[process]
         child = int(value(objects, container, process, "ANALYSIS_MAX_MEMORY_MB")) * 2**20
-        children = (
-            int(value(objects, container, process, children_setting)) if children_setting else 1
-        )
+        # ANALYSIS_MAX_CHILDREN bounds the live children (a job waits for a free one).
+        children = int(value(objects, container, process, "ANALYSIS_MAX_CHILDREN"))
+        if process == "worker":  # ... and the worker's jobs at once should not wait for one
+            assert int(value(objects, container, process, "WORKER_CONCURRENCY")) <= children
         limit = quantity_bytes(container["resources"]["limits"]["memory"])
         assert limit >= children * child + PROCESS_OVERHEAD, f"{process}: limit {limit} too small"
 

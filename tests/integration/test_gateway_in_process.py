@@ -311,14 +311,27 @@ async def test_client_deadline_headers_are_checked(http: httpx.AsyncClient) -> N
         assert_problem(await http.get(url, headers={**ACME, **header}), 400, "invalid_timeout")
 
 
-async def test_readyz_follows_the_upstreams(gw: InProcessGateway, http: httpx.AsyncClient) -> None:
+async def test_readyz_follows_ingest_and_an_analysis_outage_only_takes_analyze(
+    gw: InProcessGateway, http: httpx.AsyncClient
+) -> None:
     assert (await http.get("/readyz")).json() == {"status": "ready"}
+    job_id = (await upload(http))["jobId"]
     real: Upstreams = gw.app.state.upstreams
     nowhere = open_channel(f"127.0.0.1:{free_port()}")
     try:
-        gw.app.dependency_overrides[get_upstreams] = lambda: Upstreams(real.ingest_channel, nowhere)
+        # analysis_svc down: still ready; uploads and job status go on; /analyze alone is 503.
+        analysis_down = Upstreams(real.ingest_channel, nowhere, INTERNAL_TOKEN)
+        gw.app.dependency_overrides[get_upstreams] = lambda: analysis_down
+        assert (await http.get("/readyz")).json() == {"status": "ready"}
+        assert (await http.get(f"/api/job-status?jobId={job_id}", headers=ACME)).status_code == 200
+        await upload(http)
+        analyze = await http.post(f"/api/jobs/{job_id}/analyze", headers=ACME)
+        assert_problem(analyze, 503, "unavailable")
+        # ingest_svc down: not ready.
+        ingest_down = Upstreams(nowhere, real.analysis_channel, INTERNAL_TOKEN)
+        gw.app.dependency_overrides[get_upstreams] = lambda: ingest_down
         body = assert_problem(await http.get("/readyz"), 503, "not_ready")
-        assert body["detail"] == "analysis_svc is not reachable."
+        assert body["detail"] == "ingest_svc is not reachable."
     finally:
         await nowhere.close()
 

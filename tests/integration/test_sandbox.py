@@ -1,16 +1,23 @@
-"""The analysis child process: results, refusals, the memory limit, and kill-on-cancel."""
+"""The analysis child: results, refusals, memory and CPU limits, kill-on-cancel, no pickle."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import time
 from pathlib import Path
 
 import openpyxl
 import pytest
 
-from analysis_svc.sandbox.pool import POOL, AnalysisRefused, run_in_child
+from analysis_svc.sandbox.pool import (
+    POOL,
+    AnalysisOutput,
+    AnalysisRefused,
+    decode_child_message,
+    run_in_child,
+)
 from devstack.processes import descendant_pids
 
 SALES = Path(__file__).resolve().parents[1] / "data" / "sales.csv"
@@ -135,3 +142,93 @@ async def test_a_far_cell_below_the_head_is_refused_not_a_dead_child(tmp_path: P
         await run_in_child(path, "far.xlsx", max_memory_mb=1024)
     assert info.value.code == "invalid_input"
     assert "16384 columns" in str(info.value)
+
+
+def _busy_csv(path: Path, rows: int = 400_000) -> Path:
+    """A plain table that takes the engine a second or more of CPU."""
+    with path.open("w") as out:
+        out.write("day,region,product,units,revenue\n")
+        for n in range(rows):
+            day = f"2024-{n % 12 + 1:02d}-{n % 28 + 1:02d}"
+            out.write(f"{day},r{n % 7},p{n % 113},{n % 50},{n * 0.37:.2f}\n")
+    return path
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_cpu_limit_fails_the_job_and_replaces_the_child(tmp_path: Path) -> None:
+    busy = _busy_csv(tmp_path / "busy.csv")
+    await POOL.close()
+    await run_in_child(SALES, "sales.csv", max_memory_mb=1024)
+    (first,) = _pool_children()
+    with pytest.raises(AnalysisRefused) as info:
+        await run_in_child(busy, "busy.csv", max_memory_mb=1024, max_cpu_seconds=0.2)
+    assert info.value.code == "analysis_limit_exceeded"
+    assert "ANALYSIS_MAX_CPU_SECONDS" in str(info.value) and "0.2 s" in str(info.value)
+    assert first not in _pool_children(), "the child over its CPU limit must be killed"
+    output = await run_in_child(SALES, "sales.csv", max_memory_mb=1024, max_cpu_seconds=0.2)
+    assert output.report["dataset"]["rows"] == 120, "the pool serves the next job"
+
+
+async def test_cpu_limit_counts_from_the_job_start_in_a_reused_child(tmp_path: Path) -> None:
+    busy = _busy_csv(tmp_path / "busy.csv")
+    await POOL.close()
+    for _ in range(3):
+        await run_in_child(busy, "busy.csv", max_memory_mb=1024, max_cpu_seconds=60)
+    (child,) = _pool_children()
+    used = _cpu_seconds(child)
+    assert used > 0.6, f"the busy jobs used only {used} s"
+    # The child's lifetime CPU is over this job's limit; its own use is not.
+    output = await run_in_child(SALES, "sales.csv", max_memory_mb=1024, max_cpu_seconds=0.6)
+    assert output.report["dataset"]["rows"] == 120
+    assert _pool_children() == {child}
+    # The RLIMIT_CPU backstop was set relative to what the child had used at that job's start.
+    limits = await asyncio.to_thread(Path(f"/proc/{child}/limits").read_text)
+    (line,) = [row for row in limits.splitlines() if row.startswith("Max cpu time")]
+    soft = int(line.split()[3])
+    assert int(used) + 2 <= soft <= int(_cpu_seconds(child)) + 3
+
+
+async def test_at_most_max_children_live_at_once() -> None:
+    await POOL.close()
+    POOL.set_max_children(1)
+    try:
+        jobs = [
+            asyncio.create_task(
+                run_in_child(SALES, "sales.csv", max_memory_mb=1024, slow_seconds=0.3)
+            )
+            for _ in range(3)
+        ]
+        most = 0
+        while not all(job.done() for job in jobs):
+            most = max(most, len(_pool_children()))
+            await asyncio.sleep(0.02)
+        outputs = await asyncio.gather(*jobs)
+    finally:
+        POOL.set_max_children(4)
+    assert most == 1, f"{most} children lived at once under ANALYSIS_MAX_CHILDREN=1"
+    assert [output.report["dataset"]["rows"] for output in outputs] == [120] * 3
+
+
+class _Payload:
+    """What a compromised child could send if the parent unpickled: code that runs on load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.mkdir, (str(self.marker),))
+
+
+@pytest.mark.parametrize("tag", [b"", b"E", b"R"])
+def test_child_messages_are_never_unpickled(tmp_path: Path, tag: bytes) -> None:
+    marker = tmp_path / "marker"
+    message = tag + pickle.dumps(("phase", _Payload(marker)))
+    with pytest.raises(ValueError):
+        decode_child_message(message)
+    assert not marker.exists()
+    event = decode_child_message(b'E{"kind": "phase", "text": "parse"}')
+    assert not isinstance(event, AnalysisOutput) and event.text == "parse"

@@ -56,6 +56,7 @@ def test_job_codes_are_the_documented_contract() -> None:
         "invalid_input",
         "timeout",
         "resource_exhausted",
+        "analysis_limit_exceeded",
         "worker_lost",
         "blob_download_failed",
         "blob_upload_failed",
@@ -77,7 +78,13 @@ def test_rpc_codes_have_both_statuses_and_job_only_codes_none() -> None:
 
 
 def test_gateway_overrides_are_exactly_the_catalogued_exceptions() -> None:
-    assert STATUS_OF_ERROR_CODE == {"payload_too_large": 413, "idempotency_key_reused": 422}
+    assert STATUS_OF_ERROR_CODE == {
+        "payload_too_large": 413,
+        "idempotency_key_reused": 422,
+        # A bound of the input: retrying cannot succeed, so not 429 (issue 15).
+        "resource_exhausted": 422,
+        "analysis_limit_exceeded": 422,
+    }
     for code, status in STATUS_OF_ERROR_CODE.items():
         info = CATALOGUE[ErrorCode(code)]
         assert info.grpc is not None and GRPC_TO_HTTP[info.grpc] != status

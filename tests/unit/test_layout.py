@@ -23,7 +23,8 @@ MAX_MODULES_SIDE_BY_SIDE = 18
 # The engine runs in the sandbox child: it may use the pandas-free report models of the runtime,
 # never a transport, a store or service code.
 ENGINE_FORBIDDEN = ("grpc", "redis", "minio", "httpx", "datapilot", "gateway", "ingest_svc")
-ENGINE_ALLOWED_RUNTIME = ("datapilot_runtime.report",)
+# error_codes is pure data (no grpc): a reader names the code of its refusal.
+ENGINE_ALLOWED_RUNTIME = ("datapilot_runtime.report", "datapilot_runtime.error_codes")
 
 
 def _folders() -> list[Path]:

@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from datapilot_runtime.error_codes import ErrorCode
+
 MAX_COLUMNS = 2000
+# Column names and text values are cut to this many characters once a table is read: a label
+# is shown in the report and the LLM prompt, so its length bounds theirs (a report stays far
+# below the 16 MiB gRPC limit), and everything after the reader works on short texts.
+MAX_LABEL_CHARS = 200
+_ELLIPSIS = "\u2026"
 
 EMPTY_MESSAGE = "The file is empty."
 NO_COLUMNS_MESSAGE = "The file has no columns."
@@ -19,7 +26,13 @@ class InvalidInput(Exception):
     """A file that cannot be analysed; str(exc) is a message for a person.
 
     The message never contains data values from the file (only counts and line numbers).
+    ``code`` is the job's error code: `invalid_input`, or `analysis_limit_exceeded` for a
+    file over one of the engine's structural bounds (the message names the bound).
     """
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.INVALID_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -78,11 +91,39 @@ def generated_names(count: int) -> list[str]:
     return [f"column_{index}" for index in range(1, count + 1)]
 
 
+def bounded_label(text: str) -> str:
+    """`text` cut to MAX_LABEL_CHARS characters (the last one an ellipsis when cut)."""
+    if len(text) <= MAX_LABEL_CHARS:
+        return text
+    return text[: MAX_LABEL_CHARS - 1] + _ELLIPSIS
+
+
+def _bounded_value(value: object) -> object:
+    return bounded_label(value) if isinstance(value, str) else value
+
+
+def bound_text_values(frame: pd.DataFrame) -> None:
+    """Cut text cells longer than MAX_LABEL_CHARS, in place (only columns holding one)."""
+    for position in range(frame.shape[1]):
+        column = frame.iloc[:, position]
+        if column.dtype == object:
+            longest = column.map(lambda v: len(v) if isinstance(v, str) else 0).max()
+        elif isinstance(column.dtype, pd.StringDtype):
+            longest = column.str.len().max()
+        else:
+            continue
+        if pd.notna(longest) and int(longest) > MAX_LABEL_CHARS:
+            frame.isetitem(position, column.map(_bounded_value))
+
+
 def finalise_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check the column count, make column names unique non-empty strings, reset the index."""
+    """Check the column count, make column names unique non-empty bounded strings, cut long
+    text values, reset the index."""
     check_column_count(int(frame.shape[1]))
     names = [
-        str(name).strip() or f"Unnamed: {position}" for position, name in enumerate(frame.columns)
+        bounded_label(str(name).strip()) or f"Unnamed: {position}"
+        for position, name in enumerate(frame.columns)
     ]
     frame.columns = unique_names(names)
+    bound_text_values(frame)
     return frame.reset_index(drop=True)

@@ -26,7 +26,12 @@ from analysis_svc.engine.readers.common import (
     generated_names,
     unique_names,
 )
-from analysis_svc.engine.readers.numbers import PLAIN_NUMBER, decimal_evidence, text_to_numbers
+from analysis_svc.engine.readers.numbers import (
+    PLAIN_NUMBER,
+    decimal_evidence,
+    short_enough,
+    text_to_numbers,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -227,6 +232,8 @@ def _kind(field: str, decimal: str) -> str:
     text = field.strip()
     if not text:
         return "empty"
+    if not short_enough(text):  # no pattern runs on a long field: it is text
+        return "text"
     text = text.replace(".", "").replace(",", ".") if decimal == "," else text.replace(",", "")
     if PLAIN_NUMBER.fullmatch(text):
         return "number"
@@ -350,16 +357,20 @@ def _ragged_message(data: bytes, layout: CsvLayout) -> str:
     expected = layout.fields + (1 if layout.trailing_delimiter else 0)
     csv.field_size_limit(sys.maxsize)
     reader = csv.reader(
-        io.StringIO(data.decode("utf-8", errors="replace")),
+        # newline="": a lone carriage return ends a line here too, as it does for the parsers.
+        io.StringIO(data.decode("utf-8", errors="replace"), newline=""),
         delimiter=layout.delimiter,
         strict=False,
     )
-    for record in reader:
-        if record and any(field.strip() for field in record) and len(record) != expected:
-            return (
-                f"Line {reader.line_num} has {len(record)} fields but {expected} were "
-                "expected; all rows must have the same number of columns as the header."
-            )
+    try:
+        for record in reader:
+            if record and any(field.strip() for field in record) and len(record) != expected:
+                return (
+                    f"Line {reader.line_num} has {len(record)} fields but {expected} were "
+                    "expected; all rows must have the same number of columns as the header."
+                )
+    except csv.Error:
+        return "The CSV file is malformed and could not be parsed."
     return "Too many rows have a different number of fields than the header."
 
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.json as pajson
 
 from analysis_svc.engine.readers.common import (
+    MAX_COLUMNS,
     NO_COLUMNS_MESSAGE,
     InvalidInput,
     Table,
@@ -34,18 +35,19 @@ def looks_like_json(data: bytes) -> bool:
 def read_json(data: bytes) -> Table:
     """Parse UTF-8 JSON bytes into a Table; raise InvalidInput with the position of an error."""
     text = data.decode("utf-8")
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data" and text.lstrip().startswith("{"):
-            return Table(frame=_json_lines(data, text), source_format="json")
-        raise InvalidInput(
-            f"The file looks like JSON but is not valid JSON (line {exc.lineno}, "
-            f"column {exc.colno})."
-        ) from exc
+    try:  # nesting is bounded by the recursion limit: json, normalising and flattening recurse
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if exc.msg == "Extra data" and text.lstrip().startswith("{"):
+                return Table(frame=_json_lines(data, text), source_format="json")
+            raise InvalidInput(
+                f"The file looks like JSON but is not valid JSON (line {exc.lineno}, "
+                f"column {exc.colno})."
+            ) from exc
+        return Table(frame=_records_frame(_records_of(document)), source_format="json")
     except RecursionError as exc:
         raise InvalidInput(TOO_DEEP_MESSAGE) from exc
-    return Table(frame=_records_frame(_records_of(document)), source_format="json")
 
 
 def _records_of(document: Any) -> list[Any]:
@@ -73,7 +75,11 @@ def _records_frame(records: list[Any]) -> pd.DataFrame:
         return flatten_nested(pd.DataFrame(records))
     if not all(isinstance(item, dict) for item in records):
         raise InvalidInput("The JSON array must hold objects (one per row) or arrays of values.")
-    keys = {key for item in records[:_NESTED_PROBE] for key in item}
+    keys: set[str] = set()
+    for item in records:  # every record: a late wide one must not build a huge frame first
+        keys.update(item)
+        if len(keys) > MAX_COLUMNS:
+            break
     check_column_count(len(keys))
     if any(isinstance(item.get(key), dict) for item in records[:_NESTED_PROBE] for key in item):
         frame = pd.json_normalize(records, max_level=1)

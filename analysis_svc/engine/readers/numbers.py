@@ -9,10 +9,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 # Plain numbers in either notation; used on samples to decide a file's decimal separator.
+# No pattern here may backtrack on user data: every repetition is followed by a character it
+# cannot match (e.g. `\d+(?:\.\d*)?`, never `\d+\.?\d*`, which tries every split of a digit run
+# ending in a letter: quadratic), and no field longer than MAX_NUMBER_CHARS is matched at all.
 DOT_DECIMAL = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d{1,3}(?:,\d{3})+(?:\.\d+)?)(?:[eE][-+]?\d+)?")
 COMMA_DECIMAL = re.compile(r"[-+]?(?:\d+,\d*|,\d+|\d{1,3}(?:\.\d{3})+(?:,\d+)?)")
 AMBIGUOUS = re.compile(r"[-+]?\d{1,3}[.,]\d{3}")
-PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+# A longer field is not a number (float64 holds 17 significant digits; grouped and decorated
+# text stays far below this).
+MAX_NUMBER_CHARS = 64
 _INTEGER = r"[-+]?\d+"
 
 _CURRENCY_AND_SPACES = "[\\s\u00a0\u202f$€£¥₹]"
@@ -23,6 +29,8 @@ def decimal_evidence(fields: list[str]) -> tuple[int, int]:
     """(dot-decimal, comma-decimal) votes from unambiguous number-looking fields."""
     dot = comma = 0
     for field in fields:
+        if len(field) > MAX_NUMBER_CHARS:
+            continue
         text = field.strip()
         if not text or AMBIGUOUS.fullmatch(text):
             continue
@@ -72,7 +80,14 @@ def strip_decorations(text: str) -> str:
     return re.sub(_CURRENCY_AND_SPACES, "", text.strip()).removesuffix("%")
 
 
+def short_enough(text: str) -> bool:
+    """True when `text` is short enough to be a number (longer fields are never matched)."""
+    return len(text) <= MAX_NUMBER_CHARS
+
+
 def _looks_numeric(text: str, decimal: str, lenient: bool) -> bool:
+    if not short_enough(text):
+        return False
     item = text.strip()
     if lenient:
         item = strip_decorations(item)
@@ -92,7 +107,11 @@ def _clean(arrow: pa.Array, decimal: str, lenient: bool) -> pa.Array:
     if lenient:
         text = pc.replace_substring_regex(text, _CURRENCY_AND_SPACES, "")
         text = pc.replace_substring_regex(text, "%$", "")
-    valid = pc.match_substring_regex(text, f"^{_number_pattern(decimal)}$")
+    # Arrow's regex engine (RE2) is linear; the length cap keeps long fields out regardless.
+    valid = pc.and_(
+        pc.less_equal(pc.utf8_length(text), MAX_NUMBER_CHARS),
+        pc.match_substring_regex(text, f"^{_number_pattern(decimal)}$"),
+    )
     text = pc.if_else(valid, text, pa.scalar(None, pa.string()))
     text = pc.replace_substring(text, thousands, "")
     if decimal == ",":

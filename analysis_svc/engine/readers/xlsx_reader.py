@@ -65,7 +65,9 @@ _DAMAGED_MESSAGE = "The XLSX file could not be read; it may be damaged."
 _MERGE_REF = re.compile(rb'<(?:\w+:)?mergeCell\s+ref="([A-Z]+)(\d+):([A-Z]+)(\d+)"')
 _SHEET_TAG = re.compile(rb"<(?:\w+:)?sheet\b([^>]*)>")
 _RELATIONSHIP_TAG = re.compile(rb"<(?:\w+:)?Relationship\b([^>]*)>")
-_ATTRIBUTE = re.compile(rb'([\w:]+)\s*=\s*"([^"]*)"')
+# A name starts only where a run of name characters starts (the lookbehind), and possessive
+# repeats never give back: `([\w:]+)\s*=` alone retries every suffix of a long run (quadratic).
+_ATTRIBUTE = re.compile(rb'(?<![\w:])([\w:]++)\s*+=\s*+"([^"]*+)"')
 _ROW_END = re.compile(rb"</(?:\w+:)?row>|<(?:\w+:)?row\b[^>]*/>")
 _CELL_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\sr="([A-Z]{1,3})(\d{1,7})"')
 _ROW_REF = re.compile(rb'<(?:\w+:)?row\b[^>]*?\sr="(\d{1,7})"')
