@@ -32,3 +32,7 @@ BLOB_JANITOR_DELETED = Counter(
 JOB_WATCHES = Gauge(
     "datapilot_job_watches", "WatchJob streams open (live job events) in this process"
 )
+SPOOL_BYTES = Gauge(
+    "datapilot_ingest_spool_bytes",
+    "Bytes reserved by uploads in flight (bounded by INGEST_SPOOL_MAX_BYTES)",
+)

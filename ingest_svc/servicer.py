@@ -43,7 +43,7 @@ from ingest_svc.blob_store import (
     BlobStoreError,
     StoredBlob,
 )
-from ingest_svc.metrics import JOB_WATCHES
+from ingest_svc.metrics import JOB_WATCHES, SPOOL_BYTES
 from ingest_svc.settings import IngestSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -129,10 +129,12 @@ class UploadSpool:
         if self.used + size > self.max_bytes:
             return False
         self.used += size
+        SPOOL_BYTES.set(self.used)
         return True
 
     def give_back(self, size: int) -> None:
         self.used -= size
+        SPOOL_BYTES.set(self.used)
 
 
 def _announced_size(context: grpc.aio.ServicerContext, limit: int) -> int:

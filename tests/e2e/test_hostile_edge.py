@@ -234,13 +234,28 @@ def _csv(kib: int) -> bytes:
     return CSV_ROW * (kib * 1024 // len(CSV_ROW))
 
 
+def _await_spool(stack: Stack, at_least: int) -> None:
+    """Wait until ingest reports `at_least` bytes reserved by uploads in flight."""
+    url = f"http://127.0.0.1:{stack.metrics_ports['ingest']}/metrics"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for line in httpx.get(url, timeout=5).text.splitlines():
+            if (
+                line.startswith("datapilot_ingest_spool_bytes ")
+                and float(line.split()[1]) >= at_least
+            ):
+                return
+        time.sleep(0.05)
+    pytest.fail("the held upload was never admitted")
+
+
 def test_a_full_spool_is_503_overloaded_then_frees_up(edge_stack: Stack) -> None:
     rest = b"\r\n--" + BOUNDARY.encode() + b"--\r\n"
     held = socket.create_connection(_address(edge_stack), timeout=30)
     try:
         body = _file_part_head() + _csv(700)
         held.sendall(_head(len(body) + len(rest)) + body)
-        time.sleep(0.5)  # admitted: its 700 KiB are reserved in the spool (of 1.5 MiB)
+        _await_spool(edge_stack, len(body))  # admitted: its ~700 KiB are reserved (of 1.5 MiB)
         second = _file_part_head() + _csv(900) + rest
         response, _ = _send(edge_stack, _head(len(second)), [second])
         assert response.status == 503

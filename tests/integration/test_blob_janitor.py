@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from datapilot_runtime import artifacts
 from datapilot_runtime.backoff import BackoffPolicy
+from datapilot_runtime.context import TENANT_METADATA_KEY
 from datapilot_runtime.grpc_host import GrpcHost
 from datapilot_runtime.jobs.queue import JobQueue
 from datapilot_runtime.jobs.store import JobRecord, JobStore, Status
@@ -273,7 +274,11 @@ async def test_a_pass_during_an_upload_keeps_its_input(
     host, channel, stub, ingest_redis = await _serve(parts.settings, parts.blobs, proxy.url)
     try:
         proxy.blackholed = True
-        call = stub.Upload(_upload(b"a,b\n1,2\n"), timeout=WAIT_SECONDS)
+        call = stub.Upload(
+            _upload(b"a,b\n1,2\n"),
+            timeout=WAIT_SECONDS,
+            metadata=((TENANT_METADATA_KEY, "tenant-a"),),  # ingest refuses a call without one
+        )
         listed: list[BlobInfo] = []
 
         async def input_stored() -> bool:
