@@ -63,15 +63,20 @@ class ManagedProcess:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
+        # util-linux's setpriv sets the parent-death signal and execs the command: no Python runs
+        # between fork and exec, where a lock held by another thread of this (threaded) process
+        # can deadlock the child before it ever execs. Without setpriv, prctl in a preexec_fn.
+        wrapper = shutil.which("setpriv")
+        argv = [wrapper, "--pdeathsig", "KILL", "--", *self.argv] if wrapper else self.argv
+        preexec = None if wrapper else functools.partial(_die_with_parent, os.getpid())
         self.process = subprocess.Popen(
-            self.argv,
+            argv,
             env=self.env,
             cwd=REPO_ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT if self._log else None,
             start_new_session=True,
-            # prctl has to run in the child between fork and exec; nothing else does it.
-            preexec_fn=functools.partial(_die_with_parent, os.getpid()),
+            preexec_fn=preexec,
         )
         _LOGGER.info("started %s (pid %d)", self.name, self.process.pid)
 
