@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 PROTOS := $(shell find protos -name '*.proto')
 STAMP := $(VENV)/.installed
 GEN_STAMP := gen/.generated
+# checkov, for tests/deploy, in a venv of its own: installed here, not inside a test's timeout.
+TOOLS_STAMP := .venv-tools/.checkov-installed
 
 .PHONY: help venv proto schema run test lint fmt bench chaos deploy-check image container-up \
 	container-down container-test clean
@@ -41,6 +43,9 @@ $(GEN_STAMP): $(STAMP) $(PROTOS)
 
 proto: $(GEN_STAMP)
 
+$(TOOLS_STAMP): deploy/tools/checkov-requirements.txt
+	bash deploy/tools/install-checkov.sh .venv-tools
+
 schema: $(STAMP)
 	$(BIN)/python -m datapilot_runtime.report.schema docs/result.schema.json
 
@@ -48,7 +53,7 @@ run: $(GEN_STAMP)
 	$(BIN)/python -m devstack
 
 # tests/containers build and run images: `make container-test`, not part of `make test`.
-test: $(GEN_STAMP)
+test: $(GEN_STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest --ignore=tests/containers $(PYTEST_ARGS)
 
 lint: $(GEN_STAMP)
@@ -59,7 +64,7 @@ lint: $(GEN_STAMP)
 chaos: $(GEN_STAMP)
 	CHAOS_SCALE=full $(BIN)/python -m pytest tests/chaos $(PYTEST_ARGS)
 
-deploy-check: $(GEN_STAMP)
+deploy-check: $(GEN_STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest tests/deploy
 
 bench: $(GEN_STAMP)

@@ -45,18 +45,22 @@ _REDIS_PACKAGE = Path(redis.__file__).resolve().parent
 def redis_fault(exc: BaseException) -> bool:
     """Whether `exc` is a failure of Redis (or of the link to it), not a bug of ours.
 
-    A RedisError; or an AttributeError raised inside redis-py itself: 8.1's asyncio connections
-    can lose their reader or writer to a concurrent disconnect (seen while a cluster master
-    died and the client refreshed its slot map), which must be handled as a connection error.
+    A RedisError; or any other exception raised while redis-py was running (its frames are in
+    the traceback): 8.1's asyncio clients can lose a connection's reader or writer to a
+    concurrent disconnect, let a socket error or timeout escape unwrapped, or trip over a slot
+    map they are refreshing (seen while a cluster master died). Each is handled as a lost
+    connection (503 store_unavailable, retried), never as a 500.
     """
     if isinstance(exc, RedisError):
         return True
-    if not isinstance(exc, AttributeError) or exc.__traceback__ is None:
+    if not isinstance(exc, Exception):
         return False
     frame = exc.__traceback__
-    while frame.tb_next is not None:
+    while frame is not None:
+        if Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(_REDIS_PACKAGE):
+            return True
         frame = frame.tb_next
-    return Path(frame.tb_frame.f_code.co_filename).resolve().is_relative_to(_REDIS_PACKAGE)
+    return False
 
 
 # A standalone Redis or a cluster: the commands the job system sends are the same on both.

@@ -29,8 +29,9 @@ def hadolint() -> str:
 def checkov() -> str:
     """checkov from its own venv (.venv-tools), installed by deploy/tools/install-checkov.sh.
 
-    The script is idempotent and fast when checkov is already there; on a fresh machine it
-    installs the pinned version from PyPI (about 20 s).
+    `make test` and `make deploy-check` run the script before pytest starts (on a loaded
+    machine the install can outlast a test's timeout); here it is a no-op check, or the
+    install itself when pytest is run directly.
     """
     result = subprocess.run(
         ["bash", str(INSTALL_CHECKOV), str(TOOLS_VENV)],

@@ -12,7 +12,7 @@ import json
 import select
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,28 +234,35 @@ def _csv(kib: int) -> bytes:
     return CSV_ROW * (kib * 1024 // len(CSV_ROW))
 
 
-def _await_spool(stack: Stack, at_least: int) -> None:
-    """Wait until ingest reports `at_least` bytes reserved by uploads in flight."""
+def _spool_bytes(stack: Stack) -> float:
+    """The bytes ingest reports reserved by uploads in flight."""
     url = f"http://127.0.0.1:{stack.metrics_ports['ingest']}/metrics"
+    for line in httpx.get(url, timeout=5).text.splitlines():
+        if line.startswith("datapilot_ingest_spool_bytes "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _await_spool(stack: Stack, admitted: Callable[[float], bool], what: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for line in httpx.get(url, timeout=5).text.splitlines():
-            if (
-                line.startswith("datapilot_ingest_spool_bytes ")
-                and float(line.split()[1]) >= at_least
-            ):
-                return
+        if admitted(_spool_bytes(stack)):
+            return
         time.sleep(0.05)
-    pytest.fail("the held upload was never admitted")
+    pytest.fail(what)
 
 
 def test_a_full_spool_is_503_overloaded_then_frees_up(edge_stack: Stack) -> None:
     rest = b"\r\n--" + BOUNDARY.encode() + b"--\r\n"
+    # An earlier test's refused upload keeps its reservation until ingest sees the gateway's
+    # cancel, a few milliseconds after its client had the answer: start from an empty spool.
+    _await_spool(edge_stack, lambda used: used == 0, "the spool never emptied")
     held = socket.create_connection(_address(edge_stack), timeout=30)
     try:
         body = _file_part_head() + _csv(700)
         held.sendall(_head(len(body) + len(rest)) + body)
-        _await_spool(edge_stack, len(body))  # admitted: its ~700 KiB are reserved (of 1.5 MiB)
+        # Admitted: its ~700 KiB are reserved (of 1.5 MiB).
+        _await_spool(edge_stack, lambda used: used >= len(body), "the held upload was refused")
         second = _file_part_head() + _csv(900) + rest
         response, _ = _send(edge_stack, _head(len(second)), [second])
         assert response.status == 503

@@ -1,4 +1,4 @@
-"""What counts as a Redis failure: RedisError, and redis-py's own AttributeError on a lost link."""
+"""What counts as a Redis failure: RedisError, and whatever is raised while redis-py runs."""
 
 from __future__ import annotations
 
@@ -36,3 +36,12 @@ def test_our_own_attribute_errors_are_not() -> None:
 
 def test_redis_errors_are() -> None:
     assert redis_fault(RedisConnectionError("gone"))
+
+
+async def test_a_socket_error_escaping_redis_py_is_a_redis_fault() -> None:
+    connection = Connection(host="127.0.0.1", port=1)  # nothing listens: refused
+    with pytest.raises(Exception) as raised:
+        await connection._connect()  # type: ignore[no-untyped-call]  # the raw socket call
+    assert isinstance(raised.value, OSError)
+    assert redis_fault(raised.value)
+    assert not redis_fault(OSError("raised by us, redis-py not on the stack"))
