@@ -17,10 +17,11 @@ whitespace collapsed, at most 40 characters) and printed as is when they read as
 double quotes (`report_view.display`). Column names are printed as written but for `_` (and `.`
 between words) as a space (`unit_price` -> `unit price`, `gdpPercap` stays); a sentence that
 starts with a name keeps the name's case. A dimension is pluralised only when it is a plain
-lowercase English word, else "the other values of <name>". Candidates come ranked; the top
-`limit` business findings come first, then at most MAX_TRAILING_NOTES outlier and data-quality
-notes. A candidate of an unknown type is skipped; a report without candidates (an older schema)
-gets its size and quality notes only. Never raises.
+lowercase English word, else "the other values of <name>". A title names a segment by its value,
+after its column when the value is a short code, a number, a range or a yes/no. Candidates come
+ranked; the top `limit` business findings come first, then at most MAX_TRAILING_NOTES outlier
+and data-quality notes. A candidate of an unknown type is skipped; a report without candidates
+(an older schema) gets its size and quality notes only. Never raises.
 """
 
 from __future__ import annotations
@@ -129,21 +130,49 @@ def _column(name: str | None, default: str) -> str:
     return display(humanise(name)) if name else default
 
 
+# Consonant pairs an English noun ends in; any other pair ("agegp", "tobgp") is an abbreviation.
+_FINAL_PAIRS = frozenset(
+    re.findall(
+        "[a-z]{2}",
+        "ch ck ct ft gh ld lf lk ll lm lp lt mb mp nd ng nk nt ph pt rb rd rf rg rk rl rm rn rp rt "
+        "sh sk sp ss st th wl wn xt",
+    )
+)
+_VOWELS = frozenset("aeiou")
+
+
 def _plural(noun: str) -> str | None:
     """The plural of a plain lowercase English word ("regions", "cities", "classes"), else None.
 
     A name with capitals, digits or several words ("Sex", "Survived", "store 12") has no safe
     plural, nor a word that may already be one ("sales"); a scale word would read as a number.
+    Nor has an abbreviation ("cyl", "drv", "agegp": no vowel, or an ending no English word has)
+    or a participle ("married": "the other marrieds").
     """
     if not noun.isalpha() or not noun.islower() or len(noun) < 3 or noun in _SCALE_WORDS:
         return None
     if noun.endswith("s") and not noun.endswith("ss"):
+        return None
+    if not _VOWELS & set(noun) or noun.endswith("ed"):
+        return None
+    if not (_VOWELS | {"y"}) & set(noun[-2:]) and noun[-2:] not in _FINAL_PAIRS:
         return None
     if noun.endswith("y") and noun[-2] not in "aeiou":
         return noun[:-1] + "ies"
     if noun.endswith(("s", "x", "z", "ch", "sh")):
         return noun + "es"
     return noun + "s"
+
+
+def _who(dimension: str, label: str) -> str:
+    """A segment as a title names it: "Gentoo", but "cyl “8”", "agegp 55-64" and "married yes".
+
+    A short code, a number, a range or a yes/no says nothing without its column.
+    """
+    raw = label.strip("\u201c\u201d")  # display() quotes a number or a code
+    if len(raw) <= 3 or raw.lower() in ("true", "false") or any(ch.isdigit() for ch in raw):
+        return f"{dimension} {label}"
+    return label
 
 
 def _others(dimension: str) -> str:
@@ -222,7 +251,7 @@ def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
             f"{p.number('segment_value', format_share)} against "
             f"{p.number('rest_value', format_share)} for {_others(dimension)}"
         )
-        return f"{label} stands out on {name}", text + "."
+        return f"{_who(dimension, label)} stands out on {name}", text + "."
     lead = (
         f"The {extreme} {measure} is in {dimension} {label}"
         if measure.startswith(name)  # never a sentence that starts with a column's name
@@ -238,7 +267,7 @@ def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
     elif change_pct is not None and round(abs(change_pct)) >= 1:
         side = "higher" if change_pct > 0 else "lower"
         text += f" ({p.number('change_pct', lambda v: f'{abs(v):.0f}%')} {side})"
-    title = f"{label} stands out on {measure}"
+    title = f"{_who(dimension, label)} stands out on {measure}"
     return title, text + "."
 
 
@@ -261,7 +290,7 @@ def _concentration(c: ConcentrationInsight, p: _Phrase) -> tuple[str, str] | Non
             f"; the top {p.number('top_k')} {_many(dimension)} hold "
             f"{p.number('top_k_share', format_share)}"
         )
-    return f"{display(c.top)} leads {measure}", text + "."
+    return f"{_who(dimension, display(c.top))} leads {measure}", text + "."
 
 
 def _trend(c: TrendInsight, p: _Phrase) -> tuple[str, str] | None:

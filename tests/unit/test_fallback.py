@@ -482,11 +482,33 @@ def test_column_names_keep_their_case_and_no_sentence_starts_with_one() -> None:
         ("Survived", "the other values of Survived"),
         ("sales", "the other values of sales"),  # may already be a plural
         ("store_id", "the other values of store id"),
+        ("married", "the other values of married"),  # a participle
+        ("cyl", "the other values of cyl"),  # abbreviations: no vowel, or no English ending
+        ("drv", "the other values of drv"),
+        ("agegp", "the other values of agegp"),
+        ("result", "the other results"),
+        ("month", "the other months"),
     ],
 )
 def test_a_dimension_is_pluralised_only_when_that_is_safe(dimension: str, others: str) -> None:
     text = _text(SEGMENT.model_copy(update={"dimension": dimension}))
     assert f"for {others} (" in text
+
+
+@pytest.mark.parametrize(
+    ("segment", "title"),
+    [
+        ("North", "North stands out on average price"),
+        ("8", "region \u201c8\u201d stands out on average price"),
+        ("yes", "region yes stands out on average price"),
+        ("f", "region f stands out on average price"),
+        ("55-64", "region 55-64 stands out on average price"),
+        ("FALSE", "region FALSE stands out on average price"),
+    ],
+)
+def test_a_title_names_the_column_of_a_code_or_a_number(segment: str, title: str) -> None:
+    draft = phrase(SEGMENT.model_copy(update={"segment": segment}))
+    assert draft is not None and draft.title == title
 
 
 def test_a_ratio_is_printed_only_when_it_says_something() -> None:

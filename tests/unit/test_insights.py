@@ -599,3 +599,24 @@ def test_a_quarter_of_values_beyond_the_fences_is_a_second_mode_not_outliers(
     outliers = next(c for c in report["columns"] if c["name"] == "seats")["numeric"]["outliers"]
     assert outliers["pct"] > 15  # the fences do cut a quarter off
     assert not [c for c in report["candidates"] if c["type"] == "outliers"]
+
+
+def test_two_trending_series_are_not_called_correlated(tmp_path: Path) -> None:
+    """One row a month: both grow, so their levels correlate; their changes do not."""
+    rng = np.random.default_rng(3)
+    months = pd.date_range("2000-01-01", periods=120, freq="MS")
+    frame = pd.DataFrame(
+        {
+            "month": months.strftime("%Y-%m-%d"),
+            "population": 1000 + np.arange(120) * 5.0 + rng.normal(0, 2, 120),
+            "spending": 200 * 1.01 ** np.arange(120) + rng.normal(0, 8, 120),
+        }
+    )
+    levels = np.corrcoef(frame["population"], frame["spending"])[0, 1]
+    assert levels > 0.9  # the trap: the levels correlate
+    report = _report_of(frame, tmp_path, "trends")
+    assert report["correlations"] == []
+    # Changes that do move together keep the pair.
+    frame["cost"] = frame["spending"] * 0.3 + rng.normal(0, 2, 120)
+    kept = _report_of(frame, tmp_path, "costs")["correlations"]
+    assert [(c["a"], c["b"]) for c in kept] == [("cost", "spending")]

@@ -3,6 +3,9 @@
 A pair is left out when one column is derived from the other: a linear function of it
 (|r| >= 0.999), nearly so with related names (|r| >= 0.98, a shared name word), or a product,
 ratio or sum of it with a third measure (total = price x qty, share = part / whole x 100).
+In a time series (one row per period) two measures that both trend correlate whatever they
+are (population and spending both grow): a pair is kept only when its period-to-period
+changes move together too (|r| >= 0.5 over the changes, the same sign).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ MAX_MEASURES = 30
 MAX_ITEMS = 20
 LINEAR_R = 0.999
 RELATED_NAME_R = 0.98
+MIN_CHANGES_R = 0.5
 DERIVED_SAMPLE = 2_000
 DERIVED_MAX_MEASURES = 12
 DERIVED_TOLERANCE = 1e-3
@@ -34,10 +38,14 @@ def correlations(measures: list[ColumnProfile]) -> list[dict[str, Any]]:
 
 
 def correlation_scan(
-    measures: list[ColumnProfile],
+    measures: list[ColumnProfile], time_order: np.ndarray | None = None
 ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
     """(the correlations, the pairs (a, b) with a < b and related names where one is a linear
-    function of the other: the same measure twice, e.g. a share of a total next to the total)."""
+    function of the other: the same measure twice, e.g. a share of a total next to the total).
+
+    ``time_order`` is the row order by time when the table is a time series (one row per
+    period): a pair must then also move together from one period to the next.
+    """
     measures = sorted((p for p in measures if p.numbers is not None), key=lambda p: p.name)[
         :MAX_MEASURES
     ]
@@ -61,9 +69,28 @@ def correlation_scan(
                 or (abs(r) >= RELATED_NAME_R and _related(a, b))
             ):
                 continue
+            if time_order is not None and not _changes_agree(
+                measures[i].numbers, measures[j].numbers, time_order, r
+            ):
+                continue
             items.append(_item(a, b, max(-1.0, min(1.0, r)), n))
     items.sort(key=lambda item: (-abs(float(item["r"])), str(item["key"])))
     return items[:MAX_ITEMS], linear
+
+
+def _changes_agree(a: np.ndarray | None, b: np.ndarray | None, order: np.ndarray, r: float) -> bool:
+    """Whether the period-to-period changes of `a` and `b` correlate like their levels do."""
+    if a is None or b is None:
+        return False
+    da, db = np.diff(a[order]), np.diff(b[order])
+    both = np.isfinite(da) & np.isfinite(db)
+    if int(both.sum()) < MIN_PAIRS:
+        return False
+    da, db = da[both], db[both]
+    if float(da.std()) == 0 or float(db.std()) == 0:
+        return False
+    changes_r = float(np.corrcoef(da, db)[0, 1])
+    return math.isfinite(changes_r) and abs(changes_r) >= MIN_CHANGES_R and changes_r * r > 0
 
 
 def _pearson_matrix(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -72,7 +72,7 @@ def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> d
         datetimes = [axis.profile, *(p for p in datetimes if p.name != axis.name)]
     # By name, so that the series kept (and the evidence citing them) never depend on column order.
     series = time_series(datetimes, sorted(by_role, key=lambda item: item[0].name), dimensions)
-    pairs, linear = correlation_scan(measures)
+    pairs, linear = correlation_scan(measures, _series_order(axis, rows))
     found = alerts(dataset, columns) + [mixed_scale_alert(m) for _, m in sorted(mixed.items())]
     report = {
         "schemaVersion": SCHEMA_VERSION,
@@ -93,6 +93,14 @@ def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> d
         profiles, semantics, axis, kept, {str(item["key"]) for item in series}, report
     )
     return report
+
+
+def _series_order(axis: TimeAxis | None, rows: int) -> np.ndarray | None:
+    """The rows in time order when the table is one series (a row per period), else None."""
+    dates = axis.profile.dates if axis is not None else None
+    if axis is None or dates is None or axis.periods < 0.9 * rows:
+        return None
+    return np.argsort(dates, kind="stable")  # NaT sorts last
 
 
 def _repeat_of(a: str, b: str, semantics: Semantics) -> str:
