@@ -25,7 +25,7 @@ def _frame() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "x": x,
-            "y": 3 * x + rng.normal(0, 0.3, ROWS),
+            "y": 3 * x + rng.normal(0, 0.6, ROWS),  # r 0.98: below LINEAR_R
             "noise": rng.normal(0, 1, ROWS),
             "sparse": np.where(np.arange(ROWS) % 3 == 0, np.nan, 1.0 + np.arange(ROWS)),
             "same": ["k"] * ROWS,

@@ -16,10 +16,12 @@ Scores (each in [0, 1]):
   >= 0.3 and a peak-to-trough amplitude of the seasonal index >= 0.1 std of the series.
 * level_shift: the split maximising the between-means sum of squares (binary segmentation,
   one step); (1 - Bonferroni p of the shift's t) x min(1, shift / 2 residual std) x the share of
-  a straight line's error it removes; needs a better fit than a line and p < 0.01. When both
+  a straight line's error it removes; needs a better fit than a line and than a cubic in time
+  (a smooth rise and fall, one season's swing, is no step) and p < 0.01. When both
   a trend and a shift are found, the trend's score is multiplied by step error / line error.
-* period_change: 0.5 x min(1, |z| / 3), z of the last change against earlier changes; of the
-  previous-period and year-over-year comparisons of one measure only the higher-scored is kept.
+* period_change: 0.5 x min(1, |z| / 3), z of the last change against earlier changes, for
+  |z| >= 2 (a change within the usual ones is no news); of the previous-period and
+  year-over-year comparisons of one measure only the higher-scored is kept.
 * unusual: min(1, |z| / 6) for |z| >= 3 against the 12 periods before it.
 * record: (0.3 + 0.3 x min(1, periods / 50)) x min(1, margin over the old record / std of
   the period-to-period changes), when the last value beats every earlier one.
@@ -59,10 +61,12 @@ TREND_FULL_SPREADS = 2.0
 SEASON_MIN_AMPLITUDE = 0.1
 SEASON_MIN_STRENGTH = 0.3
 SHIFT_MIN_PERIODS = 10
+SHIFT_CURVE_DEGREE = 3
 SHIFT_MAX_P = 0.01
 FLAT_RELATIVE_SPREAD = 1e-9
 UNUSUAL_WINDOW = 12
 UNUSUAL_MIN_HISTORY = 6
+PERIOD_CHANGE_MIN_Z = 2.0
 UNUSUAL_SIGMAS = 3.0
 RECORD_MIN_PERIODS = 8
 _CYCLES = {"month": ("year", 12), "quarter": ("year", 4), "day": ("week", 7)}
@@ -386,6 +390,14 @@ def _step_fit(x: np.ndarray) -> tuple[int, float, float, np.ndarray, np.ndarray,
     return split, step_error, line_error, before, after, best
 
 
+def _curve_error(x: np.ndarray) -> float:
+    """Residual error of a cubic in time: a rise and a fall (one season's swing) fit it."""
+    t = np.linspace(-1.0, 1.0, int(x.shape[0]))
+    coefficients = np.polynomial.polynomial.polyfit(t, x, SHIFT_CURVE_DEGREE)
+    fitted = np.polynomial.polynomial.polyval(t, coefficients)
+    return float(((x - fitted) ** 2).sum())
+
+
 def level_shift(series: Series, axis: str) -> LevelShiftInsight | None:
     x = series.values
     n = int(x.shape[0])
@@ -397,6 +409,8 @@ def level_shift(series: Series, axis: str) -> LevelShiftInsight | None:
     k = np.arange(smallest, n - smallest + 1)
     if step_error >= line_error or (step_error <= 0 and line_error <= 0):
         return None
+    if step_error >= _curve_error(x):
+        return None  # a smooth curve explains it as well: a gradual change (a season), no step
     residual = math.sqrt(max(step_error, 1e-300) / (n - 2))
     jump = float(after[best] - before[best])
     t = abs(jump) / (residual * math.sqrt(1 / split + 1 / (n - split)))
@@ -438,6 +452,8 @@ def period_changes(series: Series, axis: str) -> list[PeriodChangeInsight]:
         z = 0.0
         if history.shape[0] >= 3 and float(np.std(history, ddof=1)) > 0:
             z = (change - float(history.mean())) / float(np.std(history, ddof=1))
+        if abs(z) < PERIOD_CHANGE_MIN_Z:
+            continue  # a change like most others ("up 0.6% on the day before") is no news
         before = float(x[-1 - lag])
         base = _base(series, "period_change", axis)
         key = f"period_change.{series.measure}.{comparison}"

@@ -1,8 +1,9 @@
 """Pairs of measures that move together (|r| >= 0.7 over >= 30 complete rows), derived pairs out.
 
 A pair is left out when one column is derived from the other: a linear function of it
-(|r| >= 0.999), nearly so with related names (|r| >= 0.98, a shared name word), or a product,
-ratio or sum of it with a third measure (total = price x qty, share = part / whole x 100).
+(|r| >= 0.995, printed as 1.00), nearly so with related names (|r| >= 0.98, a shared name
+word), or a product, ratio or sum of it with a third measure (total = price x qty, share =
+part / whole x 100).
 In a time series (one row per period) two measures that both trend correlate whatever they
 are (population and spending both grow): a pair is kept only when its period-to-period
 changes move together too (|r| >= 0.5 over the changes, the same sign).
@@ -21,7 +22,8 @@ MIN_ABS_R = 0.7
 MIN_PAIRS = 30
 MAX_MEASURES = 30
 MAX_ITEMS = 20
-LINEAR_R = 0.999
+# |r| >= 0.995 prints as 1.00: the same measure twice (a total and its largest part), no finding.
+LINEAR_R = 0.995
 RELATED_NAME_R = 0.98
 MIN_CHANGES_R = 0.5
 DERIVED_SAMPLE = 2_000
