@@ -62,6 +62,11 @@ def idempotency_key(tenant: str, digest: str) -> str:
     return f"dp:{_tenant_tag(tenant)}:idem:{digest}"
 
 
+def tenant_sync_key(tenant: str) -> str:
+    """A short-lived key in the tenant's slot, written right before WAIT on that slot's master."""
+    return f"dp:{_tenant_tag(tenant)}:sync"
+
+
 def tenant_index_key(tenant: str) -> str:
     """The tenant's jobs, scored by createdAt (the job list)."""
     return f"dp:{_tenant_tag(tenant)}:jobs"

@@ -33,6 +33,7 @@ from datapilot_runtime.jobs.keys import (
     shard_sync_key,
     stream_key,
     tenant_index_key,
+    tenant_sync_key,
 )
 from datapilot_runtime.jobs.status import Status
 from datapilot_runtime.jobs.store import PUBLISH_CHANGE_LUA, JobRecord, require_lease_token
@@ -293,7 +294,7 @@ class JobQueue:
                 )
             )
         if stored.partition(" ")[0] == record.job_id:
-            await self.wait_replicated(record.job_id)
+            await self.wait_replicated(record.job_id, tenant=record.tenant)
         return stored
 
     async def _create_in_steps(self, idem_key: str, record: JobRecord, idem_ttl: int) -> str:
@@ -348,8 +349,12 @@ class JobQueue:
         await self._reenqueue(keys=[job_key(job_id), events_key(job_id)], args=["", entry])
         return ours
 
-    async def wait_replicated(self, job_id: str, *, stream: bool = True) -> None:
-        """WAIT for `wait_replicas` replicas of the job's record (and of its shard's stream).
+    async def wait_replicated(
+        self, job_id: str, *, stream: bool = True, tenant: str | None = None
+    ) -> None:
+        """WAIT for `wait_replicas` replicas of the job's record (and of its shard's stream, and
+        of the tenant's slot: its idempotency key and job list, so a retry after a failover
+        finds the job rather than making a second one).
 
         WAIT counts the replicas that have every write this connection made, so each master is
         sent a write of its own (a short-lived key in the right slot) and WAIT in one pipeline
@@ -361,6 +366,8 @@ class JobQueue:
         sync_keys = [job_sync_key(job_id)]
         if stream:
             sync_keys.append(shard_sync_key(self.shard_of(job_id)))
+        if tenant is not None and self._cluster:  # standalone: one master, one WAIT covers it
+            sync_keys.append(tenant_sync_key(tenant))
         for sync_key in sync_keys:
             acked = await self._wait_on(sync_key)
             if acked < self._wait_replicas:
