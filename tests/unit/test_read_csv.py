@@ -215,3 +215,16 @@ def test_random_tables_round_trip_through_csv(
             np.testing.assert_array_equal(
                 actual.to_numpy(dtype="float64"), expected.to_numpy(dtype="float64")
             )
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_lone_carriage_returns_end_lines(tmp_path: pathlib.Path, delimiter: str) -> None:
+    """Old Mac (and some Excel) exports end lines with CR alone; a quoted CR stays in its field."""
+    text = delimiter.join(["region", "units"]) + "\r"
+    text += "".join(delimiter.join([f"r{i % 3}", str(i)]) + "\r" for i in range(50))
+    text += f'"two\rlines"{delimiter}7\r'
+    frame = read_table(_write(tmp_path, text.encode())).frame
+    assert list(frame.columns) == ["region", "units"]
+    assert frame.shape == (51, 2)
+    assert frame["units"].tolist() == [*range(50), 7]
+    assert frame["region"].iloc[-1] == "two\rlines"

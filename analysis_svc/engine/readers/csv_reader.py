@@ -211,7 +211,10 @@ def _records(sample: str, delimiter: str) -> list[list[str]]:
     """The first non-blank records of the sample (quote-aware)."""
     records: list[list[str]] = []
     try:
-        for record in csv.reader(io.StringIO(sample), delimiter=delimiter, strict=False):
+        # newline="": a lone carriage return (old Mac and some Excel exports) ends a line too.
+        for record in csv.reader(
+            io.StringIO(sample, newline=""), delimiter=delimiter, strict=False
+        ):
             if record and any(field.strip() for field in record):
                 records.append(record)
             if len(records) >= _SNIFF_LINES:
