@@ -292,7 +292,9 @@ def outgoing_metadata(
     return metadata
 
 
-def first_call_metadata(request_id: str, tenant: str, token: str) -> tuple[tuple[str, str], ...]:
+def first_call_metadata(
+    request_id: str, tenant: str, token: str, traceparent: str = ""
+) -> tuple[tuple[str, str], ...]:
     """`outgoing_metadata` of a request's first (quota-charging) call, from explicit values.
 
     For the gateway's job reads, which make one upstream call and bind no context variables.
@@ -303,6 +305,8 @@ def first_call_metadata(request_id: str, tenant: str, token: str) -> tuple[tuple
     pairs.append((QUOTA_METADATA_KEY, "1"))
     if token:
         pairs.append((INTERNAL_TOKEN_METADATA_KEY, token))
+    if traceparent:
+        pairs.append(("traceparent", traceparent))
     return tuple(pairs)
 
 

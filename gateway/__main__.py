@@ -7,6 +7,7 @@ import sys
 
 import uvicorn
 
+from datapilot_runtime.gc_tuning import freeze_startup_heap
 from datapilot_runtime.logs import configure_logging
 from datapilot_runtime.tracing import configure_tracing, instrument_asgi
 from gateway.app import create_app
@@ -38,6 +39,7 @@ def main() -> None:
         http="httptools",
         timeout_graceful_shutdown=int(settings.grpc_shutdown_grace_seconds),
     )
+    freeze_startup_heap()
     GracefulServer(config).run()
 
 

@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datapilot_runtime import tracing
 from datapilot_runtime.context import new_request_id, request_id_var
 from datapilot_runtime.interceptors import first_call_metadata
 from gateway.auth import ApiKeys, tenant_of, unauthenticated
@@ -199,6 +200,7 @@ JOB_STATUS_TEMPLATE = "/api/job-status"
 JOB_TEMPLATE = "/api/jobs/{jobId}"
 _JOB_PREFIX = "/api/jobs/"
 _MAX_JOB_ID = 64  # the routes' max_length
+_NO_ANSWER = 499  # the status counted when the client went away before any answer
 _QUIET_CODES = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.ABORTED, grpc.StatusCode.CANCELLED)
 _APP_LOGGER = logging.getLogger("gateway.app")  # the application's own errors, as app.py logs
 
@@ -256,12 +258,25 @@ class JobReads:
         self._keys = keys
 
     async def serve(self, scope: Scope, receive: Receive, send: Send, template: str) -> None:
+        if not tracing.enabled():
+            await self._serve(scope, receive, send, template, "")
+            return
+        # The poll's own server span, the parent of ingest's GetJob span (the ASGI tracing
+        # middleware sits in the stack JobReads answers ahead of).
+        with tracing.http_server_span(scope, template) as span:
+            code = await self._serve(scope, receive, send, template, tracing.traceparent_of(span))
+            tracing.end_http_server_span(span, 0 if code == _NO_ANSWER else code)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, template: str, traceparent: str
+    ) -> int:
+        """Answer the read; returns the status sent (_NO_ANSWER: the client went away)."""
         request_id = _request_id_of(scope)
         token = request_id_var.set(request_id)  # for problem documents and log lines
         started = time.perf_counter()
-        code = 499  # unless an answer goes out: the client went away
+        code = _NO_ANSWER  # unless an answer goes out
         try:
-            answer = await self._answer(scope, receive, template, request_id)
+            answer = await self._answer(scope, receive, template, request_id, traceparent)
             id_header = (b"x-request-id", request_id.encode())
             if isinstance(answer, bytes):
                 code = 200
@@ -284,9 +299,10 @@ class JobReads:
         finally:
             _account(scope, template, code, started)
             request_id_var.reset(token)
+        return code
 
     async def _answer(
-        self, scope: Scope, receive: Receive, template: str, request_id: str
+        self, scope: Scope, receive: Receive, template: str, request_id: str, traceparent: str
     ) -> bytes | JSONResponse | None:
         tenant = tenant_of(self._keys, scope["headers"])
         if tenant is None:
@@ -300,7 +316,9 @@ class JobReads:
             )
             job_id = _job_id_of(scope, template)
             upstreams: Upstreams = self._app.state.upstreams
-            metadata = first_call_metadata(request_id, tenant, upstreams.internal_token)
+            metadata = first_call_metadata(
+                request_id, tenant, upstreams.internal_token, traceparent
+            )
             call = upstreams.get_job(
                 ingest_pb2.GetJobRequest(job_id=job_id), timeout=timeout, metadata=metadata
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uvloop
 
+from datapilot_runtime.gc_tuning import freeze_startup_heap
 from datapilot_runtime.logs import configure_logging
 from datapilot_runtime.tracing import configure_tracing
 from ingest_svc.server import serve
@@ -14,6 +15,7 @@ def main() -> None:
     settings = IngestSettings()
     configure_logging("ingest_svc", settings.log_level)
     configure_tracing("ingest_svc")
+    freeze_startup_heap()
     uvloop.run(serve(settings))  # every poll passes through here: the faster loop
 
 

@@ -198,3 +198,31 @@ def test_an_analyze_call_reaches_analysis_svc(traced_stack: Stack, receiver: Otl
     # The caller's trace context was honoured: the gateway's span is the child of its span.
     gateway_root = next(s for s in spans if s.service == "gateway" and s.kind == 2)
     assert gateway_root.parent_span_id == "1" * 16
+
+
+def test_a_job_status_poll_is_one_trace_through_ingest(
+    traced_stack: Stack, receiver: OtlpReceiver
+) -> None:
+    """Polls are answered ahead of the middleware stack (JobReads): they still make the
+    gateway's server span, continue the caller's trace and parent ingest's GetJob span."""
+    trace_id = uuid.uuid4().hex
+    with httpx.Client(base_url=traced_stack.gateway_url, timeout=30) as client:
+        job_id = upload(client, "units.csv", CSV)["jobId"]
+        response = client.get(
+            "/api/job-status",
+            params={"jobId": job_id},
+            headers={"traceparent": f"00-{trace_id}-{'2' * 16}-01"},
+        )
+        assert response.status_code == 200, response.text
+
+    def reached(spans: list[ReceivedSpan]) -> bool:
+        return {"gateway", "ingest_svc"} <= {s.service for s in spans if s.trace_id == trace_id}
+
+    spans = [s for s in _wait_spans(receiver, reached) if s.trace_id == trace_id]
+    poll = next(s for s in spans if s.service == "gateway")
+    assert poll.name == "GET /api/job-status" and poll.kind == 2
+    assert poll.parent_span_id == "2" * 16
+    assert poll.attributes["http.route"] == "/api/job-status"
+    assert poll.attributes["http.response.status_code"] == 200
+    get_job = next(s for s in spans if s.service == "ingest_svc")
+    assert get_job.name.endswith("/GetJob") and get_job.parent_span_id == poll.span_id
