@@ -39,7 +39,7 @@ import queue
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,7 +250,7 @@ def _check_whole_sheet_spread(archive: zipfile.ZipFile, member: str) -> None:
     box.check(info.file_size)
 
 
-def _inflated_ahead(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
+def _inflated_ahead(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Generator[bytes]:
     """A member's bytes chunk by chunk, inflated by a thread a few chunks ahead of the caller.
 
     zlib releases the GIL, and so do numpy's loops: inflating and scanning overlap, and the
@@ -277,7 +277,13 @@ def _inflated_ahead(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator
             put(exc)
 
     thread = threading.Thread(target=inflate, name="xlsx-inflate", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (the address-space limit is near): inline
+        with archive.open(info) as source:
+            while chunk := source.read(_CHUNK):
+                yield chunk
+        return
     try:
         while (item := chunks.get()) is not None:
             if isinstance(item, BaseException):
