@@ -309,10 +309,12 @@ class _SheetBox:
         self.columns = (math.inf, -math.inf)
 
     def add(self, chunk: bytes) -> None:
-        buffer = self._tail + chunk
-        cut = buffer.rfind(b">") + 1  # an attribute never spans a '>': the rest waits
-        self._tail = buffer[cut:]
-        found = _cell_references(buffer[:cut])
+        # One copy per chunk: what waited, the chunk, and the zero bytes a read may pass over.
+        buffer = b"".join((self._tail, chunk, _REF_PADDING))
+        end = len(buffer) - len(_REF_PADDING)
+        cut = buffer.rfind(b">", 0, end) + 1  # an attribute never spans a '>': the rest waits
+        self._tail = buffer[cut:end]
+        found = _cell_references(buffer, cut)
         if found is not None:
             rows, columns = found
             self.rows = (min(self.rows[0], rows[0]), max(self.rows[1], rows[1]))
@@ -332,18 +334,19 @@ class _SheetBox:
             )
 
 
-_REF_PADDING = 16  # > '"' + 3 letters + 7 digits
+_REF_PADDING = bytes(16)  # > '"' + 3 letters + 7 digits
 
 
-def _cell_references(xml: bytes) -> tuple[tuple[int, int], tuple[int, int]] | None:
+def _cell_references(buffer: bytes, size: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """((lowest, highest) row, (lowest, highest) column), 1-based, of the references r="B7"
-    in `xml` (whole tags), or None when it holds none."""
-    size = len(xml)
+    in ``buffer[:size]`` (whole tags: it ends with a '>'), or None when it holds none.
+
+    ``buffer`` holds at least `_REF_PADDING` more bytes, which the reads of a reference may
+    reach but never use: the letters and digits of a reference stop at the '>' of its tag.
+    """
     if size < 4:
         return None
-    # Zero bytes after the end: neither letters nor digits, so a reference at the very end is
-    # read up to its last character and nothing is read past the buffer.
-    text = np.frombuffer(xml + bytes(_REF_PADDING), dtype=np.uint8)
+    text = np.frombuffer(buffer, dtype=np.uint8)
     at = (text[1 : size - 2] == ord("r")) & (text[2 : size - 1] == ord("="))
     at &= text[3:size] == ord('"')
     before = np.flatnonzero(at)  # the byte before r=", then the reference from + 4
