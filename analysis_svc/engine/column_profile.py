@@ -25,6 +25,7 @@ _DENSE_MIN_SPAN = 1 << 16
 _DENSE_SCALES = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 _DENSE_SAMPLE = 256  # values that choose the scale before the whole column is checked
 _MAX_EXACT = 2.0**52
+_STAMP_UNITS = (86_400 * 10**9, 3_600 * 10**9, 60 * 10**9, 10**9)  # a day ... a second, in ns
 _BOOLEAN_TOKENS = frozenset({"true", "false", "yes", "no", "y", "n", "0", "1"})
 _ID_TOKENS = frozenset(
     {"id", "key", "code", "zip", "zipcode", "postcode", "postal"}
@@ -164,11 +165,17 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
         return profile
     if ptypes.is_datetime64_any_dtype(dtype):
         stamps = _naive_utc(series)
-        present = ~np.isnat(stamps)
-        ordered = np.sort(stamps[present].view(np.int64)).view("datetime64[ns]")
-        uniques = pd.DatetimeIndex(_distinct_sorted(ordered))
-        missing = rows - int(present.sum())
-        return ColumnProfile(name, "empty", uniques, missing, rows, sortable=stamps)
+        values = stamps[~np.isnat(stamps)].view(np.int64)
+        dense_stamps = _dense_stamps(values)
+        if dense_stamps is None:
+            distinct, counts = _distinct_sorted(np.sort(values)), None
+        else:  # dates, hours: counted, as dense numbers are
+            distinct, counts = dense_stamps
+        uniques = pd.DatetimeIndex(distinct.view("datetime64[ns]"))
+        missing = rows - int(values.shape[0])
+        profile = ColumnProfile(name, "empty", uniques, missing, rows, sortable=stamps)
+        profile.known_counts = counts
+        return profile
     if isinstance(dtype, pd.CategoricalDtype):
         codes, uniques = _used_categories(series)
     else:
@@ -205,6 +212,27 @@ def _dense_decimals(present: np.ndarray) -> tuple[float, float, np.ndarray] | No
         return None
     first = float(steps.min())
     return first, scale, np.bincount((steps - first).astype(np.int64))
+
+
+def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distinct sorted values, rows holding each) of timestamps (int64 ns) that are whole
+    days, hours, minutes or seconds apart from the lowest, over few enough steps (the span
+    `_dense_decimals` allows): a count then replaces the sort. None for any other column."""
+    if values.shape[0] == 0:
+        return None
+    low, high = int(values.min()), int(values.max())
+    limit = max(_DENSE_MIN_SPAN, _DENSE_SPAN_PER_ROW * values.shape[0])
+    if high - low >= 2**62:  # the offsets below would overflow int64
+        return None
+    offsets = values - low
+    for unit in _STAMP_UNITS:
+        if (high - low) // unit > limit:
+            return None  # a finer unit spans even more steps
+        if not np.any(offsets % unit):
+            per_step = np.bincount(offsets // unit)
+            used = np.flatnonzero(per_step)
+            return used * unit + low, per_step[used]
+    return None
 
 
 def _whole_steps(values: np.ndarray, scale: float) -> np.ndarray | None:

@@ -87,3 +87,22 @@ def test_codes_of_sampled_rows_match_the_whole_columns() -> None:
     # Equal values get equal codes on the sample too (its own numbering).
     whole = profile.codes[rows]
     assert len(set(zip(sampled.tolist(), whole.tolist(), strict=True))) == len(set(whole.tolist()))
+
+
+@pytest.mark.parametrize(
+    ("freq", "counted"), [("D", True), ("h", True), ("min", True), ("37s", True), ("1ms", False)]
+)
+def test_whole_unit_timestamps_are_counted_with_the_values_and_counts_of_a_sort(
+    freq: str, counted: bool
+) -> None:
+    rng = np.random.default_rng(5)
+    steps = pd.date_range("2021-03-01", periods=900, freq=freq)
+    stamps = pd.Series(steps[rng.integers(0, 900, 5_000)]).where(rng.random(5_000) > 0.1)
+    profile = profile_column("at", stamps)
+    present = stamps.dropna()
+    expected = present.value_counts().sort_index()
+    assert (profile.known_counts is not None) is counted  # counted, not sorted
+    assert profile.kind == "datetime"
+    assert list(profile.uniques) == list(expected.index)
+    assert profile.counts.tolist() == expected.tolist()
+    assert profile.missing == int(stamps.isna().sum())

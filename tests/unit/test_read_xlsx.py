@@ -412,3 +412,29 @@ def test_cell_references_are_found_across_chunk_boundaries() -> None:
             box.check(len(xml))  # flushes what waited for its closing '>'
         assert box.rows == (3, 1048576)
         assert box.columns == (2, 16384)
+
+
+def test_the_sheet_inflated_ahead_is_the_sheet_and_stops_with_its_reader() -> None:
+    sheet = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (i, i, i) for i in range(1, 200_000)
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    with zipfile.ZipFile(buffer) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+        assert b"".join(read_xlsx._inflated_ahead(archive, info)) == sheet
+        chunks = read_xlsx._inflated_ahead(archive, info)
+        assert next(chunks) == sheet[: read_xlsx._CHUNK]
+        chunks.close()  # the inflating thread stops (and is joined) with its reader
+
+
+def test_a_damaged_sheet_inflated_ahead_raises_in_its_reader() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", b"<row/>" * 1000)
+    data = buffer.getvalue().replace(b"<row/><row/>", b"<row/><rox/>", 1)  # CRC mismatch
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+        with pytest.raises(zipfile.BadZipFile):
+            b"".join(read_xlsx._inflated_ahead(archive, info))

@@ -27,6 +27,7 @@ found with array operations while the sheet's XML is inflated once more.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import itertools
@@ -34,9 +35,11 @@ import logging
 import math
 import pathlib
 import posixpath
+import queue
 import re
+import threading
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +80,7 @@ _WORKSHEET_OPEN = re.compile(rb"<(\w+:)?worksheet\b")
 # Parts the head workbook needs besides its sheet: what calamine reads to open a workbook.
 _HEAD_PARTS_SKIPPED = ("xl/worksheets/", "xl/chartsheets/", "xl/pivotCache/", "xl/drawings/")
 _CHUNK = 1024 * 1024
+_READ_AHEAD = 4  # inflated chunks waiting for the spread scan
 _HEAD_XML_ROWS = 200  # sheet XML rows holding values given to the header logic
 _HEAD_XML_BYTES = 4 * 1024 * 1024  # ... or fewer, when the rows are long
 _HEAD_XML_MAX_BYTES = 32 * 1024 * 1024  # ... or none yet: empty rows above the table
@@ -241,10 +245,53 @@ def _check_whole_sheet_spread(archive: zipfile.ZipFile, member: str) -> None:
     head's check sees only its first rows, and calamine reads the whole sheet."""
     info = archive.getinfo(member)
     box = _SheetBox()
-    with archive.open(info) as source:
-        while chunk := source.read(_CHUNK):
-            box.add(chunk)
+    for chunk in _inflated_ahead(archive, info):
+        box.add(chunk)
     box.check(info.file_size)
+
+
+def _inflated_ahead(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Generator[bytes]:
+    """A member's bytes chunk by chunk, inflated by a thread a few chunks ahead of the caller.
+
+    zlib releases the GIL, and so do numpy's loops: inflating and scanning overlap, and the
+    scan costs its own time rather than that plus the inflating. At most `_READ_AHEAD` chunks
+    wait; when the caller stops early the thread stops at its next chunk.
+    """
+    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_READ_AHEAD)
+    stopped = threading.Event()
+
+    def put(item: bytes | BaseException | None) -> bool:
+        while not stopped.is_set():
+            with contextlib.suppress(queue.Full):
+                chunks.put(item, timeout=0.1)
+                return True
+        return False
+
+    def inflate() -> None:
+        try:
+            with archive.open(info) as source:
+                while (chunk := source.read(_CHUNK)) and put(chunk):
+                    pass
+            put(None)
+        except BaseException as exc:  # handed to the caller, which raises it
+            put(exc)
+
+    thread = threading.Thread(target=inflate, name="xlsx-inflate", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (the address-space limit is near): inline
+        with archive.open(info) as source:
+            while chunk := source.read(_CHUNK):
+                yield chunk
+        return
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stopped.set()
+        thread.join()
 
 
 class _SheetBox:
@@ -262,10 +309,12 @@ class _SheetBox:
         self.columns = (math.inf, -math.inf)
 
     def add(self, chunk: bytes) -> None:
-        buffer = self._tail + chunk
-        cut = buffer.rfind(b">") + 1  # an attribute never spans a '>': the rest waits
-        self._tail = buffer[cut:]
-        found = _cell_references(buffer[:cut])
+        # One copy per chunk: what waited, the chunk, and the zero bytes a read may pass over.
+        buffer = b"".join((self._tail, chunk, _REF_PADDING))
+        end = len(buffer) - len(_REF_PADDING)
+        cut = buffer.rfind(b">", 0, end) + 1  # an attribute never spans a '>': the rest waits
+        self._tail = buffer[cut:end]
+        found = _cell_references(buffer, cut)
         if found is not None:
             rows, columns = found
             self.rows = (min(self.rows[0], rows[0]), max(self.rows[1], rows[1]))
@@ -285,18 +334,19 @@ class _SheetBox:
             )
 
 
-_REF_PADDING = 16  # > '"' + 3 letters + 7 digits
+_REF_PADDING = bytes(16)  # > '"' + 3 letters + 7 digits
 
 
-def _cell_references(xml: bytes) -> tuple[tuple[int, int], tuple[int, int]] | None:
+def _cell_references(buffer: bytes, size: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """((lowest, highest) row, (lowest, highest) column), 1-based, of the references r="B7"
-    in `xml` (whole tags), or None when it holds none."""
-    size = len(xml)
+    in ``buffer[:size]`` (whole tags: it ends with a '>'), or None when it holds none.
+
+    ``buffer`` holds at least `_REF_PADDING` more bytes, which the reads of a reference may
+    reach but never use: the letters and digits of a reference stop at the '>' of its tag.
+    """
     if size < 4:
         return None
-    # Zero bytes after the end: neither letters nor digits, so a reference at the very end is
-    # read up to its last character and nothing is read past the buffer.
-    text = np.frombuffer(xml + bytes(_REF_PADDING), dtype=np.uint8)
+    text = np.frombuffer(buffer, dtype=np.uint8)
     at = (text[1 : size - 2] == ord("r")) & (text[2 : size - 1] == ord("="))
     at &= text[3:size] == ord('"')
     before = np.flatnonzero(at)  # the byte before r=", then the reference from + 4
@@ -304,27 +354,27 @@ def _cell_references(xml: bytes) -> tuple[tuple[int, int], tuple[int, int]] | No
     starts = before[(space == 32) | (space == 9) | (space == 10) | (space == 13)] + 4
     if starts.shape[0] == 0:
         return None
-    # Letters: up to 3 (A..XFD), as 1..26 each; then up to 7 digits.
-    wide = text.astype(np.int32)  # once, so that no gather below needs a conversion
-    first, second, third = (wide[starts + k] - (ord("A") - 1) for k in range(3))
-    letters = (first >= 1) & (first <= 26)
-    two = letters & (second >= 1) & (second <= 26)
-    three = two & (third >= 1) & (third <= 26)
-    count = letters.astype(np.int64) + two + three
-    pair = np.where(two, first * 26 + second, first)
-    column = np.where(three, first * 676 + second * 26 + third, pair)
-    row = np.zeros(starts.shape[0], dtype=np.int64)
-    reading = letters.copy()
+    # Letters: up to 3 (A..XFD), as 1..26 each; then up to 7 digits. Gathered as bytes and
+    # widened only where needed (a conversion of the whole buffer cost a tenth of the scan);
+    # in uint8 a byte below 'A' or '0' wraps to a large value, so one comparison tests a range.
+    first, second, third = (text[starts + k] - np.uint8(ord("A") - 1) for k in range(3))
+    letters = (first - np.uint8(1)) < 26
+    two = letters & ((second - np.uint8(1)) < 26)
+    three = two & ((third - np.uint8(1)) < 26)
+    count = letters.view(np.uint8) + two.view(np.uint8) + three.view(np.uint8)
     at_digit = starts + count
-    for place in range(7):
-        digit = wide[at_digit + place] - ord("0")
-        reading &= (digit >= 0) & (digit <= 9)
-        row = np.where(reading, row * 10 + digit, row)
-        if place == 0:
-            has_digit = reading.copy()
-    cells = letters & has_digit  # row references (r="7") are not cells
-    if not cells.any():
+    cells = letters & ((text[at_digit] - np.uint8(ord("0"))) <= 9)  # row references (r="7")
+    if not cells.any():  # are not cells
         return None
+    row = np.zeros(starts.shape[0], dtype=np.int32)
+    reading = cells.copy()
+    for place in range(7):
+        digit = text[at_digit + place] - np.uint8(ord("0"))
+        reading &= digit <= 9
+        row[reading] = row[reading] * 10 + digit[reading]
+    wide = first.astype(np.int32)
+    pair = np.where(two, wide * 26 + second, wide)
+    column = np.where(three, wide * 676 + second.astype(np.int32) * 26 + third, pair)
     row, column = row[cells], column[cells]
     return (int(row.min()), int(row.max())), (int(column.min()), int(column.max()))
 
