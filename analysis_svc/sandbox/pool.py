@@ -470,6 +470,12 @@ class ChildPool:
                         raise AnalysisRefused(
                             ErrorCode.ANALYSIS_LIMIT_EXCEEDED, cpu_limit_message(max_cpu_seconds)
                         ) from exc
+                    if code == -signal.SIGABRT:
+                        # Native code (calamine, Arrow) aborts the process when an allocation
+                        # fails under RLIMIT_AS, where Python would have raised MemoryError.
+                        raise AnalysisRefused(
+                            ErrorCode.RESOURCE_EXHAUSTED, _memory_message(max_memory_mb)
+                        ) from exc
                     raise RuntimeError(f"analysis child died (exit code {code})") from exc
                 event = decode_child_message(message)
                 if isinstance(event, AnalysisOutput):

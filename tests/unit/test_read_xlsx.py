@@ -438,3 +438,35 @@ def test_a_damaged_sheet_inflated_ahead_raises_in_its_reader() -> None:
         info = archive.getinfo("xl/worksheets/sheet1.xml")
         with pytest.raises(zipfile.BadZipFile):
             b"".join(read_xlsx._inflated_ahead(archive, info))
+
+
+def _strip_references(xml: bytes, from_row: int) -> bytes:
+    """Drop r="..." from the rows (and their cells) numbered `from_row` and above."""
+
+    def row(match: re.Match[bytes]) -> bytes:
+        if int(match.group(1)) < from_row:
+            return match.group(0)
+        return re.sub(rb' r="[A-Z]*\d+"', b"", match.group(0))
+
+    return re.sub(rb'<row r="(\d+)".*?</row>', row, xml, flags=re.S)
+
+
+def test_rows_without_references_count_toward_the_box(tmp_path: pathlib.Path) -> None:
+    # A wide first row, then 30,000 rows whose cells name no reference: calamine numbers them
+    # on, and the box of the head alone (two rows) would hide that it is 30,001 x 16,384.
+    path = _table_with_a_far_cell(tmp_path, "XFD1", 30_000)
+    _rewrite_sheet(path, lambda xml: _strip_references(xml, 2))
+    with pytest.raises(InvalidInput, match="x 16384 columns"):
+        read_table(path)
+
+
+def test_a_far_row_holding_an_unreferenced_cell_is_refused() -> None:
+    # <row r="1048576"><c> places that cell a million rows down with no r="A1048576" to see.
+    xml = (
+        b'<row r="1"><c r="A1"><v>1</v></c><c r="XFD1"><v>2</v></c></row>'
+        b'<row r="1048576"><c><v>3</v></c></row>'
+    )
+    box = read_xlsx._SheetBox()
+    box.add(xml)
+    with pytest.raises(InvalidInput, match="1048576 rows x 16384 columns"):
+        box.check(len(xml))

@@ -231,7 +231,8 @@ def _check_spread(xml: bytes) -> None:
         rows.append(int(number))
     if not rows:
         return
-    height = max(rows) - min(rows) + 1
+    # A row without r="7" takes the next number: the box is at least as tall as its rows.
+    height = max(max(rows) - min(rows) + 1, xml.count(b"row") // 2)
     width = max(columns) - min(columns) + 1 if columns else 1
     if height * width > _MAX_HEAD_CELLS:
         raise InvalidInput(
@@ -307,6 +308,8 @@ class _SheetBox:
         self._tail = b""
         self.rows = (math.inf, -math.inf)
         self.columns = (math.inf, -math.inf)
+        self.row_tags = (math.inf, -math.inf)
+        self.row_names = 0  # "row" in the XML: twice per <row>...</row>, once per <row/>
 
     def add(self, chunk: bytes) -> None:
         # One copy per chunk: what waited, the chunk, and the zero bytes a read may pass over.
@@ -314,17 +317,33 @@ class _SheetBox:
         end = len(buffer) - len(_REF_PADDING)
         cut = buffer.rfind(b">", 0, end) + 1  # an attribute never spans a '>': the rest waits
         self._tail = buffer[cut:end]
+        self.row_names += buffer.count(b"row", 0, cut)  # one pass, any namespace prefix
         found = _cell_references(buffer, cut)
-        if found is not None:
-            rows, columns = found
-            self.rows = (min(self.rows[0], rows[0]), max(self.rows[1], rows[1]))
-            self.columns = (min(self.columns[0], columns[0]), max(self.columns[1], columns[1]))
+        if found is None:
+            return
+        if found.rows is not None and found.columns is not None:
+            self.rows = (min(self.rows[0], found.rows[0]), max(self.rows[1], found.rows[1]))
+            self.columns = (
+                min(self.columns[0], found.columns[0]),
+                max(self.columns[1], found.columns[1]),
+            )
+        if found.row_tags is not None:
+            low, high = found.row_tags
+            self.row_tags = (min(self.row_tags[0], low), max(self.row_tags[1], high))
 
     def check(self, xml_bytes: int) -> None:
         self.add(b">")
+        if math.isfinite(self.row_tags[0]):
+            # A cell without r="B7" is placed in its <row r="7">: a far row is a far cell, as
+            # the head's check counts it too.
+            self.rows = (min(self.rows[0], self.row_tags[0]), max(self.rows[1], self.row_tags[1]))
+            if not math.isfinite(self.columns[0]):
+                self.columns = (1, 1)
         if not math.isfinite(self.rows[0]):
             return
-        height = int(self.rows[1] - self.rows[0]) + 1
+        # A row without r="7" takes the next number: the box is at least as tall as its rows
+        # ("row" opens and closes each; a self-closing one holds no cell).
+        height = max(int(self.rows[1] - self.rows[0]) + 1, self.row_names // 2)
         width = int(self.columns[1] - self.columns[0]) + 1
         # A dense sheet writes at least 8 bytes of XML per cell of its box.
         if height * width > max(_MAX_HEAD_CELLS, xml_bytes // 8):
@@ -335,11 +354,12 @@ class _SheetBox:
 
 
 _REF_PADDING = bytes(16)  # > '"' + 3 letters + 7 digits
+# A cell's opening tag, bare or with attributes, with or without a namespace prefix.
 
 
-def _cell_references(buffer: bytes, size: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
-    """((lowest, highest) row, (lowest, highest) column), 1-based, of the references r="B7"
-    in ``buffer[:size]`` (whole tags: it ends with a '>'), or None when it holds none.
+def _cell_references(buffer: bytes, size: int) -> _References | None:
+    """The bounds, 1-based, of the references r="B7" in ``buffer[:size]`` (whole tags: it ends
+    with a '>') and of the row references r="7", or None when it holds neither.
 
     ``buffer`` holds at least `_REF_PADDING` more bytes, which the reads of a reference may
     reach but never use: the letters and digits of a reference stop at the '>' of its tag.
@@ -363,20 +383,38 @@ def _cell_references(buffer: bytes, size: int) -> tuple[tuple[int, int], tuple[i
     three = two & ((third - np.uint8(1)) < 26)
     count = letters.view(np.uint8) + two.view(np.uint8) + three.view(np.uint8)
     at_digit = starts + count
-    cells = letters & ((text[at_digit] - np.uint8(ord("0"))) <= 9)  # row references (r="7")
-    if not cells.any():  # are not cells
+    numbered = (text[at_digit] - np.uint8(ord("0"))) <= 9
+    cells = letters & numbered
+    row_tags = ~letters & numbered  # r="7": a <row> (any other tag with a number is one too)
+    if not (cells.any() or row_tags.any()):
         return None
     row = np.zeros(starts.shape[0], dtype=np.int32)
-    reading = cells.copy()
+    reading = numbered.copy()
     for place in range(7):
         digit = text[at_digit + place] - np.uint8(ord("0"))
         reading &= digit <= 9
         row[reading] = row[reading] * 10 + digit[reading]
-    wide = first.astype(np.int32)
-    pair = np.where(two, wide * 26 + second, wide)
-    column = np.where(three, wide * 676 + second.astype(np.int32) * 26 + third, pair)
-    row, column = row[cells], column[cells]
-    return (int(row.min()), int(row.max())), (int(column.min()), int(column.max()))
+    found = _References()
+    if row_tags.any():
+        numbers = row[row_tags]
+        found.row_tags = (int(numbers.min()), int(numbers.max()))
+    if cells.any():
+        wide = first.astype(np.int32)
+        pair = np.where(two, wide * 26 + second, wide)
+        column = np.where(three, wide * 676 + second.astype(np.int32) * 26 + third, pair)
+        rows, columns = row[cells], column[cells]
+        found.rows = (int(rows.min()), int(rows.max()))
+        found.columns = (int(columns.min()), int(columns.max()))
+    return found
+
+
+@dataclass
+class _References:
+    """What `_cell_references` found in a stretch of sheet XML."""
+
+    rows: tuple[int, int] | None = None
+    columns: tuple[int, int] | None = None
+    row_tags: tuple[int, int] | None = None
 
 
 def _merged_ranges(archive: zipfile.ZipFile, member: str, head_rows: int) -> list[Merge]:
