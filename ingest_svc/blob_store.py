@@ -718,7 +718,7 @@ class _S3Writer:
         self._buffer: list[bytes | memoryview] = []
         self._buffered = 0
         self._hasher = hashlib.sha256()
-        self._unhashed: list[bytes] = []
+        self._hashed = 0  # how many bytes at the start of the buffer are hashed already
         self._hashing = _Lane()
         self._upload_id: str | None = None
         self._sent: list[Part] = []
@@ -728,23 +728,24 @@ class _S3Writer:
         self.size = 0
 
     async def sha256(self) -> str:
-        await self._hash_pending()
+        if self._buffered > self._hashed:  # the bytes not in a part yet (less than one part)
+            rest = b"".join(self._buffer)
+            self._buffer = [rest]
+            await self._hash(memoryview(rest)[self._hashed :])
+            self._hashed = len(rest)
         await self._hashing.drain()
         return self._hasher.hexdigest()
 
-    async def _hash_pending(self) -> None:
-        batch, self._unhashed = self._unhashed, []
-        if batch:
-            await self._hashing.run(lambda: _update_all(self._hasher, batch))
+    async def _hash(self, data: bytes | memoryview) -> None:
+        await self._hashing.run(lambda: self._hasher.update(data))
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        self._unhashed.append(chunk)
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         if self._buffered >= PART_BYTES:
-            await self._hash_pending()
-            # One copy into the part: the chunk that crosses its end is split by views.
+            # One copy into the part: the chunk that crosses its end is split by views. The part
+            # is hashed whole, so the chunks are freed at once.
             excess = self._buffered - PART_BYTES
             rest: list[bytes | memoryview] = []
             if excess:
@@ -752,6 +753,8 @@ class _S3Writer:
                 self._buffer[-1], rest = view[: len(chunk) - excess], [view[len(chunk) - excess :]]
             part = b"".join(self._buffer)
             self._buffer, self._buffered = rest, excess
+            hashed, self._hashed = self._hashed, 0  # a `sha256()` before hashed the first bytes
+            await self._hash(memoryview(part)[hashed:])
             await self._send(part)
 
     async def _send(self, part: bytes) -> None:
