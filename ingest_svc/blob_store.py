@@ -181,11 +181,6 @@ class BlobStore(Protocol):
         ...
 
 
-def _update_all(hasher: hashlib._Hash, pieces: list[bytes]) -> None:
-    for piece in pieces:
-        hasher.update(piece)
-
-
 class _Lane:
     """Runs blocking steps in a thread one at a time, in order, while the caller goes on.
 
@@ -384,7 +379,8 @@ class _FsWriter:
         return self._hasher.hexdigest()
 
     def _write_batch(self, batch: list[bytes]) -> None:
-        _update_all(self._hasher, batch)
+        for piece in batch:
+            self._hasher.update(piece)
         self._handle.writelines(batch)
 
     async def _settled(self) -> None:
@@ -438,7 +434,7 @@ class _FsWriter:
             self._tmp.unlink(missing_ok=True)
 
         try:
-            # A batch still being written would reopen nothing, but must not race the close.
+            # A batch still being written finishes before the file is closed and removed.
             with contextlib.suppress(OSError):
                 await self._lane.drain()
             await asyncio.to_thread(drop)
