@@ -9,6 +9,7 @@ import uvicorn
 
 from datapilot_runtime.gc_tuning import freeze_startup_heap
 from datapilot_runtime.logs import configure_logging
+from datapilot_runtime.memory import retain_freed_memory
 from datapilot_runtime.tracing import configure_tracing, instrument_asgi
 from gateway.app import create_app
 from gateway.bind_policy import anonymous_bind_refusal
@@ -19,6 +20,7 @@ _LOGGER = logging.getLogger("gateway")
 
 
 def main() -> None:
+    retain_freed_memory()  # before any buffer or thread: uploads reuse warm pages
     settings = GatewaySettings()
     configure_logging("gateway", settings.log_level)
     configure_tracing("gateway")

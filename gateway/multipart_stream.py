@@ -76,7 +76,7 @@ class MultipartFileReader:
         self._headers: dict[bytes, bytes] = {}
         self._header_field = bytearray()
         self._header_value = bytearray()
-        self._out: list[bytes] = []
+        self._out: list[memoryview] = []
         self._parser = MultipartParser(
             boundary,  # checked above: the parser's own refusal would be a bare exception
             {
@@ -91,7 +91,7 @@ class MultipartFileReader:
             },
         )
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[memoryview]:
         """Parse `data`; returns the file bytes it contained. Raises UploadTooLarge."""
         self._out = []
         try:
@@ -165,7 +165,9 @@ class MultipartFileReader:
         self.size += end - start
         if self.size > self._limit:
             raise UploadTooLarge
-        self._out.append(data[start:end])
+        # A view, not a copy: every buffer the parser hands out is an immutable bytes (the body
+        # chunk, or its boundary constant), so the view stays valid until it is relayed.
+        self._out.append(memoryview(data)[start:end])
 
     def _on_part_end(self) -> None:
         self._in_options = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -110,7 +111,7 @@ class ChunkMessages:
         self._pieces: list[bytes | memoryview] = []
         self.size = 0
 
-    def add(self, pieces: list[bytes]) -> None:
+    def add(self, pieces: Sequence[bytes | memoryview]) -> None:
         self._pieces += pieces
         self.size += sum(len(piece) for piece in pieces)
 

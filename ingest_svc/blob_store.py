@@ -113,14 +113,15 @@ def file_digest(stream: IO[bytes]) -> tuple[int, str]:
 class BlobWriter(Protocol):
     """A blob being written as its bytes arrive; nothing exists under its key until `complete`.
 
-    `size` and `sha256` cover the bytes written so far, so the caller knows the whole file's
+    `size` and `sha256()` cover the bytes written so far, so the caller knows the whole file's
     digest before it decides to keep it (`complete`) or drop it (`abort`).
     """
 
     size: int
 
-    @property
-    def sha256(self) -> str: ...
+    async def sha256(self) -> str:
+        """The digest of every byte written so far (waits for the hashing still under way)."""
+        ...
 
     async def write(self, chunk: bytes) -> None:
         """Add bytes; they may be sent to the store at once."""
@@ -178,6 +179,34 @@ class BlobStore(Protocol):
     async def check(self) -> None:
         """Raise if the store cannot be reached (readiness)."""
         ...
+
+
+class _Lane:
+    """Runs blocking steps in a thread one at a time, in order, while the caller goes on.
+
+    A writer hashes (and writes) the bytes it has while the event loop receives the next ones:
+    hashlib and file writes release the GIL, so the two overlap on a second core. At most one
+    step is under way; the next waits for it, which bounds the bytes held to two batches.
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[None] | None = None
+
+    async def run(self, step: Callable[[], None]) -> None:
+        """Start `step` once the one before it is done; raises what the one before raised."""
+        await self.drain()
+        self._running = asyncio.ensure_future(asyncio.to_thread(step))
+
+    async def drain(self) -> None:
+        """Wait for the step under way; a caller cancelled meanwhile leaves it to the next."""
+        running = self._running
+        if running is None:
+            return
+        try:
+            await asyncio.shield(running)  # the thread cannot be interrupted
+        finally:
+            if running.done():
+                self._running = None
 
 
 class FilesystemBlobStore:
@@ -325,39 +354,59 @@ class FilesystemBlobStore:
 
 
 class _FsWriter:
-    """Writes into a temp file beside the target; `complete` fsyncs and renames it in place."""
+    """Writes into a temp file beside the target; `complete` fsyncs and renames it in place.
+
+    Bytes are hashed and written a batch (FS_WRITE_BYTES) at a time in a thread, in order, while
+    the next batch arrives; the batch is the received chunks themselves, never joined.
+    """
 
     def __init__(self, key: str, target: Path, tmp: Path, handle: IO[bytes]) -> None:
         self._key = key
         self._target = target
         self._tmp = tmp
         self._handle = handle
-        self._pending = bytearray()  # written a MiB at a time: fewer thread hops
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._lane = _Lane()
         self._hasher = hashlib.sha256()
         self._started = time.perf_counter()
         self._done = False
         self.size = 0
 
-    @property
-    def sha256(self) -> str:
+    async def sha256(self) -> str:
+        await self._flush()
+        await self._settled()
         return self._hasher.hexdigest()
 
-    async def _flush(self) -> None:
-        data, self._pending = bytes(self._pending), bytearray()
+    def _write_batch(self, batch: list[bytes]) -> None:
+        for piece in batch:
+            self._hasher.update(piece)
+        self._handle.writelines(batch)
+
+    async def _settled(self) -> None:
         try:
-            await asyncio.to_thread(self._handle.write, data)
+            await self._lane.drain()
+        except OSError as exc:
+            raise BlobStoreError(f"fs put {self._key} failed: {type(exc).__name__}") from exc
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending, self._pending_bytes = self._pending, [], 0
+        try:
+            await self._lane.run(lambda: self._write_batch(batch))
         except OSError as exc:
             raise BlobStoreError(f"fs put {self._key} failed: {type(exc).__name__}") from exc
 
     async def write(self, chunk: bytes) -> None:
-        self._hasher.update(chunk)
         self.size += len(chunk)
-        self._pending += chunk
-        if len(self._pending) >= FS_WRITE_BYTES:
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= FS_WRITE_BYTES:
             await self._flush()
 
     async def complete(self) -> StoredBlob:
-        await self._flush()
+        sha = await self.sha256()
 
         def finish() -> None:
             self._handle.flush()
@@ -372,7 +421,7 @@ class _FsWriter:
         self._done = True
         BLOB_LATENCY.labels("fs", "put").observe(time.perf_counter() - self._started)
         BLOB_BYTES.labels("fs", "put").inc(self.size)
-        return StoredBlob(self._key, self.size, self.sha256)
+        return StoredBlob(self._key, self.size, sha)
 
     async def abort(self) -> None:
         if self._done:
@@ -385,6 +434,9 @@ class _FsWriter:
             self._tmp.unlink(missing_ok=True)
 
         try:
+            # A batch still being written finishes before the file is closed and removed.
+            with contextlib.suppress(OSError):
+                await self._lane.drain()
             await asyncio.to_thread(drop)
         except OSError:
             _LOGGER.warning("could not remove an abandoned upload's temp file")
@@ -652,15 +704,18 @@ class _S3Writer:
     """An S3 multipart upload fed as the bytes arrive: each full part is sent at once.
 
     Up to PARTS_IN_FLIGHT parts travel while the next one fills. A blob smaller than one part is
-    a single PUT at `complete` (no multipart round trips for the common small file).
+    a single PUT at `complete` (no multipart round trips for the common small file). Each part
+    is hashed in a thread (in order) while the next one arrives.
     """
 
     def __init__(self, store: S3BlobStore, key: str) -> None:
         self._store = store
         self._key = key
-        self._buffer: list[bytes] = []
+        self._buffer: list[bytes | memoryview] = []
         self._buffered = 0
         self._hasher = hashlib.sha256()
+        self._hashed = 0  # how many bytes at the start of the buffer are hashed already
+        self._hashing = _Lane()
         self._upload_id: str | None = None
         self._sent: list[Part] = []
         self._in_flight: list[asyncio.Task[Part]] = []
@@ -668,20 +723,34 @@ class _S3Writer:
         self._done = False
         self.size = 0
 
-    @property
-    def sha256(self) -> str:
+    async def sha256(self) -> str:
+        if self._buffered > self._hashed:  # the bytes not in a part yet (less than one part)
+            rest = b"".join(self._buffer)
+            self._buffer = [rest]
+            await self._hash(memoryview(rest)[self._hashed :])
+            self._hashed = len(rest)
+        await self._hashing.drain()
         return self._hasher.hexdigest()
 
+    async def _hash(self, data: bytes | memoryview) -> None:
+        await self._hashing.run(lambda: self._hasher.update(data))
+
     async def write(self, chunk: bytes) -> None:
-        self._hasher.update(chunk)
         self.size += len(chunk)
         self._buffer.append(chunk)
         self._buffered += len(chunk)
         if self._buffered >= PART_BYTES:
-            # One copy into the part (a bytearray grown chunk by chunk would copy twice).
-            joined = b"".join(self._buffer)
-            part, rest = joined[:PART_BYTES], joined[PART_BYTES:]
-            self._buffer, self._buffered = ([rest] if rest else []), len(rest)
+            # One copy into the part: the chunk that crosses its end is split by views. The part
+            # is hashed whole, so the chunks are freed at once.
+            excess = self._buffered - PART_BYTES
+            rest: list[bytes | memoryview] = []
+            if excess:
+                view = memoryview(chunk)
+                self._buffer[-1], rest = view[: len(chunk) - excess], [view[len(chunk) - excess :]]
+            part = b"".join(self._buffer)
+            self._buffer, self._buffered = rest, excess
+            hashed, self._hashed = self._hashed, 0  # a `sha256()` before hashed the first bytes
+            await self._hash(memoryview(part)[hashed:])
             await self._send(part)
 
     async def _send(self, part: bytes) -> None:
@@ -695,12 +764,11 @@ class _S3Writer:
         )
 
     async def complete(self) -> StoredBlob:
+        sha = await self.sha256()
         rest = b"".join(self._buffer)
         self._buffer, self._buffered = [], 0
         if self._upload_id is None:
-            blob = await self._store.put_stream(
-                self._key, io.BytesIO(rest), (self.size, self.sha256)
-            )
+            blob = await self._store.put_stream(self._key, io.BytesIO(rest), (self.size, sha))
             self._done = True
             return blob
         if rest:
@@ -711,7 +779,7 @@ class _S3Writer:
         self._done = True
         BLOB_LATENCY.labels("s3", "put").observe(time.perf_counter() - self._started)
         BLOB_BYTES.labels("s3", "put").inc(self.size)
-        return StoredBlob(self._key, self.size, self.sha256)
+        return StoredBlob(self._key, self.size, sha)
 
     async def abort(self) -> None:
         if self._done:
@@ -719,7 +787,7 @@ class _S3Writer:
         self._done = True
         # A part still travelling could land after the abort and keep the upload alive:
         # let the threads finish (they cannot be interrupted) before aborting.
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
+        await asyncio.gather(*self._in_flight, self._hashing.drain(), return_exceptions=True)
         self._in_flight.clear()
         if self._upload_id is None:
             return

@@ -242,7 +242,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
                     await writer.abort()
                     await abort(context, ErrorCode.PAYLOAD_TOO_LARGE, too_large)
                 await writer.write(chunk)
-            size, sha = writer.size, writer.sha256
+            size, sha = writer.size, await writer.sha256()
             tenant = tenant_var.get()
             if not tenant:  # `require_tenant` refuses such a call; never store a tenant-less job
                 await abort(context, ErrorCode.UNAUTHENTICATED, "the call names no tenant")

@@ -105,6 +105,23 @@ async def test_a_large_upload_goes_up_as_a_multipart_upload(moto_server: Running
     assert await _open_uploads(moto_server, "stream-multipart") == 0
 
 
+async def test_the_digest_read_midway_covers_every_byte_once(
+    moto_server: RunningServer, tmp_path: Path
+) -> None:
+    s3 = S3BlobStore.from_settings(_settings(moto_server.url, "stream-digest"), POLICY)
+    fs = FilesystemBlobStore(tmp_path / "blobs", POLICY)
+    payload = os.urandom(PART_BYTES + 3 * CHUNK + 11)
+    for store in (s3, fs):
+        writer = await store.open_writer("jobs/d/input")
+        await writer.write(payload[:CHUNK])
+        assert await writer.sha256() == hashlib.sha256(payload[:CHUNK]).hexdigest()
+        for start in range(CHUNK, len(payload), CHUNK):
+            await writer.write(payload[start : start + CHUNK])
+        blob = await writer.complete()
+        assert blob.sha256 == hashlib.sha256(payload).hexdigest()
+        assert await _read_all(store, "jobs/d/input") == payload
+
+
 async def test_a_small_upload_is_one_put(moto_server: RunningServer) -> None:
     store = S3BlobStore.from_settings(_settings(moto_server.url, "stream-small"), POLICY)
     payload = os.urandom(PART_BYTES - 1)
