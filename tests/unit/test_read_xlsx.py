@@ -470,3 +470,30 @@ def test_a_far_row_holding_an_unreferenced_cell_is_refused() -> None:
     box.add(xml)
     with pytest.raises(InvalidInput, match="1048576 rows x 16384 columns"):
         box.check(len(xml))
+
+
+def test_a_cover_sheet_before_the_table_is_passed_over(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    cover = workbook.active
+    assert cover is not None
+    cover.title = "Read me"
+    cover["B2"] = "Quarterly figures, see the next sheet"
+    chart = workbook.create_chartsheet("Chart & notes")  # not a worksheet: never chosen
+    assert chart is not None
+    data = workbook.create_sheet("Données & chiffres")
+    data.append(["region", "units"])
+    for n in range(30):
+        data.append([f"r{n % 3}", n])
+    frame = read_table(_save(workbook, tmp_path)).frame
+    assert list(frame.columns) == ["region", "units"]
+    assert frame["units"].tolist() == list(range(30))
+
+
+def test_a_workbook_without_a_table_reads_its_first_sheet(tmp_path: pathlib.Path) -> None:
+    workbook = openpyxl.Workbook()
+    first = workbook.active
+    assert first is not None
+    first["A1"] = "only a title"
+    workbook.create_sheet("second")["A1"] = "another title"
+    with pytest.raises(InvalidInput, match="no data rows"):
+        read_table(_save(workbook, tmp_path))

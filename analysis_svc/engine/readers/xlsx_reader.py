@@ -1,8 +1,10 @@
-"""Read the first sheet of an XLSX workbook through calamine (zip-bomb guarded), finding its header.
+"""Read an XLSX workbook's table through calamine (zip-bomb guarded), finding its header.
 
-The zip-bomb guard runs first, on the archive directory alone. Then:
+The zip-bomb guard runs first, on the archive directory alone. The table is the first worksheet
+(of the first ten) whose first rows hold values in two rows at least, so a cover, notes or
+contents sheet before the data is passed over; else the first worksheet. Then:
 
-* **Head**: the first rows of the first sheet's XML (200 rows or 4 MB at most) are cut out into
+* **Head**: the first rows of the sheet's XML (200 rows or 4 MB at most) are cut out into
   a small in-memory workbook that python-calamine reads into typed Python cells. The header logic
   (empty leading rows, title rows, merged and two-row headers, header or not) runs on them.
   Merged ranges are read from the sheet XML only when they could change a label.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import html
 import io
 import itertools
 import logging
@@ -78,6 +81,7 @@ _VALUE_TAG = re.compile(rb"<(?:\w+:)?(?:v|is)\b")
 _SHEET_DATA_OPEN = re.compile(rb"<(\w+:)?sheetData\b")
 _WORKSHEET_OPEN = re.compile(rb"<(\w+:)?worksheet\b")
 # Parts the head workbook needs besides its sheet: what calamine reads to open a workbook.
+_SHEETS_TRIED = 10  # a table further back than this many sheets is not looked for
 _HEAD_PARTS_SKIPPED = ("xl/worksheets/", "xl/chartsheets/", "xl/pivotCache/", "xl/drawings/")
 _CHUNK = 1024 * 1024
 _READ_AHEAD = 4  # inflated chunks waiting for the spread scan
@@ -98,21 +102,21 @@ _ArrowBody = tuple[list[int], Any]  # absolute column indices, a pyarrow RecordB
 
 
 def read_xlsx(path: pathlib.Path) -> Table:
-    """Read the first worksheet; raise InvalidInput for unsafe, damaged or empty workbooks."""
+    """Read the workbook's table; raise InvalidInput for unsafe, damaged or empty workbooks."""
     check_zip_is_safe_xlsx(path)
     data = path.read_bytes()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            member = _first_sheet_member(archive)
-            if member is None:  # calamine is never given a sheet the spread check has not seen
+            sheets = _worksheets(archive)
+            if not sheets:  # calamine is never given a sheet the spread check has not seen
                 raise InvalidInput(_DAMAGED_MESSAGE)
-            head = _head_rows(archive, member)
+            name, member, head = _sheet_with_a_table(archive, sheets)
             layout = find_layout(head, lambda: _merged_ranges(archive, member, len(head)))
             _check_whole_sheet_spread(archive, member)
-            body = _read_body(data, layout.body_start)
+            body = _read_body(data, layout.body_start, name)
             if body is None:
                 merges = _merged_ranges(archive, member, len(head))
-                frame, header = _read_cell_by_cell(data, merges)
+                frame, header = _read_cell_by_cell(data, merges, name)
             else:
                 frame, header = _assemble(layout, body), layout.has_header
     except (InvalidInput, MemoryError):  # the sandbox reports a memory refusal as such
@@ -157,26 +161,46 @@ def _attributes(tag: bytes) -> dict[bytes, bytes]:
     return dict(_ATTRIBUTE.findall(tag))
 
 
-def _first_sheet_member(archive: zipfile.ZipFile) -> str | None:
-    """The zip path of the workbook's first sheet (calamine's sheet 0), from the workbook rels."""
+def _worksheets(archive: zipfile.ZipFile) -> list[tuple[str, str]]:
+    """(name, zip path) of the workbook's worksheets in their order (chart sheets left out)."""
     names = set(archive.namelist())
     if _WORKBOOK_RELS not in names:
-        return None
-    first = _SHEET_TAG.search(archive.read(_XLSX_MARKER))
-    if first is None:
-        return None
-    ids = [v for k, v in _attributes(first.group(1)).items() if k.endswith(b":id")]
+        return []
+    targets: dict[bytes, str] = {}
     for relationship in _RELATIONSHIP_TAG.finditer(archive.read(_WORKBOOK_RELS)):
         attributes = _attributes(relationship.group(1))
-        if ids and attributes.get(b"Id") == ids[0] and b"Target" in attributes:
+        if b"Id" in attributes and b"Target" in attributes:
             target = attributes[b"Target"].decode("utf-8", "replace")
             path = target.lstrip("/") if target.startswith("/") else f"xl/{target}"
-            member = posixpath.normpath(path)
-            return member if member in names else None
-    return None
+            targets[attributes[b"Id"]] = posixpath.normpath(path)
+    found: list[tuple[str, str]] = []
+    for tag in _SHEET_TAG.finditer(archive.read(_XLSX_MARKER)):
+        attributes = _attributes(tag.group(1))
+        ids = [v for k, v in attributes.items() if k.endswith(b":id")]
+        member = targets.get(ids[0]) if ids else None
+        name = html.unescape(attributes.get(b"name", b"").decode("utf-8", "replace"))
+        if member in names and member.startswith("xl/worksheets/") and name:
+            found.append((name, member))
+    return found
 
 
-def _head_rows(archive: zipfile.ZipFile, member: str) -> list[Row]:
+def _sheet_with_a_table(
+    archive: zipfile.ZipFile, sheets: list[tuple[str, str]]
+) -> tuple[str, str, list[Row]]:
+    """The first worksheet whose first rows hold a table (a value in two rows at least): a
+    cover, notes or contents sheet before the data is passed over. Else the first sheet."""
+    first: tuple[str, str, list[Row]] | None = None
+    for name, member in sheets[:_SHEETS_TRIED]:
+        head = _head_rows(archive, member, name)
+        if first is None:
+            first = (name, member, head)
+        if sum(any(not _blank(value) for value in row) for row in head) >= 2:
+            return name, member, head
+    assert first is not None
+    return first
+
+
+def _head_rows(archive: zipfile.ZipFile, member: str, sheet_name: str) -> list[Row]:
     """Typed cells of the sheet's first rows, from column A and row 1 (blank cells are "")."""
     xml = _head_xml(archive, member)
     _check_spread(xml)
@@ -189,7 +213,7 @@ def _head_rows(archive: zipfile.ZipFile, member: str) -> list[Row]:
             elif name.endswith((".xml", ".rels")) and not name.startswith(_HEAD_PARTS_SKIPPED):
                 small.writestr(name, archive.read(name))
     head.seek(0)
-    sheet = python_calamine.CalamineWorkbook.from_filelike(head).get_sheet_by_index(0)
+    sheet = python_calamine.CalamineWorkbook.from_filelike(head).get_sheet_by_name(sheet_name)
     return [list(row) for row in sheet.to_python(skip_empty_area=False)]
 
 
@@ -612,7 +636,7 @@ def _label_text(value: Cell) -> str:
 # --------------------------------------------------------------------------- the body (Arrow)
 
 
-def _read_body(data: bytes, body_start: int) -> dict[int, pd.Series] | None:
+def _read_body(data: bytes, body_start: int, name: str) -> dict[int, pd.Series] | None:
     """Columns by absolute index, from ``body_start`` on; None if a column mixes cell types.
 
     Types are guessed from the first rows (guessing from every row costs a third of the read);
@@ -620,9 +644,9 @@ def _read_body(data: bytes, body_start: int) -> dict[int, pd.Series] | None:
     sheet to the cell-by-cell path. A column blank in those first rows would be guessed as
     text, so one with values further down is read again with every row deciding its type.
     """
-    body = _arrow_body(data, body_start, _SCHEMA_SAMPLE_ROWS)
+    body = _arrow_body(data, body_start, name, _SCHEMA_SAMPLE_ROWS)
     if body is not None and any(_late_values(column) for column in body[1].columns):
-        body = _arrow_body(data, body_start, None)
+        body = _arrow_body(data, body_start, name, None)
     if body is None:
         return None
     positions, batch = body
@@ -634,11 +658,13 @@ def _read_body(data: bytes, body_start: int) -> dict[int, pd.Series] | None:
     return {position: _tidy(frame[index]) for index, position in enumerate(positions)}
 
 
-def _arrow_body(data: bytes, body_start: int, sample_rows: int | None) -> _ArrowBody | None:
+def _arrow_body(
+    data: bytes, body_start: int, name: str, sample_rows: int | None
+) -> _ArrowBody | None:
     """(absolute column indices, record batch), or None when a column mixes cell types."""
     try:
         sheet = fastexcel.read_excel(data).load_sheet(
-            0,
+            name,
             header_row=None,
             skip_rows=body_start,
             schema_sample_rows=sample_rows,
@@ -709,8 +735,9 @@ def _tidy(column: pd.Series) -> pd.Series:
 # --------------------------------------------------------------------------- the slow path
 
 
-def _read_cell_by_cell(data: bytes, merges: list[Merge]) -> tuple[pd.DataFrame, bool]:
-    sheet = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data)).get_sheet_by_index(0)
+def _read_cell_by_cell(data: bytes, merges: list[Merge], name: str) -> tuple[pd.DataFrame, bool]:
+    workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    sheet = workbook.get_sheet_by_name(name)
     _LOGGER.info("xlsx sheet mixes cell types in a column: reading it cell by cell")
     return frame_from_rows(_from_a1(sheet), merges)
 
