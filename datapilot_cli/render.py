@@ -97,6 +97,10 @@ def render_result(console: Console, result: dict[str, Any]) -> None:
             _cell(f"{top.get('value', '')} ({_fmt(top.get('count'))})" if top else ""),
         )
     console.print(columns)
+    if not result.get("insights"):
+        # An empty table reads as a failure: say that nothing passed the checks instead.
+        console.print("Insights: none; no finding in this file passed the checks.")
+        return
     insights = Table(title=data_text(f"Insights ({result.get('insightsSource', '?')})"))
     for header in ("", "insight", "source"):
         insights.add_column(header)

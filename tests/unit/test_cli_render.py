@@ -72,3 +72,11 @@ def test_visible_escapes_every_control_but_keeps_text() -> None:
     assert visible("a\x1bb\x9bc\u202ed") == "a\\x1bb\\x9bc\\u202ed"
     assert visible("line\nbreak") == "line\\x0abreak"
     assert visible("line\nbreak", newlines=True) == "line\nbreak"
+
+
+def test_a_result_without_insights_says_so_rather_than_printing_an_empty_table() -> None:
+    console, out = _console()
+    render_result(console, {**_result("plain"), "insights": []})
+    printed = out.getvalue()
+    assert "Insights: none; no finding in this file passed the checks." in printed
+    assert "Insights (" not in printed
