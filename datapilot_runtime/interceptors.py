@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -213,27 +214,34 @@ class _Binding:
         )
 
 
+@contextlib.asynccontextmanager
+async def _served(binding: _Binding, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """One call as served: context variables, span, admission, store-failure answer, call log."""
+    tokens = binding.enter()
+    started = time.perf_counter()
+    cancelled = False
+    with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
+        try:
+            await binding.reject(context)
+            yield
+        except asyncio.CancelledError:
+            cancelled = True  # the caller cancelled, or its deadline passed
+            raise
+        except Exception as exc:
+            await binding.answer_store_failure(context, exc)
+            raise
+        finally:
+            code = _log_call(binding.service, binding.method, context, started, cancelled)
+            tracing.end_rpc_server_span(span, code)
+            binding.leave(tokens)
+
+
 def _wrap_unary(
     behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], binding: _Binding
 ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        tokens = binding.enter()
-        started = time.perf_counter()
-        cancelled = False
-        with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
-            try:
-                await binding.reject(context)
-                return await behavior(request, context)
-            except asyncio.CancelledError:
-                cancelled = True  # the caller cancelled, or its deadline passed
-                raise
-            except Exception as exc:
-                await binding.answer_store_failure(context, exc)
-                raise
-            finally:
-                code = _log_call(binding.service, binding.method, context, started, cancelled)
-                tracing.end_rpc_server_span(span, code)
-                binding.leave(tokens)
+        async with _served(binding, context):
+            return await behavior(request, context)
 
     return wrapper
 
@@ -242,24 +250,9 @@ def _wrap_stream(
     behavior: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]], binding: _Binding
 ) -> Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        tokens = binding.enter()
-        started = time.perf_counter()
-        cancelled = False
-        with tracing.rpc_server_span(binding.method, binding.traceparent) as span:
-            try:
-                await binding.reject(context)
-                async for response in behavior(request, context):
-                    yield response
-            except asyncio.CancelledError:
-                cancelled = True  # the caller cancelled, or its deadline passed
-                raise
-            except Exception as exc:
-                await binding.answer_store_failure(context, exc)
-                raise
-            finally:
-                code = _log_call(binding.service, binding.method, context, started, cancelled)
-                tracing.end_rpc_server_span(span, code)
-                binding.leave(tokens)
+        async with _served(binding, context):
+            async for response in behavior(request, context):
+                yield response
 
     return wrapper
 
