@@ -51,6 +51,13 @@ def test_alerts_cover_the_quality_findings() -> None:
             resolve(report, evidence)
 
 
+def test_alerts_count_in_the_singular_too() -> None:
+    frame = pd.concat([_frame(), _frame().iloc[:1]], ignore_index=True)
+    messages = [alert["message"] for alert in _report(frame)["alerts"]]
+    assert "1 row (0.99%) is an exact duplicate of an earlier row." in messages
+    assert not [m for m in messages if m.startswith("1 rows") or m.startswith("1 values")]
+
+
 def test_correlation_is_reported_as_association() -> None:
     frame = _frame()
     report = _report(frame)

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from analysis_svc.engine.insights.common import score
+from analysis_svc.engine.kpis.quality import OUTLIER_MAX_PCT
 from datapilot_runtime.report.insights import (
     TRAILING_TYPES,
     CorrelationInsight,
@@ -30,11 +31,6 @@ MAX_CANDIDATES = 40
 MIN_SCORE = 0.01
 REPEAT_DISCOUNT = 0.9
 OUTLIERS_MIN_PCT = 1.0
-# Beyond this share the values outside the fences are a second mode or a long tail, not
-# outliers (a quarter of aircraft "outside 77-245 seats"; 11 % of house sales "above 1,038"):
-# the skew alert speaks for them. A normal sample has 0.7 % beyond the fences, an
-# exponential one 4.8 %, a lognormal one (sigma 1) about 8 %.
-OUTLIERS_MAX_PCT = 10.0
 _SEVERITY_SCORE = {"warning": 0.6, "info": 0.3}
 # A column of mixed quantities explains why its figures are missing: the first note to read.
 _KIND_SCORE = {"mixedScales": 0.9}
@@ -69,7 +65,7 @@ def outlier_insights(
         if column["name"] in mixed:
             continue  # outliers of a mix of quantities are the larger quantity's values
         outliers = (column.get("numeric") or {}).get("outliers") or {}
-        if not OUTLIERS_MIN_PCT <= float(outliers.get("pct") or 0.0) <= OUTLIERS_MAX_PCT:
+        if not OUTLIERS_MIN_PCT <= float(outliers.get("pct") or 0.0) <= OUTLIER_MAX_PCT:
             continue
         low, high = outliers.get("lowerFence"), outliers.get("upperFence")
         # Equal fences mean a zero interquartile range (precipitation, mostly 0): every value
