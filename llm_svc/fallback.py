@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from datapilot_runtime.report.calendar_names import is_calendar_name
 from datapilot_runtime.report.insights import (
     TRAILING_TYPES,
     Aggregation,
@@ -55,7 +56,8 @@ MAX_TRAILING_NOTES = 3
 #: The smallest segment/rest ratio printed: "1.0x" for 64.04 against 61.68 says nothing.
 RATIO_MIN = 1.15
 _SMALLEST = 1e-9
-_CYCLES = {"year": "yearly", "week": "weekly", "day": "daily"}
+# A year has seasons; a week a pattern of days; a day a cycle of hours.
+_CYCLES = {"year": ("yearly", "season"), "week": ("weekly", "pattern"), "day": ("daily", "cycle")}
 _AVERAGE_WORDS = frozenset({"avg", "average", "mean", "median"})
 _SCALE_WORDS = frozenset({"thousand", "million", "billion", "trillion", "percent", "times", "fold"})
 _SCALES = ((1e12, "trillion"), (1e9, "billion"), (1e6, "million"))
@@ -170,13 +172,18 @@ def _who(dimension: str, label: str) -> str:
     A short code, a number, a range or a yes/no says nothing without its column.
     """
     raw = label.strip("\u201c\u201d")  # display() quotes a number or a code
+    if is_calendar_name(raw):  # "May", "Mon": a month or a day says what it is
+        return label
     if len(raw) <= 3 or raw.lower() in ("true", "false") or any(ch.isdigit() for ch in raw):
         return f"{dimension} {label}"
     return label
 
 
-def _others(dimension: str) -> str:
-    """ "the other regions", or "the other values of Sex" when no plural is safe."""
+def _others(dimension: str, other: str | None = None) -> str:
+    """ "the other regions", "the other values of Sex" when no plural is safe, or "law “1”"
+    when the dimension has one other value only."""
+    if other is not None:
+        return f"{dimension} {display(other)}"
     plural = _plural(dimension)
     return f"the other {plural}" if plural else f"the other values of {dimension}"
 
@@ -249,7 +256,7 @@ def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
         text = (
             f"The share of {name} {display(yes)} is {extreme} in {dimension} {label}: "
             f"{p.number('segment_value', format_share)} against "
-            f"{p.number('rest_value', format_share)} for {_others(dimension)}"
+            f"{p.number('rest_value', format_share)} for {_others(dimension, c.rest_segment)}"
         )
         return f"{_who(dimension, label)} stands out on {name}", text + "."
     lead = (
@@ -259,7 +266,7 @@ def _segment(c: SegmentInsight, p: _Phrase) -> tuple[str, str] | None:
     )
     text = (
         f"{lead}: {p.number('segment_value')} against {p.number('rest_value')} "
-        f"for {_others(dimension)}"
+        f"for {_others(dimension, c.rest_segment)}"
     )
     change_pct = _optional_number(c.change_pct)
     if c.ratio is not None and _usable(c.ratio) and c.ratio >= RATIO_MIN:
@@ -322,17 +329,17 @@ def _season(c: SeasonInsight, p: _Phrase) -> tuple[str, str] | None:
         return None
     name = _column(c.measure, "the value")
     measure = p.measure(c.aggregation, name, over_time=True) if c.aggregation else name
-    cycle = _CYCLES.get(c.cycle, c.cycle)
+    cycle, noun = _CYCLES.get(c.cycle, (c.cycle, "season"))
     at = {"week": "on", "day": "at"}.get(c.cycle, "in")
     # A total is per period ("1.01 million a day"); an average or a level needs no unit.
     total = c.aggregation == "sum" and measure != name
     per = (" an " if c.granularity == "hour" else " a ") + c.granularity if total else ""
     text = (
-        f"A {cycle} season in {measure}: highest {at} {display(c.peak)}, lowest {at} "
+        f"A {cycle} {noun} in {measure}: highest {at} {display(c.peak)}, lowest {at} "
         f"{display(c.trough)} ({p.number('peak_value')}{per} against "
         f"{p.number('trough_value')}{', on average' if total else ''})"
     )
-    return f"{_start(cycle)} season in {name}", text + "."
+    return f"{_start(cycle)} {noun} in {name}", text + "."
 
 
 def _level_shift(c: LevelShiftInsight, p: _Phrase) -> tuple[str, str] | None:

@@ -110,6 +110,10 @@ class SegmentInsight(_InsightBase):
         default=None,
         description="For a yes/no measure (its mean is a share): the value counted as yes",
     )
+    rest_segment: str | None = Field(
+        default=None,
+        description="The dimension's only other value, when it has two: the rest is that value",
+    )
 
 
 class ConcentrationInsight(_InsightBase):

@@ -504,11 +504,24 @@ def test_a_dimension_is_pluralised_only_when_that_is_safe(dimension: str, others
         ("f", "region f stands out on average price"),
         ("55-64", "region 55-64 stands out on average price"),
         ("FALSE", "region FALSE stands out on average price"),
+        # a month or a day names itself, short or not: "May" as "July"
+        ("May", "May stands out on average price"),
+        ("July", "July stands out on average price"),
+        ("Fri", "Fri stands out on average price"),
     ],
 )
 def test_a_title_names_the_column_of_a_code_or_a_number(segment: str, title: str) -> None:
     draft = phrase(SEGMENT.model_copy(update={"segment": segment}))
     assert draft is not None and draft.title == title
+
+
+def test_a_dimension_of_two_values_names_the_other_one() -> None:
+    two = SEGMENT.model_copy(update={"dimension": "law", "segment": "0", "rest_segment": "1"})
+    draft = phrase(two)
+    assert draft is not None
+    assert draft.text == (
+        "Average price is highest in law \u201c0\u201d: 12.40 against 8.10 for law \u201c1\u201d (1.5\u00d7)."
+    )
 
 
 def test_a_ratio_is_printed_only_when_it_says_something() -> None:
@@ -634,11 +647,18 @@ def test_a_season_of_a_total_says_per_period_and_an_average_does_not() -> None:
     )
     (draft,) = fallback_insights(report_of(weekly))
     assert draft.text == (
-        "A weekly season in total distance: highest on Monday, lowest on Saturday "
+        "A weekly pattern in total distance: highest on Monday, lowest on Saturday "
         "(1.01 million a day against 845,092, on average)."
     )
-    hourly = weekly.model_copy(update={"granularity": "hour", "cycle": "day"})
-    assert " an hour against " in fallback_insights(report_of(hourly))[0].text
+    hourly = weekly.model_copy(
+        update={"granularity": "hour", "cycle": "day", "peak": "15:00", "trough": "05:00"}
+    )
+    (draft,) = fallback_insights(report_of(hourly))
+    assert draft.title == "Daily cycle in distance"
+    assert draft.text == (
+        "A daily cycle in total distance: highest at 15:00, lowest at 05:00 "
+        "(1.01 million an hour against 845,092, on average)."
+    )
     averaged = SEASON.model_copy(update={"aggregation": "mean", "measure": "temp max"})
     (draft,) = fallback_insights(report_of(averaged))
     assert draft.text.startswith("A yearly season in average temp max: highest in July")

@@ -599,6 +599,55 @@ def test_a_quarter_of_values_beyond_the_fences_is_a_second_mode_not_outliers(
     outliers = next(c for c in report["columns"] if c["name"] == "seats")["numeric"]["outliers"]
     assert outliers["pct"] > 15  # the fences do cut a quarter off
     assert not [c for c in report["candidates"] if c["type"] == "outliers"]
+    assert not [a for a in report["alerts"] if a["type"] == "outliers"]  # nor an alert
+
+
+def _hourly(hours: pd.DatetimeIndex, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    clock = hours.hour.to_numpy()
+    # Warmest mid-afternoon, coolest before dawn, plus a slow drift and noise.
+    temp = 50 + 6 * np.cos((clock - 15) / 24 * 2 * np.pi) + np.linspace(0, 8, len(hours))
+    return pd.DataFrame(
+        {"time": hours.strftime("%Y-%m-%d %H:%M:%S"), "temp": temp + rng.normal(0, 1, len(hours))}
+    )
+
+
+def test_hourly_readings_show_their_daily_cycle(tmp_path: Path) -> None:
+    frame = _hourly(pd.date_range("2024-03-01", periods=24 * 60, freq="h"), 8)
+    report = _report_of(frame, tmp_path, "hourly")
+    (daily,) = [c for c in report["candidates"] if c["type"] == "season" and c["cycle"] == "day"]
+    assert (daily["peak"], daily["trough"]) == ("15:00", "03:00")
+    assert daily["granularity"] == "hour" and daily["cycles"] == 60
+    assert daily["peakValue"] > daily["troughValue"]
+
+
+def test_no_daily_cycle_from_hours_that_hold_no_rows_or_from_days(tmp_path: Path) -> None:
+    hours = pd.date_range("2024-03-01", periods=24 * 60, freq="h")
+    office = _hourly(hours[(hours.hour >= 9) & (hours.hour < 17)], 9)  # no rows at night
+    days = _hourly(pd.date_range("2020-01-01", periods=400, freq="D"), 10)  # all at 00:00
+    for name, frame in (("office", office), ("days", days)):
+        report = _report_of(frame, tmp_path, name)
+        assert not [c for c in report["candidates"] if c.get("cycle") == "day"], name
+
+
+def test_a_dimension_of_two_values_names_the_other_and_a_study_unit_is_no_measure(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(11)
+    law = np.repeat([0, 1], 100)
+    frame = pd.DataFrame(
+        {
+            "law": law,
+            "deaths": np.where(law == 0, 130.0, 100.0) + rng.normal(0, 10, 200),
+            # 67 matched sets of 3: a number per set, not a quantity
+            "stratum": np.repeat(np.arange(1, 68), 3)[:200],
+        }
+    )
+    report = _report_of(frame, tmp_path, "law")
+    (segment,) = [c for c in report["candidates"] if c["type"] == "segment"]
+    assert (segment["segment"], segment["restSegment"]) == ("0", "1")
+    assert _roles(report)["stratum"] == "identifier"
+    assert not any(c.get("measure") == "stratum" for c in report["candidates"])
 
 
 def test_two_trending_series_are_not_called_correlated(tmp_path: Path) -> None:

@@ -238,6 +238,7 @@ def _segment(
         rest_rows=int(total_rows - rows[best]),
         effect_size=sig(d, 4),
         change_pct=sig((ratio - 1) * 100, 4) if positive and ratio else None,
+        rest_segment=str(labels[1 - best]) if size == 2 else None,
     )
 
 

@@ -36,9 +36,10 @@ import numpy as np
 
 from analysis_svc.engine.column_profile import ColumnProfile
 from analysis_svc.engine.insights.common import normal_p_two_sided, pct, polarity, score, sig
+from analysis_svc.engine.kpis.columns import granularity
 from analysis_svc.engine.kpis.timeseries import Periods, aggregate
-from analysis_svc.engine.semantics.roles import MONTH_NAMES, WEEKDAY_NAMES
 from analysis_svc.engine.semantics.time_axis import TimeAxis
+from datapilot_runtime.report.calendar_names import MONTH_NAMES, WEEKDAY_NAMES
 from datapilot_runtime.report.insights import (
     Aggregation,
     LevelShiftInsight,
@@ -69,7 +70,14 @@ UNUSUAL_MIN_HISTORY = 6
 PERIOD_CHANGE_MIN_Z = 2.0
 UNUSUAL_SIGMAS = 3.0
 RECORD_MIN_PERIODS = 8
-_CYCLES = {"month": ("year", 12), "quarter": ("year", 4), "day": ("week", 7)}
+_CYCLES = {"month": ("year", 12), "quarter": ("year", 4), "day": ("week", 7), "hour": ("day", 24)}
+#: The daily cycle is looked for in timestamps finer than a day, over at most this many hours
+#: (about ten years): it is one bincount and one moving average over the hours.
+DAY_CYCLE_MAX_HOURS = 24 * 366 * 10
+#: Every hour of the day must hold rows on at least this share of the days: a shop open 9 to 5
+#: has no "lowest at 03:00" to tell, and interpolated nights would be invented values.
+DAY_CYCLE_MIN_COVERAGE = 0.5
+_SUB_DAILY = frozenset({"hour", "minute", "second"})
 _PER_YEAR = {"month": 12, "quarter": 4, "week": 52}
 
 
@@ -104,6 +112,7 @@ def series_insights(
         return []
     found: list[object] = []
     unbalanced = _unbalanced_panel(axis.profile, dimensions or [])
+    hours = _Hours.build(axis.profile)
     for measure, aggregation in measures:
         if aggregation == "mean" and unbalanced:
             continue
@@ -127,7 +136,70 @@ def series_insights(
         seasonal = season(series, axis.name)
         if seasonal is not None:
             found.append(seasonal)
+        by_hour = hours.series(measure, aggregation, evidence) if hours is not None else None
+        daily = season(by_hour, axis.name) if by_hour is not None else None
+        if daily is not None:
+            found.append(daily)
     return found
+
+
+@dataclass
+class _Hours:
+    """Clock-hour number of every row (``count``: no time), for timestamps finer than a day."""
+
+    codes: np.ndarray
+    count: int
+    first: int  # hours since 1970 of the first midnight
+    rows: np.ndarray
+
+    @classmethod
+    def build(cls, instants: ColumnProfile) -> _Hours | None:
+        """Whole days only, and only when every hour of the day has rows on most days."""
+        distinct = instants.uniques.to_numpy(dtype="datetime64[ns]")
+        distinct = np.sort(distinct[~np.isnat(distinct)])
+        if distinct.shape[0] < 48 or granularity(distinct) not in _SUB_DAILY:
+            return None
+        first_day = int(distinct[0].astype("datetime64[D]").astype(np.int64))
+        days = int(distinct[-1].astype("datetime64[D]").astype(np.int64)) - first_day + 1
+        if not 2 <= days <= DAY_CYCLE_MAX_HOURS // 24:
+            return None
+        count, first = days * 24, first_day * 24
+        per_distinct = distinct.astype("datetime64[h]").astype(np.int64) - first
+        if instants.known_codes is not None or instants.dates is None:
+            row_codes = instants.codes
+            lookup = np.append(per_distinct, count)
+            codes = lookup[np.where(row_codes >= 0, row_codes, len(distinct))]
+        else:
+            present = ~np.isnat(instants.dates)
+            stamps = instants.dates.astype("datetime64[h]").astype(np.int64) - first
+            codes = np.where(present, stamps, count)
+        rows = np.bincount(codes, minlength=count + 1)[:count]
+        covered = (rows.reshape(days, 24) > 0).sum(axis=0)
+        if int(covered.min()) < max(2, DAY_CYCLE_MIN_COVERAGE * days):
+            return None
+        return cls(codes, count, first, rows)
+
+    def series(
+        self, measure: ColumnProfile, aggregation: Aggregation, evidence: list[str]
+    ) -> Series | None:
+        """The measure per clock hour: an hour without rows is 0 for a total and left out
+        (interpolated by the season test) for a mean."""
+        values = measure.numbers
+        if values is None:
+            return None
+        finite = measure.finite
+        complete = bool(finite.all())
+        codes = self.codes if complete else np.where(finite, self.codes, self.count)
+        weights = values if complete else np.where(finite, values, 0.0)
+        sums = np.bincount(codes, weights=weights, minlength=self.count + 1)[: self.count]
+        hours = np.arange(self.count) + self.first
+        if aggregation == "sum":
+            return Series(measure.name, aggregation, "hour", hours, sums, evidence)
+        rows = self.rows if complete else np.bincount(codes, minlength=self.count + 1)[: self.count]
+        keep = rows > 0
+        return Series(
+            measure.name, aggregation, "hour", hours[keep], sums[keep] / rows[keep], evidence
+        )
 
 
 def _flat(x: np.ndarray) -> bool:
@@ -322,6 +394,8 @@ def _filled(series: Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _positions(codes: np.ndarray, unit: str) -> np.ndarray:
+    if unit == "hour":
+        return codes % 24
     if unit == "month":
         return codes % 12
     if unit == "quarter":
@@ -330,6 +404,8 @@ def _positions(codes: np.ndarray, unit: str) -> np.ndarray:
 
 
 def _position_names(unit: str) -> list[str]:
+    if unit == "hour":
+        return [f"{hour:02d}:00" for hour in range(24)]
     if unit == "month":
         return [name.capitalize() for name in MONTH_NAMES]
     if unit == "quarter":

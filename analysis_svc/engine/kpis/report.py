@@ -30,8 +30,9 @@ from analysis_svc.engine.kpis.quality import alerts, mixed_scale_alert
 from analysis_svc.engine.kpis.timeseries import time_series
 from analysis_svc.engine.readers.common import Reshape, Table
 from analysis_svc.engine.semantics.mixed_scales import mixed_scales
-from analysis_svc.engine.semantics.roles import MONTH_NAMES, Semantics, assign_roles, role_dumps
+from analysis_svc.engine.semantics.roles import Semantics, assign_roles, role_dumps
 from analysis_svc.engine.semantics.time_axis import TimeAxis, find_time_axis
+from datapilot_runtime.report.calendar_names import MONTH_NAMES
 from datapilot_runtime.report.insights import Aggregation, Role
 
 _LOGGER = logging.getLogger(__name__)
