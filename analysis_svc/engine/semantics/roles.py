@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis_svc.engine.column_profile import ColumnProfile, name_tokens
+from datapilot_runtime.report.calendar_names import MONTH_NAMES, WEEKDAY_NAMES
 from datapilot_runtime.report.insights import MEASURE_ROLES, OVERRIDE_ROLES, ColumnRole, Role
 
 #: Calendar parts: the name tokens that announce them and the integer range they must fit.
@@ -45,9 +46,6 @@ _CALENDAR_ABBREVIATIONS = {
 }
 #: Two-digit years ("model_year" 70-82) are calendar parts too, but no time axis.
 _SHORT_YEAR = (0, 99)
-MONTH_NAMES = ["january", "february", "march", "april", "may", "june", "july", "august"]
-MONTH_NAMES += ["september", "october", "november", "december"]
-WEEKDAY_NAMES = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _WEEKDAY_ALIASES = {"thur": 3, "thurs": 3, "tues": 1, "wednes": 2}
 _CLOCK_TOKENS = frozenset({"time", "hhmm", "clock", "dep", "arr", "departure", "arrival"})
 _MAX_CLOCK_DISTINCT = 24 * 3600  # every second of a day
@@ -87,6 +85,8 @@ _CODE_WORDS = frozenset(
     {"flight", "fips", "station", "route", "account", "store", "dept", "branch", "zip"}
     | {"zipcode", "postcode", "area", "region", "district", "cluster", "group", "class"}
     | {"pclass", "cat", "category", "type", "kind", "segment", "label", "model", "version"}
+    # sampling units of a study: a mean "stratum" or "subject" number means nothing
+    | {"stratum", "strata", "block", "batch", "subject", "patient", "household", "pair", "plot"}
 )
 DIMENSION_MAX_INT_DISTINCT = 8
 #: Coordinates: name words and the value range they must fit. A mean longitude per group or an
