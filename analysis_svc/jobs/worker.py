@@ -80,6 +80,7 @@ class Worker:
         self._background: list[asyncio.Task[None]] = []
         self._sweeper = Sweeper(settings, jobs, queue, runner, self.consumer)
         self._read_failures = 0
+        self._reclaim_owed = False
 
     @property
     def free_slots(self) -> int:
@@ -100,6 +101,10 @@ class Worker:
             if self.free_slots <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
+                continue
+            if self._reclaim_owed:  # a lapsed lease waited for this slot: it goes first
+                self._reclaim_owed = False
+                await self._reclaim()
                 continue
             try:
                 deliveries = await self._queue.read(self.consumer, self.free_slots, READ_BLOCK_MS)
@@ -226,30 +231,40 @@ class Worker:
 
     async def _reclaim_loop(self) -> None:
         """Take over entries whose worker stopped renewing their lease."""
-        idle_ms = int(self._settings.job_lease_seconds * 1000)
         # A dead worker's job waits out its lease, then at most a quarter lease more (one
         # XAUTOCLAIM per shard each time: cheap against the lease's 10 s default).
         interval = self._settings.job_lease_seconds / 4
         while not self._stopping.is_set():
             await asyncio.sleep(interval)
-            if self.free_slots <= 0 or self._stopping.is_set():
+            if self._stopping.is_set():
                 continue
-            try:
-                deliveries = await self._queue.reclaim(self.consumer, idle_ms, self.free_slots)
-            except Exception as exc:
-                if not redis_fault(exc):
-                    raise
-                if not await self._heal(exc):
-                    _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
+            if self.free_slots <= 0:
+                # Busy: under a steady stream of new jobs a slot is never free at this
+                # instant, and a frozen worker's job would wait for the load to drop. The
+                # next slot that frees looks for lapsed leases before new entries.
+                self._reclaim_owed = True
                 continue
-            for delivery in deliveries:
-                if delivery.message_id in self._running:
-                    continue  # ours and running here (a late renewal): not a second run
-                _LOGGER.warning(
-                    "reclaiming a job whose worker stopped renewing its lease",
-                    extra={"job_id": delivery.job_id},
-                )
-                self._start(delivery, take_over=True)
+            await self._reclaim()
+
+    async def _reclaim(self) -> None:
+        """Take over, for the free slots, entries whose lease lapsed (XAUTOCLAIM)."""
+        idle_ms = int(self._settings.job_lease_seconds * 1000)
+        try:
+            deliveries = await self._queue.reclaim(self.consumer, idle_ms, self.free_slots)
+        except Exception as exc:
+            if not redis_fault(exc):
+                raise
+            if not await self._heal(exc):
+                _LOGGER.warning("reclaim failed (%s)", type(exc).__name__)
+            return
+        for delivery in deliveries:
+            if delivery.message_id in self._running:
+                continue  # ours and running here (a late renewal): not a second run
+            _LOGGER.warning(
+                "reclaiming a job whose worker stopped renewing its lease",
+                extra={"job_id": delivery.job_id},
+            )
+            self._start(delivery, take_over=True)
 
     async def _queue_metrics(self) -> None:
         """Export the stream's backlog (lag), unacknowledged (pending) counts and its health."""
