@@ -150,6 +150,14 @@ def test_columns_limit_counts_the_header(tmp_path: pathlib.Path) -> None:
         read_table(_write(tmp_path, f"{header}\n{header}\n".encode()))
 
 
+def test_a_header_longer_than_the_sample_is_counted_as_a_lower_bound(
+    tmp_path: pathlib.Path,
+) -> None:
+    header = ",".join(f"c{i}" for i in range(200_000))  # 1.9 MB: past the sniffer's sample
+    with pytest.raises(InvalidInput, match=r"The file has at least \d+ columns; at most 2000"):
+        read_table(_write(tmp_path, f"{header}\n{header}\n".encode()))
+
+
 # --------------------------------------------------------------------------- properties
 
 _ALPHABET = string.ascii_letters + " é\"'\n"

@@ -98,6 +98,16 @@ def test_deeply_nested_json_is_refused(tmp_path: pathlib.Path, content: bytes) -
         read_table(_write(tmp_path, "deep.json", content))
 
 
+@pytest.mark.parametrize("name", ["long.json", "long.jsonl"])
+def test_a_number_too_long_for_python_to_parse_is_invalid_input(
+    tmp_path: pathlib.Path, name: str
+) -> None:
+    rows = [b'{"a": %d, "b": 1%s}' % (i, b"0" * 5000) for i in range(3)]
+    content = b"[" + b",".join(rows) + b"]" if name.endswith(".json") else b"\n".join(rows)
+    with pytest.raises(InvalidInput, match="number of more than 4300 digits"):
+        read_table(_write(tmp_path, name, content))
+
+
 def test_crlf_and_blank_lines(tmp_path: pathlib.Path) -> None:
     frame = read_table(_write(tmp_path, "w.csv", b"a;b\r\n1;2\r\n\r\n3;4\r\n")).frame
     assert frame.to_dict("list") == {"a": [1, 3], "b": [2, 4]}

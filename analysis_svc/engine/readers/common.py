@@ -62,12 +62,14 @@ class Reshape:
     dropped: tuple[str, ...] = ()
 
 
-def check_column_count(count: int) -> None:
-    """Refuse zero columns or more than MAX_COLUMNS columns."""
+def check_column_count(count: int, *, at_least: bool = False) -> None:
+    """Refuse zero columns or more than MAX_COLUMNS columns; `at_least`: counted in a header
+    line cut short by the sample (the file has `count` columns or more)."""
     if count == 0:
         raise InvalidInput(NO_COLUMNS_MESSAGE)
     if count > MAX_COLUMNS:
-        raise InvalidInput(f"The file has {count} columns; at most {MAX_COLUMNS} are supported.")
+        many = f"at least {count}" if at_least else str(count)
+        raise InvalidInput(f"The file has {many} columns; at most {MAX_COLUMNS} are supported.")
 
 
 def unique_names(names: list[str]) -> list[str]:

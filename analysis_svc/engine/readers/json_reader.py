@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from typing import Any
 
 import pandas as pd
@@ -25,6 +26,9 @@ _NESTED_PROBE = 200
 
 
 TOO_DEEP_MESSAGE = "The JSON is nested too deeply to be a table (records of values expected)."
+TOO_LONG_NUMBER_MESSAGE = (
+    f"The JSON holds a number of more than {sys.get_int_max_str_digits()} digits: not a value."
+)
 
 
 def looks_like_json(data: bytes) -> bool:
@@ -45,6 +49,8 @@ def read_json(data: bytes) -> Table:
                 f"The file looks like JSON but is not valid JSON (line {exc.lineno}, "
                 f"column {exc.colno})."
             ) from exc
+        except ValueError as exc:  # Python's guard against quadratic int parsing
+            raise InvalidInput(TOO_LONG_NUMBER_MESSAGE) from exc
         return Table(frame=_records_frame(_records_of(document)), source_format="json")
     except RecursionError as exc:
         raise InvalidInput(TOO_DEEP_MESSAGE) from exc
@@ -109,6 +115,8 @@ def _json_lines(data: bytes, text: str) -> pd.DataFrame:
             records.append(json.loads(line))
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"Line {number} of the JSON lines file is not valid JSON.") from exc
+        except ValueError as exc:
+            raise InvalidInput(TOO_LONG_NUMBER_MESSAGE) from exc
         except RecursionError as exc:
             raise InvalidInput(TOO_DEEP_MESSAGE) from exc
     return _records_frame(records)
