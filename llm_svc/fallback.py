@@ -6,6 +6,7 @@ Number rules (every number printed is one field of the candidate it phrases):
   decimals (`1,098`); 100 <= |x| < 1,000 with one decimal at most (`351.3`); below, integers as
   such and others with two decimals, more only so nothing non-zero reads as zero. Grounding's
   tolerance follows the printed digits and scale word, so every such rendering is grounded.
+- `format_count`: a count of rows or values, exact with thousands separators (`1,999,999`).
 - `format_share`: a 0-1 share (`topShare`, `topKShare`) as a percentage with one decimal.
 - `format_pct`: a value that already is a percentage (`changePct`, `pct`) with one decimal, and
   its sign for a change.
@@ -98,6 +99,11 @@ def format_number(value: float) -> str:
         return f"{value:,.2f}"
     decimals = min(12, 1 - math.floor(math.log10(magnitude)))
     return f"{value:,.{decimals}f}"
+
+
+def format_count(value: float) -> str:
+    """A count of rows or values, exact: "1,999,999 rows", never "2 million rows"."""
+    return f"{int(value):,}" if float(value).is_integer() else format_number(value)
 
 
 def format_share(share: float) -> str:
@@ -442,7 +448,7 @@ def _outliers(c: OutliersInsight, p: _Phrase) -> tuple[str, str] | None:
     else:
         where = f"outside the usual range of {p.number('lower_fence')} to {p.number('upper_fence')}"
     text = (
-        f"{p.number('count')} {values} of {measure} {are} {where} "
+        f"{p.number('count', format_count)} {values} of {measure} {are} {where} "
         f"({p.number('pct', format_pct)} of its values)"
     )
     return f"Outliers in {measure}", text + "."
@@ -466,14 +472,18 @@ def _quality(c: QualityInsight, p: _Phrase) -> tuple[str, str] | None:
     share = f" ({p.number('pct', format_pct)})" if c.pct is not None and _usable(c.pct) else ""
     if c.kind == "duplicates" and c.count is not None:
         rows = "row is an exact duplicate" if c.count == 1 else "rows are exact duplicates"
-        text = f"{p.number('count')} {rows} of another row{share}"
+        text = f"{p.number('count', format_count)} {rows} of another row{share}"
         return "Duplicate rows", text + "."
     if c.kind == "skippedRows" and c.count is not None:
-        return "Skipped rows", f"{p.number('count')} rows could not be read and were skipped."
+        return (
+            "Skipped rows",
+            f"{p.number('count', format_count)} rows could not be read and were skipped.",
+        )
     if c.kind == "reshaped" and c.count is not None:
         text = (
-            f"The file's {p.number('count')} rows are in long format (one number per row, "
-            "named by another column): they were analysed with one column per quantity."
+            f"The file's {p.number('count', format_count)} rows are in long format "
+            "(one number per row, named by another column): they were analysed with one column "
+            "per quantity."
         )
         return "Long format", text
     # A kind is the engine's camelCase identifier, not a column name: its words are split.
@@ -485,7 +495,7 @@ def _quality(c: QualityInsight, p: _Phrase) -> tuple[str, str] | None:
         return f"Data quality: {column}", text + "."
     column = _column(c.column, "")
     where = f"Column {column}: " if c.column else ""
-    count = f"{p.number('count')} " if c.count is not None else ""
+    count = f"{p.number('count', format_count)} " if c.count is not None else ""
     text = _start(f"{where}{count}{display(kind)}{share}.")
     return f"Data quality: {display(kind)}", text
 

@@ -439,6 +439,14 @@ def test_a_measure_named_as_an_average_is_not_averaged_twice_and_one_value_is_si
     ("kind", "column", "count", "pct", "text"),
     [
         ("duplicates", None, 4, 0.33, "4 rows are exact duplicates of another row (0.3%)."),
+        # a count is exact: never "2 million rows"
+        (
+            "duplicates",
+            None,
+            1_999_999,
+            99.9,
+            "1,999,999 rows are exact duplicates of another row (99.9%).",
+        ),
         ("skippedRows", None, 2, None, "2 rows could not be read and were skipped."),
         ("constant", "product_name", None, None, "Column product name holds a single value."),
         ("highMissing", "discount", None, 42.5, "Column discount is often empty (42.5%)."),
@@ -520,7 +528,8 @@ def test_a_dimension_of_two_values_names_the_other_one() -> None:
     draft = phrase(two)
     assert draft is not None
     assert draft.text == (
-        "Average price is highest in law \u201c0\u201d: 12.40 against 8.10 for law \u201c1\u201d (1.5\u00d7)."
+        "Average price is highest in law \u201c0\u201d: 12.40 against 8.10 "
+        "for law \u201c1\u201d (1.5\u00d7)."
     )
 
 
