@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from datapilot_runtime.grpc_host import open_plain_channel
 from datapilot_runtime.interceptors import with_outgoing_metadata
 from gateway.deadlines import deadline
+from gateway.read_batch import JobReadBatcher
 from gateway.settings import GatewaySettings
 from gateway.upload import serialize_upload_request
 
@@ -40,8 +41,8 @@ class Upstreams:
             analysis_pb2_grpc.AnalysisServiceStub(analysis_channel), internal_token
         )
         # The job reads (middleware.JobReads) pass their metadata themselves.
-        self.internal_token = internal_token
-        self.get_job = ingest_pb2_grpc.IngestServiceStub(ingest_channel).GetJob
+        plain = ingest_pb2_grpc.IngestServiceStub(ingest_channel)
+        self.job_reads = JobReadBatcher(plain.GetJob, plain.GetJobs, internal_token)
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Upstreams:
