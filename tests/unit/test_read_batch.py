@@ -15,7 +15,7 @@ from datapilot_runtime.context import (
     QUOTA_METADATA_KEY,
     TENANT_METADATA_KEY,
 )
-from gateway.read_batch import MAX_IN_FLIGHT, JobReadBatcher
+from gateway.deps import MAX_IN_FLIGHT, JobReadBatcher
 
 
 class _Unavailable(grpc.aio.AioRpcError):  # type: ignore[misc]
