@@ -44,6 +44,11 @@ class _Waiting:
     answer: asyncio.Future[ingest_pb2.JobReadResult | None]
 
 
+def _leave(answer: asyncio.Future[ingest_pb2.JobReadResult | None]) -> None:
+    if not answer.done():
+        answer.set_result(None)
+
+
 class JobReadBatcher:
     """Reads job records through `get_job` (GetJob) and `get_jobs` (GetJobs) stub methods."""
 
@@ -75,7 +80,13 @@ class JobReadBatcher:
             loop.create_future(),
         )
         self._waiting.append(waiting)
-        result = await waiting.answer
+        # A read whose deadline passes while it waits for the line asks GetJob (which then
+        # answers DEADLINE_EXCEEDED at once), instead of waiting on the calls ahead of it.
+        expiry = loop.call_at(waiting.deadline, _leave, waiting.answer)
+        try:
+            result = await waiting.answer
+        finally:
+            expiry.cancel()
         if result is not None and result.HasField("job"):
             return result.job
         remaining = max(0.0, waiting.deadline - loop.time())
@@ -126,7 +137,7 @@ class JobReadBatcher:
             )
             if len(reply.results) == len(batch):
                 results = list(reply.results)
-        except grpc.aio.AioRpcError:
+        except Exception:
             pass  # each read asks GetJob, which answers with its own error (or its job)
         finally:
             self._in_flight -= 1

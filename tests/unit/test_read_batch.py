@@ -165,3 +165,16 @@ async def test_a_read_whose_client_went_away_is_not_sent() -> None:
     await asyncio.gather(*first)
     [(reads, _)] = ingest.get_jobs_calls
     assert [r.job_id for r in reads] == ["kept"]
+
+
+async def test_a_read_whose_deadline_passes_while_it_waits_asks_getjob_at_once() -> None:
+    ingest = _Ingest()
+    batcher = _batcher(ingest)
+    first = await _busy_line(batcher, ingest)
+    late = asyncio.ensure_future(batcher.read("late", "acme", "rl", "", 0.05))
+    await asyncio.sleep(0.3)  # well past its deadline, the line still full
+    [(_, _, timeout)] = [c for c in ingest.get_job_calls if c[0] == "late"]
+    assert timeout == 0.0  # GetJob then answers DEADLINE_EXCEEDED at once (a 504)
+    assert not ingest.get_jobs_calls  # the line never freed
+    ingest.release.set()
+    await asyncio.gather(late, *first)
