@@ -286,16 +286,18 @@ def outgoing_metadata(
 
 
 def first_call_metadata(
-    request_id: str, tenant: str, token: str, traceparent: str = ""
+    request_id: str, tenant: str, token: str, traceparent: str = "", *, charge: bool = True
 ) -> tuple[tuple[str, str], ...]:
     """`outgoing_metadata` of a request's first (quota-charging) call, from explicit values.
 
-    For the gateway's job reads, which make one upstream call and bind no context variables.
+    For the gateway's job reads, which make one upstream call and bind no context variables;
+    `charge=False` when the request's quota was already charged (by a GetJobs call).
     """
     pairs = [(REQUEST_ID_METADATA_KEY, request_id)]
     if tenant:
         pairs.append((TENANT_METADATA_KEY, tenant))
-    pairs.append((QUOTA_METADATA_KEY, "1"))
+    if charge:
+        pairs.append((QUOTA_METADATA_KEY, "1"))
     if token:
         pairs.append((INTERNAL_TOKEN_METADATA_KEY, token))
     if traceparent:

@@ -245,6 +245,22 @@ def rpc_server_span(method: str, traceparent: str) -> contextlib.AbstractContext
     )
 
 
+def answered_rpc_server_span(method: str, traceparent: str, code_name: str) -> None:
+    """rpc_server_span of a call answered at once (each read of a GetJobs call): made and ended
+    without becoming the current span, which a span with no work under it does not need."""
+    if not _ENABLED:
+        return
+    service, _, name = method.lstrip("/").rpartition("/")
+    span = tracer().start_span(
+        method.lstrip("/"),
+        context=context_of(traceparent) if traceparent else None,
+        kind=SpanKind.SERVER,
+        attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+    )
+    end_rpc_server_span(span, code_name)
+    span.end()
+
+
 def end_rpc_server_span(span: Any, code_name: str) -> None:
     """The call's status on its span (from rpc_server_span; None while tracing is off)."""
     if span is None:

@@ -24,14 +24,12 @@ from urllib.parse import parse_qsl
 
 import grpc
 import orjson
-from datapilot.ingest.v1 import ingest_pb2
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from datapilot_runtime import tracing
 from datapilot_runtime.context import new_request_id, request_id_var
-from datapilot_runtime.interceptors import first_call_metadata
 from gateway.auth import ApiKeys, tenant_of, unauthenticated
 from gateway.deadlines import timeout_of
 from gateway.deps import Upstreams
@@ -316,14 +314,8 @@ class JobReads:
             )
             job_id = _job_id_of(scope, template)
             upstreams: Upstreams = self._app.state.upstreams
-            metadata = first_call_metadata(
-                request_id, tenant, upstreams.internal_token, traceparent
-            )
-            call = upstreams.get_job(
-                ingest_pb2.GetJobRequest(job_id=job_id), timeout=timeout, metadata=metadata
-            )
-            reply: ingest_pb2.GetJobResponse = await _unless_disconnected(call, receive)
-            return orjson.dumps(job_to_json(reply.job))
+            read = upstreams.job_reads.read(job_id, tenant, request_id, traceparent, timeout)
+            return orjson.dumps(job_to_json(await _unless_disconnected(read, receive)))
         except _ClientGone:
             return None
         except ProblemError as exc:

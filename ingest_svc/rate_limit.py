@@ -52,10 +52,24 @@ class TenantRateLimit:
         self._per_minute = per_minute
         self._take = client.register_script(_TAKE_LUA)
 
+    @property
+    def enabled(self) -> bool:
+        """Whether requests are limited (RATE_LIMIT_PER_MINUTE is not 0)."""
+        return self._per_minute > 0
+
     async def __call__(self, method: str, metadata: dict[str, str]) -> Rejection | None:
-        if self._per_minute <= 0 or metadata.get(QUOTA_METADATA_KEY) != "1":
+        if metadata.get(QUOTA_METADATA_KEY) != "1":
             return None
-        tenant = metadata.get(TENANT_METADATA_KEY, "")
+        return await self.charge(metadata.get(TENANT_METADATA_KEY, ""))
+
+    async def charge(self, tenant: str, *, final: bool = True) -> Rejection | None:
+        """Take one of `tenant`'s tokens: None when taken (or not limited), else the refusal.
+
+        `final=False`: a refusal the caller passes on to another charge (GetJobs leaves the
+        read to GetJob), so it is not counted as a limited request here.
+        """
+        if self._per_minute <= 0:
+            return None
         try:
             allowed, wait = await self._take(
                 keys=[rate_limit_key(tenant)],
@@ -66,7 +80,8 @@ class TenantRateLimit:
             return None
         if int(allowed):
             return None
-        RATE_LIMITED.inc()
+        if final:
+            RATE_LIMITED.inc()
         retry_after = max(1, math.ceil(float(wait)))
         return Rejection(
             ErrorCode.RATE_LIMITED,

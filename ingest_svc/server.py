@@ -48,14 +48,15 @@ async def serve(settings: IngestSettings) -> None:
         wait_replicas=settings.wait_replicas(),
         record_ttl_seconds=settings.job_record_ttl_seconds,
     )
-    servicer = IngestServicer(settings, blobs, jobs, queue)
+    rate_limit = TenantRateLimit(redis, settings.rate_limit_per_minute)
+    servicer = IngestServicer(settings, blobs, jobs, queue, rate_limit)
     host = GrpcHost(
         "ingest_svc",
         settings.grpc_listen_addr,
         settings.grpc_shutdown_grace_seconds,
         internal_token=settings.internal_auth_token.get_secret_value(),
         transport=settings,
-        admissions=(require_tenant, TenantRateLimit(redis, settings.rate_limit_per_minute)),
+        admissions=(require_tenant, rate_limit),
         store_errors=store_fault,
     )
     host.add_service(

@@ -44,9 +44,13 @@ from ingest_svc.blob_store import (
     StoredBlob,
 )
 from ingest_svc.metrics import JOB_WATCHES, SPOOL_BYTES
+from ingest_svc.rate_limit import TenantRateLimit
 from ingest_svc.settings import IngestSettings
 
 _LOGGER = logging.getLogger(__name__)
+_SERVICE = ingest_pb2.DESCRIPTOR.services_by_name["IngestService"].full_name
+GET_JOB_METHOD = f"/{_SERVICE}/GetJob"
+GET_JOBS_METHOD = f"/{_SERVICE}/GetJobs"
 MAX_CHUNK_BYTES = 1024 * 1024
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -106,8 +110,8 @@ async def require_tenant(method: str, metadata: dict[str, str]) -> Rejection | N
     The gateway names the API key's tenant (or `anonymous`); a service acting for itself (the
     worker) names INTERNAL_TENANT.
     """
-    if metadata.get(TENANT_METADATA_KEY, ""):
-        return None
+    if metadata.get(TENANT_METADATA_KEY, "") or method == GET_JOBS_METHOD:
+        return None  # GetJobs: each of its reads names its tenant (refused there without one)
     return Rejection(ErrorCode.UNAUTHENTICATED, "the call names no tenant")
 
 
@@ -183,9 +187,16 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
     """Owns the blobs and the job records."""
 
     def __init__(
-        self, settings: IngestSettings, blobs: BlobStore, jobs: JobStore, queue: JobQueue
+        self,
+        settings: IngestSettings,
+        blobs: BlobStore,
+        jobs: JobStore,
+        queue: JobQueue,
+        rate_limit: TenantRateLimit | None = None,
     ) -> None:
         self._settings = settings
+        # GetJobs charges each read itself (the interceptor's admission charges a whole call).
+        self._rate_limit = rate_limit
         self._blobs = blobs
         self._jobs = jobs
         self._queue = queue
@@ -349,6 +360,47 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         if record.timed_out:
             record = await self._expire(record)
         return ingest_pb2.GetJobResponse(job=record_to_proto(record))
+
+    async def GetJobs(
+        self, request: ingest_pb2.GetJobsRequest, context: grpc.aio.ServicerContext
+    ) -> ingest_pb2.GetJobsResponse:
+        """Each read as GetJob answers it when it finds the tenant's live job, else left to
+        GetJob (which then answers it, errors and expiry included), never another's job."""
+        reads = request.reads
+        # A read GetJob would refuse (no tenant) or not look up (malformed id) is left at once.
+        asked = [bool(r.tenant) and bool(artifacts.JOB_ID_RE.match(r.job_id)) for r in reads]
+        charged = [False] * len(reads)
+        if self._rate_limit is not None and self._rate_limit.enabled:
+            limit = self._rate_limit
+            refusals = await asyncio.gather(
+                *(
+                    limit.charge(r.tenant, final=False)
+                    for r, a in zip(reads, asked, strict=True)
+                    if a
+                )
+            )
+            verdicts = iter(refusals)
+            for index, a in enumerate(asked):
+                if a:
+                    charged[index] = next(verdicts) is None
+            asked = charged  # a refused read is left to GetJob, which refuses it in turn
+        records = iter(
+            await self._jobs.get_many([r.job_id for r, a in zip(reads, asked, strict=True) if a])
+        )
+        results = []
+        for read, a, charge in zip(reads, asked, charged, strict=True):
+            record = next(records) if a else None
+            if (
+                record is None
+                or record.timed_out
+                or (read.tenant != INTERNAL_TENANT and record.tenant != read.tenant)
+            ):
+                results.append(ingest_pb2.JobReadResult(charged=charge))
+                continue
+            # The read's own GetJob span, in the caller's trace.
+            tracing.answered_rpc_server_span(GET_JOB_METHOD, read.traceparent, "OK")
+            results.append(ingest_pb2.JobReadResult(job=record_to_proto(record), charged=charge))
+        return ingest_pb2.GetJobsResponse(results=results)
 
     async def ListJobs(
         self, request: ingest_pb2.ListJobsRequest, context: grpc.aio.ServicerContext

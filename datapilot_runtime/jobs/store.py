@@ -279,6 +279,16 @@ class JobStore:
         data = cast(dict[str, str], await self._redis.hgetall(job_key(job_id)))
         return JobRecord.from_hash(data) if data.get("job_id") else None
 
+    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
+        """`get` of each job, in one pipelined round trip (HGETALL per job)."""
+        if not job_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(job_key(job_id))
+            found: list[dict[str, str]] = await pipe.execute()
+        return [JobRecord.from_hash(data) if data.get("job_id") else None for data in found]
+
     async def existing(self, job_ids: Sequence[str]) -> set[str]:
         """Which of these jobs still have a record (EXISTS per job, one pipelined round trip).
 

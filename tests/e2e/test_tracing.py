@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from tests.support.otlp_receiver import OtlpReceiver, ReceivedSpan
 CSV = b"region,units,price\nNorth,3,2.5\nSouth,5,3.5\nEast,7,1.5\nWest,2,4.0\n"
 SERVICES = {"gateway", "ingest_svc", "analysis_worker", "llm_svc"}
 PHASES = ["download", "parse", "profile", "insights", "publish"]
+POLLS = 40
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +228,37 @@ def test_a_job_status_poll_is_one_trace_through_ingest(
     assert poll.attributes["http.response.status_code"] == 200
     get_job = next(s for s in spans if s.service == "ingest_svc")
     assert get_job.name.endswith("/GetJob") and get_job.parent_span_id == poll.span_id
+
+
+def test_polls_answered_together_keep_their_own_traces(
+    traced_stack: Stack, receiver: OtlpReceiver
+) -> None:
+    """Concurrent polls go to ingest together in GetJobs calls: each poll's trace still holds
+    its gateway span and a GetJob span under it."""
+    with httpx.Client(base_url=traced_stack.gateway_url, timeout=30) as client:
+        job_id = upload(client, "units.csv", CSV)["jobId"]
+    trace_ids = [uuid.uuid4().hex for _ in range(POLLS)]
+
+    def poll(trace_id: str) -> int:
+        with httpx.Client(base_url=traced_stack.gateway_url, timeout=30) as client:
+            return client.get(
+                "/api/job-status",
+                params={"jobId": job_id},
+                headers={"traceparent": f"00-{trace_id}-{'3' * 16}-01"},
+            ).status_code
+
+    with ThreadPoolExecutor(POLLS) as pool:
+        assert set(pool.map(poll, trace_ids)) == {200}
+    wanted = set(trace_ids)
+
+    def reached(spans: list[ReceivedSpan]) -> bool:
+        ingest = {s.trace_id for s in spans if s.service == "ingest_svc" and s.trace_id in wanted}
+        batched = any(s.name.endswith("/GetJobs") for s in spans)
+        return ingest == wanted and batched
+
+    spans = _wait_spans(receiver, reached)
+    for trace_id in trace_ids:
+        mine = [s for s in spans if s.trace_id == trace_id]
+        [gateway] = [s for s in mine if s.service == "gateway"]
+        [get_job] = [s for s in mine if s.service == "ingest_svc"]
+        assert get_job.name.endswith("/GetJob") and get_job.parent_span_id == gateway.span_id

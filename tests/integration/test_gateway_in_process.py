@@ -490,6 +490,44 @@ async def test_job_reads_answer_exactly_as_the_fastapi_routes(
     assert statuses == [200] * 4 + [404] * 3 + [400] * 4 + [404] + [401] * 2 + [400] * 2 + [200]
 
 
+async def test_concurrent_job_reads_go_out_together_and_answer_as_the_routes(
+    gw: InProcessGateway,
+    http: httpx.AsyncClient,
+    routed: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    acme_id = str((await upload(http))["jobId"])
+    beta_id = str((await upload(http, headers=BETA))["jobId"])
+    done_id = str((await upload(http))["jobId"])
+    await finish(gw, done_id, ingest_pb2.BLOB_KIND_RESULT)
+    batcher = gw.app.state.upstreams.job_reads
+    batches: list[int] = []
+    get_jobs = batcher._get_jobs
+
+    async def counted(request: ingest_pb2.GetJobsRequest, **kwargs: object) -> object:
+        batches.append(len(request.reads))
+        return await get_jobs(request, **kwargs)
+
+    monkeypatch.setattr(batcher, "_get_jobs", counted)
+    cases: list[tuple[str, dict[str, str]]] = [
+        (f"/api/job-status?jobId={acme_id}", ACME),
+        (f"/api/jobs/{beta_id}", BETA),
+        (f"/api/job-status?jobId={done_id}", ACME),
+        (f"/api/jobs/{beta_id}", ACME),  # another tenant's: 404, from GetJob
+        ("/api/job-status?jobId=" + "0" * 32, BETA),  # missing: 404, from GetJob
+        (f"/api/jobs/{acme_id}", ACME),
+    ] * 8
+    fast = await asyncio.gather(*(http.get(url, headers=headers) for url, headers in cases))
+    assert batches and max(batches) > 1  # reads that waited for the line went out together
+    for (url, headers), answer in zip(cases, fast, strict=True):
+        slow = await routed.get(url, headers=headers)
+        body, expected = answer.json(), slow.json()
+        if answer.status_code != 200:  # a problem names its own request
+            assert body.pop("requestId") == answer.headers["x-request-id"]
+            expected.pop("requestId")
+        assert (answer.status_code, body) == (slow.status_code, expected), url
+
+
 @pytest.mark.parametrize(
     ("method", "path", "headers", "answered"),
     [
