@@ -3,12 +3,13 @@
 JobReadBatcher sends the job reads to ingest_svc: a GetJob each while the line is free, else
 gathered into GetJobs. Under load a poll's cost was mostly the gRPC call itself (both ends' gRPC
 core and asyncio glue, about two thirds of ingest's CPU per poll), not the read. So at most
-MAX_IN_FLIGHT calls are out at once: a read arriving meanwhile waits for one of them to end,
-then goes out with every other read that waited, in one GetJobs call (one HGETALL pipeline in
-ingest). A lone read is a GetJob exactly as before, and no answer is ever reused: every read is
-made after its request arrived. A read GetJobs leaves (missing, another tenant's, expired,
-rate-limited) and every read of a failed GetJobs call is asked again with GetJob, which answers
-it, errors included, as it would have answered it alone, within what is left of its deadline.
+MAX_IN_FLIGHT calls are out at once: a read arriving meanwhile waits for one of them to end
+(or MAX_WAIT_SECONDS, whichever comes first), then goes out with every other read that waited,
+in one GetJobs call (one HGETALL pipeline in ingest). A lone read is a GetJob exactly as before,
+and no answer is ever reused: every read is made after its request arrived. A read GetJobs
+leaves (missing, another tenant's, expired, rate-limited) and every read of a failed GetJobs call
+is asked again with GetJob, which answers it, errors included, as it would have answered it
+alone, within what is left of its deadline.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from gateway.upload import serialize_upload_request
 # Two calls out at once: while one travels, the next gathers the reads that arrive meanwhile.
 MAX_IN_FLIGHT = 2
 MAX_READS_PER_CALL = 64
+# A read waits for the line at most this long: two slow calls (a GetJob that fails an expired
+# job writes its error.json to the blob store, seconds in an S3 outage) hold up no other poll.
+MAX_WAIT_SECONDS = 0.005
 
 
 @dataclass
@@ -61,6 +65,7 @@ class JobReadBatcher:
         self._in_flight = 0
         self._waiting: list[_Waiting] = []
         self._calls: set[asyncio.Task[None]] = set()  # GetJobs calls, referenced until done
+        self._overdue: asyncio.TimerHandle | None = None  # sends the waiting reads regardless
         self._batch_metadata = (
             ((INTERNAL_TOKEN_METADATA_KEY, internal_token),) if internal_token else ()
         )
@@ -80,6 +85,8 @@ class JobReadBatcher:
             loop.create_future(),
         )
         self._waiting.append(waiting)
+        if self._overdue is None:
+            self._overdue = loop.call_later(MAX_WAIT_SECONDS, self._dispatch, True)
         # A read whose deadline passes while it waits for the line asks GetJob (which then
         # answers DEADLINE_EXCEEDED at once), instead of waiting on the calls ahead of it.
         expiry = loop.call_at(waiting.deadline, _leave, waiting.answer)
@@ -115,9 +122,12 @@ class JobReadBatcher:
             self._in_flight -= 1
             self._dispatch()
 
-    def _dispatch(self) -> None:
-        """Send the reads that wait, as many calls as the line allows."""
-        while self._waiting and self._in_flight < MAX_IN_FLIGHT:
+    def _dispatch(self, overdue: bool = False) -> None:
+        """Send the reads that wait, as many calls as the line allows (all of them when they
+        have waited MAX_WAIT_SECONDS)."""
+        if overdue:
+            self._overdue = None
+        while self._waiting and (overdue or self._in_flight < MAX_IN_FLIGHT):
             batch = [w for w in self._waiting[:MAX_READS_PER_CALL] if not w.answer.done()]
             del self._waiting[:MAX_READS_PER_CALL]  # done: its client went away
             if batch:
@@ -125,6 +135,9 @@ class JobReadBatcher:
                 task = asyncio.ensure_future(self._many(batch))
                 self._calls.add(task)
                 task.add_done_callback(self._calls.discard)
+        if not self._waiting and self._overdue is not None:
+            self._overdue.cancel()
+            self._overdue = None
 
     async def _many(self, batch: list[_Waiting]) -> None:
         results: list[ingest_pb2.JobReadResult | None] = [None] * len(batch)

@@ -15,7 +15,7 @@ from datapilot_runtime.context import (
     QUOTA_METADATA_KEY,
     TENANT_METADATA_KEY,
 )
-from gateway.deps import MAX_IN_FLIGHT, JobReadBatcher
+from gateway.deps import MAX_IN_FLIGHT, MAX_WAIT_SECONDS, JobReadBatcher
 
 
 class _Unavailable(grpc.aio.AioRpcError):  # type: ignore[misc]
@@ -98,7 +98,7 @@ async def test_reads_that_wait_for_the_line_go_out_in_one_getjobs() -> None:
         asyncio.ensure_future(batcher.read(f"w{i}", f"tenant{i}", f"rw{i}", f"tp{i}", 5))
         for i in range(5)
     ]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)
     assert not ingest.get_jobs_calls  # nothing goes out while the line is full
     ingest.release.set()
     jobs = await asyncio.gather(*waiting, *first)
@@ -171,10 +171,25 @@ async def test_a_read_whose_deadline_passes_while_it_waits_asks_getjob_at_once()
     ingest = _Ingest()
     batcher = _batcher(ingest)
     first = await _busy_line(batcher, ingest)
-    late = asyncio.ensure_future(batcher.read("late", "acme", "rl", "", 0.05))
-    await asyncio.sleep(0.3)  # well past its deadline, the line still full
+    late = asyncio.ensure_future(batcher.read("late", "acme", "rl", "", MAX_WAIT_SECONDS / 5))
+    await asyncio.sleep(MAX_WAIT_SECONDS * 2)  # past its deadline, the line still full
     [(_, _, timeout)] = [c for c in ingest.get_job_calls if c[0] == "late"]
     assert timeout == 0.0  # GetJob then answers DEADLINE_EXCEEDED at once (a 504)
-    assert not ingest.get_jobs_calls  # the line never freed
+    assert not ingest.get_jobs_calls  # it did not wait for the line
     ingest.release.set()
     await asyncio.gather(late, *first)
+
+
+async def test_slow_calls_on_the_line_hold_no_read_longer_than_the_wait() -> None:
+    ingest = _Ingest()
+    batcher = _batcher(ingest)
+    first = await _busy_line(batcher, ingest)  # two GetJobs that never end (a stalled store)
+    waiting = [
+        asyncio.ensure_future(batcher.read(f"w{i}", "acme", f"r{i}", "", 5)) for i in range(3)
+    ]
+    jobs = await asyncio.wait_for(asyncio.gather(*waiting), MAX_WAIT_SECONDS * 20)
+    assert [j.job_id for j in jobs] == ["w0", "w1", "w2"]
+    [(reads, _)] = ingest.get_jobs_calls  # sent together once they had waited long enough
+    assert len(reads) == 3 and not any(task.done() for task in first)
+    ingest.release.set()
+    await asyncio.gather(*first)
