@@ -56,6 +56,22 @@ async def test_an_upload_on_a_cluster_returns_once_a_replica_has_it(
     assert stored is not None and stored.message_id
 
 
+async def test_many_job_reads_in_one_pipeline_span_the_cluster_slots(
+    cluster_client: RedisClient,
+) -> None:
+    """GetJobs' read: records on every master come back in the order asked, missing as None."""
+    queue = JobQueue(cluster_client, 3)
+    await queue.ensure_group()
+    records = [_record(f"t{i}") for i in range(12)]  # 12 random ids: all three masters
+    for record in records:
+        await queue.submit(record)
+    store = JobStore(cluster_client, 3600)
+    asked = [r.job_id for r in records] + [uuid.uuid4().hex]
+    found = await store.get_many(asked)
+    assert [f.job_id if f else None for f in found] == [*asked[:-1], None]
+    assert [f.tenant for f in found if f] == [f"t{i}" for i in range(12)]
+
+
 async def test_too_few_replicas_refuse_the_upload_but_keep_the_job(
     cluster_client: RedisClient,
 ) -> None:
