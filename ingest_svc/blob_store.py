@@ -47,6 +47,10 @@ PARTS_IN_FLIGHT = 4
 # bytes arrive: when the stream ends, at most one batch is left to hash before the last part
 # can go (a whole part was, 5 MiB, hashed twice: for the blob and for the request signature).
 HASH_BATCH_BYTES = 1024 * 1024
+# The multipart upload is started once the first part is this full, so that its round trip
+# overlaps the rest of the part's arrival instead of holding up the stream when the part is
+# full. A blob that stays under one part is still a single PUT (its started upload aborted).
+START_UPLOAD_BYTES = PART_BYTES // 2
 # A header that is never sent: it tells `_KnownPayloadMinio` the request body's sha256.
 _PAYLOAD_SHA256_HEADER = "x-datapilot-payload-sha256"
 FS_WRITE_BYTES = 1024 * 1024
@@ -758,7 +762,8 @@ class _S3Writer:
         self._hasher = hashlib.sha256()
         self._part_hasher = hashlib.sha256()
         self._hashing = _Lane()
-        self._upload_id: str | None = None
+        self._upload: asyncio.Task[str] | None = None  # CreateMultipartUpload, its upload id
+        self._upload_id = ""
         self._sent: list[Part] = []
         self._in_flight: list[asyncio.Task[Part]] = []
         self._started = time.perf_counter()
@@ -802,8 +807,15 @@ class _S3Writer:
             await self._send(await self._take_part())
         if data:
             self._add(data)
+            if self._upload is None and self._part_bytes >= START_UPLOAD_BYTES:
+                self._start_upload()
             if self._unhashed_bytes >= HASH_BATCH_BYTES:
                 await self._hash_received()
+
+    def _start_upload(self) -> asyncio.Task[str]:
+        if self._upload is None:
+            self._upload = asyncio.create_task(self._store.create_multipart(self._key))
+        return self._upload
 
     async def _take_part(self) -> tuple[bytes, str]:
         """The part filled so far, in one piece (its one copy), and its sha256; starts the next."""
@@ -814,8 +826,7 @@ class _S3Writer:
         return taken
 
     async def _send(self, part: tuple[bytes, str]) -> None:
-        if self._upload_id is None:
-            self._upload_id = await self._store.create_multipart(self._key)
+        self._upload_id = await self._start_upload()
         while len(self._in_flight) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
             self._sent.append(await self._in_flight.pop(0))
         number = len(self._sent) + len(self._in_flight) + 1
@@ -829,9 +840,10 @@ class _S3Writer:
     async def complete(self) -> StoredBlob:
         sha = await self.sha256()
         rest = await self._take_part()
-        if self._upload_id is None:
+        if not self._sent and not self._in_flight:  # at most one part: a single PUT
             blob = await self._store.put_stream(self._key, io.BytesIO(rest[0]), (self.size, sha))
             self._done = True
+            await self._drop_upload()  # started in case the blob grew past one part
             return blob
         if rest[0]:
             await self._send(rest)
@@ -851,10 +863,17 @@ class _S3Writer:
         # let the threads finish (they cannot be interrupted) before aborting.
         await asyncio.gather(*self._in_flight, self._hashing.drain(), return_exceptions=True)
         self._in_flight.clear()
-        if self._upload_id is None:
+        await self._drop_upload()
+
+    async def _drop_upload(self) -> None:
+        """Abort the multipart upload if one was started (best effort, never raises)."""
+        if self._upload is None:
             return
+        await asyncio.wait([self._upload])  # unlike gather, never cancels it
+        if self._upload.cancelled() or self._upload.exception() is not None:
+            return  # never created: nothing to abort
         try:
-            await self._store.abort_multipart(self._key, self._upload_id)
+            await self._store.abort_multipart(self._key, self._upload.result())
         except (BlobStoreError, BlobNotFound):
             _LOGGER.warning("could not abort an abandoned multipart upload")
 

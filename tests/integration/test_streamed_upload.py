@@ -130,6 +130,8 @@ async def test_a_small_upload_is_one_put(moto_server: RunningServer) -> None:
     stat = await asyncio.to_thread(_raw(moto_server).stat_object, "stream-small", "jobs/s/input")
     assert "-" not in str(stat.etag)
     assert await _read_all(store, "jobs/s/input") == payload
+    # The multipart upload started when the part was half full is dropped again.
+    assert await _open_uploads(moto_server, "stream-small") == 0
 
 
 async def test_a_refused_part_is_sent_again_alone(moto_server: RunningServer) -> None:
@@ -280,3 +282,15 @@ async def test_an_idempotent_replay_of_a_multipart_upload_is_the_same_job(
     finally:
         await channel.close()
         await host.stop()
+
+
+async def test_a_writer_aborted_before_its_first_part_leaves_no_upload(
+    moto_server: RunningServer,
+) -> None:
+    store = S3BlobStore.from_settings(_settings(moto_server.url, "stream-early"), POLICY)
+    writer = await store.open_writer("jobs/e/input")
+    for _ in range(3 * PART_BYTES // 4 // CHUNK):  # past the point where the upload starts
+        await writer.write(os.urandom(CHUNK))
+    await writer.abort()
+    assert await _open_uploads(moto_server, "stream-early") == 0
+    assert await _objects(moto_server, "stream-early") == []
