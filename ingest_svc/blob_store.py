@@ -13,7 +13,7 @@ import re
 import stat
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -461,6 +461,10 @@ class _S3ServerError(Exception):
 _S3_RETRYABLE: tuple[type[BaseException], ...] = (OSError, Urllib3HTTPError, _S3ServerError)
 
 
+# A request body as the pieces it arrived in: urllib3 sends them one after the other.
+Pieces = Sequence[bytes | memoryview]
+
+
 class _KnownPayloadMinio(Minio):
     """minio's client, told a request body's sha256 by the caller who computed it already.
 
@@ -468,6 +472,8 @@ class _KnownPayloadMinio(Minio):
     again for that (after it is full, on the critical path for the last one); the S3 writer
     hashes every part as it arrives and names the digest in `_PAYLOAD_SHA256_HEADER`. The
     signed request is the same as minio's own. Over https minio signs UNSIGNED-PAYLOAD.
+
+    Such a body may also be `Pieces` rather than bytes (sent as they are, never joined).
     """
 
     def _build_headers(
@@ -477,11 +483,17 @@ class _KnownPayloadMinio(Minio):
         body: bytes | None = None,
         creds: Credentials | None = None,
     ) -> tuple[DictType, datetime]:
-        known = headers.pop(_PAYLOAD_SHA256_HEADER, None) if headers else None
-        if not isinstance(known, str) or creds is None or body is None or self._base_url.is_https:
-            return super()._build_headers(host, headers, body, creds)
+        known = headers.get(_PAYLOAD_SHA256_HEADER) if headers else None
+        if known is not None:  # never sent; the caller's dict stays whole for a resend
+            headers = {k: v for k, v in (headers or {}).items() if k != _PAYLOAD_SHA256_HEADER}
+        pieces = None if isinstance(body, bytes | None) else cast(Pieces, body)
+        if not isinstance(known, str) or creds is None or self._base_url.is_https:
+            whole = body if pieces is None else b"".join(pieces)  # minio hashes it (sha256, MD5)
+            return super()._build_headers(host, headers, whole, creds)
         built, date = super()._build_headers(host, headers, None, creds)  # hashes no body
-        if body:
+        if pieces is not None:  # always framed by its length (urllib3 would chunk it)
+            built["Content-Length"] = str(sum(len(piece) for piece in pieces))
+        elif body:
             built["Content-Length"] = str(len(body))
         built["x-amz-content-sha256"] = known
         return built, date
@@ -626,14 +638,15 @@ class S3BlobStore:
         )
 
     async def upload_part(
-        self, key: str, upload_id: str, number: int, data: bytes, sha256: str
+        self, key: str, upload_id: str, number: int, data: Pieces, sha256: str
     ) -> Part:
-        """Send one part, whose sha256 is `sha256`; `data` is kept by the caller, so a retry
-        re-sends it, not the stream."""
+        """Send one part (its pieces, whose sha256 is `sha256`); `data` is kept by the caller,
+        so a retry re-sends it, not the stream."""
+        body = cast(bytes, data)  # `_KnownPayloadMinio` takes pieces where minio says bytes
         etag = await self._retried(
             f"s3 upload-part {key}",
             lambda: self._client._upload_part(
-                self._bucket, key, data, {_PAYLOAD_SHA256_HEADER: sha256}, upload_id, number
+                self._bucket, key, body, {_PAYLOAD_SHA256_HEADER: sha256}, upload_id, number
             ),
         )
         return Part(number, etag)
@@ -817,15 +830,16 @@ class _S3Writer:
             self._upload = asyncio.create_task(self._store.create_multipart(self._key))
         return self._upload
 
-    async def _take_part(self) -> tuple[bytes, str]:
-        """The part filled so far, in one piece (its one copy), and its sha256; starts the next."""
+    async def _take_part(self) -> tuple[Pieces, str]:
+        """The part filled so far (the pieces received, never joined), its sha256; starts the
+        next part."""
         await self._hash_received()
         await self._hashing.drain()  # its last batch (at most HASH_BATCH_BYTES) is hashed
-        taken = b"".join(self._part), self._part_hasher.hexdigest()
+        taken = self._part, self._part_hasher.hexdigest()
         self._part, self._part_bytes, self._part_hasher = [], 0, hashlib.sha256()
         return taken
 
-    async def _send(self, part: tuple[bytes, str]) -> None:
+    async def _send(self, part: tuple[Pieces, str]) -> None:
         self._upload_id = await self._start_upload()
         while len(self._in_flight) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
             self._sent.append(await self._in_flight.pop(0))
@@ -841,7 +855,8 @@ class _S3Writer:
         sha = await self.sha256()
         rest = await self._take_part()
         if not self._sent and not self._in_flight:  # at most one part: a single PUT
-            blob = await self._store.put_stream(self._key, io.BytesIO(rest[0]), (self.size, sha))
+            whole = io.BytesIO(b"".join(rest[0]))
+            blob = await self._store.put_stream(self._key, whole, (self.size, sha))
             self._done = True
             await self._drop_upload()  # started in case the blob grew past one part
             return blob

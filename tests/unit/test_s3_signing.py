@@ -38,3 +38,22 @@ def test_without_a_known_hash_or_over_https_minio_decides() -> None:
     told, _ = tls._build_headers("h", {_PAYLOAD_SHA256_HEADER: "0" * 64}, body, CREDS)
     assert told["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
     assert _PAYLOAD_SHA256_HEADER not in told
+
+
+def test_a_body_in_pieces_is_framed_and_signed_as_the_joined_bytes() -> None:
+    client = _KnownPayloadMinio("127.0.0.1:9000", "test", "secret", secure=False)
+    data = os.urandom(9_000)
+    pieces = [data[:10], memoryview(data)[10:5_000], data[5_000:]]
+    own, _ = client._build_headers("h", {}, data, CREDS)
+    sha = hashlib.sha256(data).hexdigest()
+    told, _ = client._build_headers("h", {_PAYLOAD_SHA256_HEADER: sha}, pieces, CREDS)  # type: ignore[arg-type]
+    untold, _ = client._build_headers("h", {}, pieces, CREDS)  # type: ignore[arg-type]
+    assert _without_date(told) == _without_date(own) == _without_date(untold)
+    assert own["Content-Length"] == "9000"
+
+
+def test_the_callers_headers_survive_for_a_resend() -> None:
+    client = _KnownPayloadMinio("127.0.0.1:9000", "test", "secret", secure=False)
+    headers: dict[str, str | list[str] | tuple[str]] = {_PAYLOAD_SHA256_HEADER: "ab" * 32}
+    client._build_headers("h", headers, b"x", CREDS)
+    assert headers == {_PAYLOAD_SHA256_HEADER: "ab" * 32}
