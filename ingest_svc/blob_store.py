@@ -13,7 +13,7 @@ import re
 import stat
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,9 +22,11 @@ from typing import IO, Protocol, TypeVar, cast
 import urllib3
 from minio import Minio
 from minio.commonconfig import ENABLED, Filter
+from minio.credentials.credentials import Credentials
 from minio.datatypes import Part
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.helpers import DictType
 from minio.lifecycleconfig import AbortIncompleteMultipartUpload, LifecycleConfig, Rule
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
@@ -41,6 +43,16 @@ PART_BYTES = 5 * 1024 * 1024
 # Every part of a 20 MiB upload may travel at once: the last one is not held back behind the
 # first (which the S3 server may still be digesting), and memory stays at four parts.
 PARTS_IN_FLIGHT = 4
+# A writer hashes what it has received in batches of this much, in a thread, while the next
+# bytes arrive: when the stream ends, at most one batch is left to hash before the last part
+# can go (a whole part was, 5 MiB, hashed twice: for the blob and for the request signature).
+HASH_BATCH_BYTES = 1024 * 1024
+# The multipart upload is started once the first part is this full, so that its round trip
+# overlaps the rest of the part's arrival instead of holding up the stream when the part is
+# full. A blob that stays under one part is still a single PUT (its started upload aborted).
+START_UPLOAD_BYTES = PART_BYTES // 2
+# A header that is never sent: it tells `_KnownPayloadMinio` the request body's sha256.
+_PAYLOAD_SHA256_HEADER = "x-datapilot-payload-sha256"
 FS_WRITE_BYTES = 1024 * 1024
 # Keys per listing request: S3's own page size (ListObjectsV2 returns at most 1000).
 LIST_PAGE = 1000
@@ -449,12 +461,50 @@ class _S3ServerError(Exception):
 _S3_RETRYABLE: tuple[type[BaseException], ...] = (OSError, Urllib3HTTPError, _S3ServerError)
 
 
+# A request body as the pieces it arrived in: urllib3 sends them one after the other.
+Pieces = Sequence[bytes | memoryview]
+
+
+class _KnownPayloadMinio(Minio):
+    """minio's client, told a request body's sha256 by the caller who computed it already.
+
+    Over plain http a SigV4 request signs its payload's sha256, and minio hashes each part
+    again for that (after it is full, on the critical path for the last one); the S3 writer
+    hashes every part as it arrives and names the digest in `_PAYLOAD_SHA256_HEADER`. The
+    signed request is the same as minio's own. Over https minio signs UNSIGNED-PAYLOAD.
+
+    Such a body may also be `Pieces` rather than bytes (sent as they are, never joined).
+    """
+
+    def _build_headers(
+        self,
+        host: str,
+        headers: DictType | None = None,
+        body: bytes | None = None,
+        creds: Credentials | None = None,
+    ) -> tuple[DictType, datetime]:
+        known = headers.get(_PAYLOAD_SHA256_HEADER) if headers else None
+        if known is not None:  # never sent; the caller's dict stays whole for a resend
+            headers = {k: v for k, v in (headers or {}).items() if k != _PAYLOAD_SHA256_HEADER}
+        pieces = None if isinstance(body, bytes | None) else cast(Pieces, body)
+        if not isinstance(known, str) or creds is None or self._base_url.is_https:
+            whole = body if pieces is None else b"".join(pieces)  # minio hashes it (sha256, MD5)
+            return super()._build_headers(host, headers, whole, creds)
+        built, date = super()._build_headers(host, headers, None, creds)  # hashes no body
+        if pieces is not None:  # always framed by its length (urllib3 would chunk it)
+            built["Content-Length"] = str(sum(len(piece) for piece in pieces))
+        elif body:
+            built["Content-Length"] = str(len(body))
+        built["x-amz-content-sha256"] = known
+        return built, date
+
+
 class S3BlobStore:
     """Blobs as objects in one bucket of MinIO or any S3 endpoint, through the minio client."""
 
     def __init__(
         self,
-        client: Minio,
+        client: _KnownPayloadMinio,
         bucket: str,
         policy: BackoffPolicy,
         abort_incomplete_uploads_days: int = 0,
@@ -476,7 +526,7 @@ class S3BlobStore:
             retries=urllib3.Retry(total=0, connect=0, read=0, redirect=0),
             maxsize=16,
         )
-        client = Minio(
+        client = _KnownPayloadMinio(
             endpoint,
             http_client=http_client,
             access_key=settings.s3_access_key or None,
@@ -587,11 +637,17 @@ class S3BlobStore:
             lambda: self._client._create_multipart_upload(self._bucket, key, {}),
         )
 
-    async def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
-        """Send one part; `data` is kept by the caller, so a retry re-sends it, not the stream."""
+    async def upload_part(
+        self, key: str, upload_id: str, number: int, data: Pieces, sha256: str
+    ) -> Part:
+        """Send one part (its pieces, whose sha256 is `sha256`); `data` is kept by the caller,
+        so a retry re-sends it, not the stream."""
+        body = cast(bytes, data)  # `_KnownPayloadMinio` takes pieces where minio says bytes
         etag = await self._retried(
             f"s3 upload-part {key}",
-            lambda: self._client._upload_part(self._bucket, key, data, None, upload_id, number),
+            lambda: self._client._upload_part(
+                self._bucket, key, body, {_PAYLOAD_SHA256_HEADER: sha256}, upload_id, number
+            ),
         )
         return Part(number, etag)
 
@@ -704,19 +760,23 @@ class _S3Writer:
     """An S3 multipart upload fed as the bytes arrive: each full part is sent at once.
 
     Up to PARTS_IN_FLIGHT parts travel while the next one fills. A blob smaller than one part is
-    a single PUT at `complete` (no multipart round trips for the common small file). Each part
-    is hashed in a thread (in order) while the next one arrives.
+    a single PUT at `complete` (no multipart round trips for the common small file). The bytes
+    are hashed as they arrive (for the blob, and for the part's request signature), a batch at a
+    time in a thread (in order), so a full part goes out at once, already hashed.
     """
 
     def __init__(self, store: S3BlobStore, key: str) -> None:
         self._store = store
         self._key = key
-        self._buffer: list[bytes | memoryview] = []
-        self._buffered = 0
+        self._part: list[bytes | memoryview] = []  # the part being filled, as received
+        self._part_bytes = 0
+        self._unhashed: list[bytes | memoryview] = []  # its pieces not handed to the hashing yet
+        self._unhashed_bytes = 0
         self._hasher = hashlib.sha256()
-        self._hashed = 0  # how many bytes at the start of the buffer are hashed already
+        self._part_hasher = hashlib.sha256()
         self._hashing = _Lane()
-        self._upload_id: str | None = None
+        self._upload: asyncio.Task[str] | None = None  # CreateMultipartUpload, its upload id
+        self._upload_id = ""
         self._sent: list[Part] = []
         self._in_flight: list[asyncio.Task[Part]] = []
         self._started = time.perf_counter()
@@ -724,54 +784,83 @@ class _S3Writer:
         self.size = 0
 
     async def sha256(self) -> str:
-        if self._buffered > self._hashed:  # the bytes not in a part yet (less than one part)
-            rest = b"".join(self._buffer)
-            self._buffer = [rest]
-            await self._hash(memoryview(rest)[self._hashed :])
-            self._hashed = len(rest)
+        await self._hash_received()
         await self._hashing.drain()
         return self._hasher.hexdigest()
 
-    async def _hash(self, data: bytes | memoryview) -> None:
-        await self._hashing.run(lambda: self._hasher.update(data))
+    async def _hash_received(self) -> None:
+        """Hand the bytes not hashed yet to the hashing thread (the blob's and the part's)."""
+        if not self._unhashed:
+            return
+        batch, self._unhashed, self._unhashed_bytes = self._unhashed, [], 0
+        blob, part = self._hasher, self._part_hasher
+
+        def step() -> None:
+            for piece in batch:
+                blob.update(piece)
+                part.update(piece)
+
+        await self._hashing.run(step)
+
+    def _add(self, piece: bytes | memoryview) -> None:
+        self._part.append(piece)
+        self._part_bytes += len(piece)
+        self._unhashed.append(piece)
+        self._unhashed_bytes += len(piece)
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        self._buffer.append(chunk)
-        self._buffered += len(chunk)
-        if self._buffered >= PART_BYTES:
-            # One copy into the part: the chunk that crosses its end is split by views. The part
-            # is hashed whole, so the chunks are freed at once.
-            excess = self._buffered - PART_BYTES
-            rest: list[bytes | memoryview] = []
-            if excess:
-                view = memoryview(chunk)
-                self._buffer[-1], rest = view[: len(chunk) - excess], [view[len(chunk) - excess :]]
-            part = b"".join(self._buffer)
-            self._buffer, self._buffered = rest, excess
-            hashed, self._hashed = self._hashed, 0  # a `sha256()` before hashed the first bytes
-            await self._hash(memoryview(part)[hashed:])
-            await self._send(part)
+        data: bytes | memoryview = chunk
+        while len(data) >= PART_BYTES - self._part_bytes:
+            # The chunk that crosses the part's end is split by views, not copied.
+            room = PART_BYTES - self._part_bytes
+            view = memoryview(data)
+            self._add(view[:room])
+            data = view[room:]
+            await self._send(await self._take_part())
+        if data:
+            self._add(data)
+            if self._upload is None and self._part_bytes >= START_UPLOAD_BYTES:
+                self._start_upload()
+            if self._unhashed_bytes >= HASH_BATCH_BYTES:
+                await self._hash_received()
 
-    async def _send(self, part: bytes) -> None:
-        if self._upload_id is None:
-            self._upload_id = await self._store.create_multipart(self._key)
+    def _start_upload(self) -> asyncio.Task[str]:
+        if self._upload is None:
+            self._upload = asyncio.create_task(self._store.create_multipart(self._key))
+        return self._upload
+
+    async def _take_part(self) -> tuple[Pieces, str]:
+        """The part filled so far (the pieces received, never joined), its sha256; starts the
+        next part."""
+        await self._hash_received()
+        await self._hashing.drain()  # its last batch (at most HASH_BATCH_BYTES) is hashed
+        taken = self._part, self._part_hasher.hexdigest()
+        self._part, self._part_bytes, self._part_hasher = [], 0, hashlib.sha256()
+        return taken
+
+    async def _send(self, part: tuple[Pieces, str]) -> None:
+        self._upload_id = await self._start_upload()
         while len(self._in_flight) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
             self._sent.append(await self._in_flight.pop(0))
         number = len(self._sent) + len(self._in_flight) + 1
+        data, sha = part
         self._in_flight.append(
-            asyncio.create_task(self._store.upload_part(self._key, self._upload_id, number, part))
+            asyncio.create_task(
+                self._store.upload_part(self._key, self._upload_id, number, data, sha)
+            )
         )
 
     async def complete(self) -> StoredBlob:
         sha = await self.sha256()
-        rest = b"".join(self._buffer)
-        self._buffer, self._buffered = [], 0
-        if self._upload_id is None:
-            blob = await self._store.put_stream(self._key, io.BytesIO(rest), (self.size, sha))
+        rest = await self._take_part()
+        if not self._sent and not self._in_flight:  # at most one part: a single PUT
+            whole = io.BytesIO(b"".join(rest[0]))
+            blob = await self._store.put_stream(self._key, whole, (self.size, sha))
             self._done = True
+            await self._drop_upload()  # started in case the blob grew past one part
             return blob
-        if rest:
+        if rest[0]:
             await self._send(rest)
         while self._in_flight:
             self._sent.append(await self._in_flight.pop(0))
@@ -789,10 +878,17 @@ class _S3Writer:
         # let the threads finish (they cannot be interrupted) before aborting.
         await asyncio.gather(*self._in_flight, self._hashing.drain(), return_exceptions=True)
         self._in_flight.clear()
-        if self._upload_id is None:
+        await self._drop_upload()
+
+    async def _drop_upload(self) -> None:
+        """Abort the multipart upload if one was started (best effort, never raises)."""
+        if self._upload is None:
             return
+        await asyncio.wait([self._upload])  # unlike gather, never cancels it
+        if self._upload.cancelled() or self._upload.exception() is not None:
+            return  # never created: nothing to abort
         try:
-            await self._store.abort_multipart(self._key, self._upload_id)
+            await self._store.abort_multipart(self._key, self._upload.result())
         except (BlobStoreError, BlobNotFound):
             _LOGGER.warning("could not abort an abandoned multipart upload")
 

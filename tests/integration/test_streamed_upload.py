@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -129,6 +130,8 @@ async def test_a_small_upload_is_one_put(moto_server: RunningServer) -> None:
     stat = await asyncio.to_thread(_raw(moto_server).stat_object, "stream-small", "jobs/s/input")
     assert "-" not in str(stat.etag)
     assert await _read_all(store, "jobs/s/input") == payload
+    # The multipart upload started when the part was half full is dropped again.
+    assert await _open_uploads(moto_server, "stream-small") == 0
 
 
 async def test_a_refused_part_is_sent_again_alone(moto_server: RunningServer) -> None:
@@ -146,8 +149,30 @@ async def test_a_refused_part_is_sent_again_alone(moto_server: RunningServer) ->
         await _write_all(store, "jobs/r/input", payload)
         puts = [q["partNumber"][0] for m, q in front.seen if m == "PUT" and "partNumber" in q]
     assert refused == ["2"]
+    assert front.mismatched == []
     assert sorted(puts) == ["1", "2", "2", "3", "4"]  # only the refused part went twice
     assert await _read_all(store, "jobs/r/input") == payload
+
+
+async def test_each_part_is_signed_with_its_own_bytes_hash(moto_server: RunningServer) -> None:
+    """Chunks of odd sizes cross the part ends, one chunk is larger than a part: every part's
+    signed payload hash (computed as the bytes arrive) is its body's, which S3 checks."""
+    with FlakyS3(moto_server.port, lambda method, query: False) as front:
+        store = S3BlobStore.from_settings(_settings(front.url, "stream-signed"), POLICY)
+        payload = os.urandom(4 * PART_BYTES + 99)
+        writer = await store.open_writer("jobs/h/input")
+        sizes = itertools.cycle((333_333, 1024 * 1024, 17, 2 * PART_BYTES + 5))
+        start = 0
+        while start < len(payload):
+            end = start + next(sizes)
+            await writer.write(payload[start:end])
+            start = end
+        blob = await writer.complete()
+        puts = [q["partNumber"][0] for m, q in front.seen if m == "PUT" and "partNumber" in q]
+    assert front.mismatched == []
+    assert sorted(puts) == ["1", "2", "3", "4", "5"]
+    assert blob.sha256 == hashlib.sha256(payload).hexdigest()
+    assert await _read_all(store, "jobs/h/input") == payload
 
 
 async def test_an_aborted_writer_leaves_nothing(moto_server: RunningServer, tmp_path: Path) -> None:
@@ -257,3 +282,15 @@ async def test_an_idempotent_replay_of_a_multipart_upload_is_the_same_job(
     finally:
         await channel.close()
         await host.stop()
+
+
+async def test_a_writer_aborted_before_its_first_part_leaves_no_upload(
+    moto_server: RunningServer,
+) -> None:
+    store = S3BlobStore.from_settings(_settings(moto_server.url, "stream-early"), POLICY)
+    writer = await store.open_writer("jobs/e/input")
+    for _ in range(3 * PART_BYTES // 4 // CHUNK):  # past the point where the upload starts
+        await writer.write(os.urandom(CHUNK))
+    await writer.abort()
+    assert await _open_uploads(moto_server, "stream-early") == 0
+    assert await _objects(moto_server, "stream-early") == []

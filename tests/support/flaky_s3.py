@@ -1,7 +1,12 @@
-"""An HTTP forwarder in front of a real S3 server that answers 503 to chosen requests once."""
+"""An HTTP forwarder in front of a real S3 server that answers 503 to chosen requests once.
+
+It also checks what moto does not: a request's declared payload sha256 (SigV4's
+`x-amz-content-sha256`) must be its body's, or it is refused as S3 refuses it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import threading
 from collections.abc import Callable
@@ -14,6 +19,13 @@ _UNAVAILABLE = (
     b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>ServiceUnavailable</Code>'
     b"<Message>injected by the test</Message></Error>"
 )
+_SHA256_MISMATCH = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>XAmzContentSHA256Mismatch</Code>'
+    b"<Message>The provided 'x-amz-content-sha256' header does not match what was computed."
+    b"</Message></Error>"
+)
+# Declared payload hashes that are not the body's digest (nothing to check).
+_UNCHECKED_PAYLOADS = ("UNSIGNED-PAYLOAD", "STREAMING-")
 _HOP_HEADERS = {"connection", "transfer-encoding", "keep-alive", "content-length"}
 # (method, query) -> whether this request is answered 503 (decided once per request).
 Chooser = Callable[[str, dict[str, list[str]]], bool]
@@ -22,11 +34,13 @@ Chooser = Callable[[str, dict[str, list[str]]], bool]
 class FlakyS3:
     """Forwards to `target_port`; a request `fail` picks is answered 503 instead, once each time.
 
-    `seen` records (method, query) of every request that reached the front, failed or not.
+    `seen` records (method, query) of every request that reached the front, failed or not;
+    `mismatched` those whose body was not what its `x-amz-content-sha256` declared (answered 400).
     """
 
     def __init__(self, target_port: int, fail: Chooser) -> None:
         self.seen: list[tuple[str, dict[str, list[str]]]] = []
+        self.mismatched: list[tuple[str, dict[str, list[str]]]] = []
         self._lock = threading.Lock()
         front = self
 
@@ -43,11 +57,17 @@ class FlakyS3:
                     front.seen.append((self.command, query))
                     refuse = fail(self.command, query)
                 if refuse:
-                    self.send_response(503)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(_UNAVAILABLE)))
-                    self.end_headers()
-                    self.wfile.write(_UNAVAILABLE)
+                    self._answer(503, _UNAVAILABLE)
+                    return
+                declared = self.headers.get("x-amz-content-sha256", "")
+                if (
+                    declared
+                    and not declared.startswith(_UNCHECKED_PAYLOADS)
+                    and declared != hashlib.sha256(body).hexdigest()
+                ):
+                    with front._lock:
+                        front.mismatched.append((self.command, query))
+                    self._answer(400, _SHA256_MISMATCH)
                     return
                 upstream = http.client.HTTPConnection("127.0.0.1", target_port, timeout=30)
                 try:
@@ -65,6 +85,13 @@ class FlakyS3:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
