@@ -112,7 +112,9 @@ class ColumnProfile:
         if self.known_codes is not None or self.sortable is None:
             codes: np.ndarray = self.codes[index]
             return codes
-        return _codes_of_sorted(self.sortable[index], None)
+        # Looked up among the column's distinct values (searched, or counted when dense):
+        # no sort of the rows taken.
+        return _codes_of_sorted(self.sortable[index], self.uniques, self.dense_scale)
 
 
 def profile_column(name: str, series: pd.Series) -> ColumnProfile:

@@ -68,11 +68,9 @@ class GroupSums:
         return self._sums[key]
 
     def rows(self, dimension: ColumnProfile) -> np.ndarray:
-        """The number of rows per value of ``dimension``."""
+        """The number of rows per value of ``dimension`` (the profile's counts, as floats)."""
         if dimension.name not in self._rows:
-            size = dimension.distinct
-            counts = np.bincount(self.codes(dimension), minlength=size + 1)[:size]
-            self._rows[dimension.name] = counts.astype("float64")
+            self._rows[dimension.name] = dimension.counts.astype("float64")
         return self._rows[dimension.name]
 
 
@@ -99,8 +97,7 @@ def segment_insights(
         labels = labels_of(dimension)
         labels = _named(labels, names.get(dimension.name))
         codes = cache.codes(dimension)
-        bins = labels.shape[0] + 1
-        rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
+        rows_all = cache.rows(dimension)
         # A dimension whose values name a measure column ("winner" = the candidate column with
         # the most votes) is derived from it: "Coderre's votes are highest where Coderre won".
         named = {str(label).strip().casefold() for label in labels}
@@ -132,7 +129,7 @@ def _binned(
     if not measure_words or not measure_words <= set(name_tokens(dimension.name)):
         return False
     position = int(np.flatnonzero(labels.astype(str) == segment)[0])
-    present = np.ones(codes.shape[0], dtype=bool) if values.present is None else values.present > 0
+    present = np.ones(codes.shape[0], dtype=bool) if values.present is None else values.present
     inside = values.weights[present & (codes == position)]
     outside = values.weights[present & (codes != position) & (codes < labels.shape[0])]
     if not inside.shape[0] or not outside.shape[0]:
@@ -154,7 +151,8 @@ class _Values:
         self.name = name
         present = np.isfinite(values)
         self.complete = bool(present.all())
-        self.present = None if self.complete else present.astype("float64")
+        self.present = None if self.complete else present
+        self.absent = None if self.complete else np.flatnonzero(~present)
         self.weights = values if self.complete else np.where(present, values, 0.0)
         self.binary = bool(np.isin(self.weights, (0.0, 1.0)).all())
         if std is not None:  # the column report's sample std, already computed
@@ -179,8 +177,9 @@ def _segment(
     bins = size + 1
     # Missing values weigh 0 in the sums and are not counted as rows.
     rows = rows_all
-    if values.present is not None:
-        rows = np.bincount(codes, weights=values.present, minlength=bins)[:size]
+    if values.absent is not None:
+        # The rows without a value, few as a rule, are taken off the segment's rows.
+        rows = rows_all - np.bincount(codes[values.absent], minlength=bins)[:size]
     total_rows = float(rows.sum())
     minimum = max(MIN_SEGMENT_ROWS, min(MIN_SEGMENT_ROWS_CAP, MIN_SEGMENT_SHARE * total_rows))
     eligible = (rows >= minimum) & (total_rows - rows >= minimum)

@@ -263,18 +263,20 @@ def duplicate_rows(profiles: list[ColumnProfile], rows: int) -> int:
 
     Columns with known codes are combined first into one int64 key per row (re-factorised
     when the key space would overflow); only rows whose partial key repeats are candidates,
-    and the remaining columns are then coded on those candidate rows only.
+    and the remaining columns are then coded on those candidate rows only, the columns with
+    the most distinct values first (they leave the fewest candidates for the next ones).
     """
     if rows == 0 or not profiles:
         return 0
-    ordered = sorted(profiles, key=lambda p: p.known_codes is None)
+    ordered = sorted(profiles, key=lambda p: (p.known_codes is None, -p.distinct))
     candidates = np.arange(rows)
     key = np.zeros(rows, dtype=np.int64)
     size = 1
     for number, profile in enumerate(ordered):
-        codes = profile.codes_at(candidates) if profile.known_codes is None else None
-        if codes is None:
-            codes = profile.codes[candidates]
+        if profile.known_codes is None:
+            codes = profile.codes_at(candidates)
+        else:
+            codes = profile.codes if candidates.shape[0] == rows else profile.codes[candidates]
         cardinality = int(codes.max(initial=-1)) + 2
         if size * cardinality >= _KEY_LIMIT:
             key, uniques = pd.factorize(key)

@@ -268,7 +268,9 @@ def _aggregate(
     if complete:
         rows = periods.row_counts()
     else:
-        rows = np.bincount(periods.codes, weights=finite_mask, minlength=bins)[:-1]
+        # The rows without a value, few as a rule, are taken off each period's rows.
+        absent = periods.codes[~finite_mask]
+        rows = periods.row_counts() - np.bincount(absent, minlength=bins)[:-1]
     with np.errstate(all="ignore"):
         return np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
 
