@@ -147,8 +147,10 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
     rows = int(series.shape[0])
     if ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype):
         values = series.to_numpy(dtype="float64", na_value=np.nan)
-        present = values[~np.isnan(values)]
-        dense = _dense_decimals(present)
+        # A NumPy integer column holds neither missing values nor fractions (nor -0.0).
+        integral = isinstance(dtype, np.dtype) and dtype.kind in "iu"
+        present = values if integral else values[~np.isnan(values)]
+        dense = _dense_decimals(present, integral)
         counts = None
         if dense is None:
             ordered = np.sort(present)
@@ -188,18 +190,25 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
     return ColumnProfile(name, "empty", uniques, missing, rows, known_codes=codes)
 
 
-def _dense_decimals(present: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+def _dense_decimals(
+    present: np.ndarray, integral: bool = False
+) -> tuple[float, float, np.ndarray] | None:
     """(lowest value x scale, scale, rows per step of 1/scale from it) when every value is a
     whole number of 1/scale (scale 1, 10, ..., 10^4: counts, prices, one-decimal weights) over
     few enough steps (at most 2 x the rows, or 65,536): counting then replaces sorting.
 
     A value is taken only when dividing its whole number of steps by the scale gives the very
     same float back, so the distinct values rebuilt from the counts are the values themselves.
+    `integral`: the values come from an integer column (whole steps of 1, no -0.0 to check).
     """
     if present.shape[0] == 0:
         return None
     sample = present[:_DENSE_SAMPLE]
-    scale = next((s for s in _DENSE_SCALES if _whole_steps(sample, s) is not None), None)
+    scale = (
+        1.0
+        if integral
+        else next((s for s in _DENSE_SCALES if _whole_steps(sample, s) is not None), None)
+    )
     if scale is None:
         return None
     low, high = float(present.min()) * scale, float(present.max()) * scale
@@ -207,12 +216,15 @@ def _dense_decimals(present: np.ndarray) -> tuple[float, float, np.ndarray] | No
         return None
     if high - low > max(_DENSE_MIN_SPAN, _DENSE_SPAN_PER_ROW * present.shape[0]):
         return None
-    if low <= 0 <= high and bool(np.any(np.signbit(present) & (present == 0))):
-        return None  # -0.0 (a rounded "-0.00") would come back as 0.0: sorted as written
-    steps = _whole_steps(present, scale)
-    if steps is None:
-        return None
-    first = float(steps.min())
+    if integral:
+        first, steps = low, present
+    else:
+        if low <= 0 <= high and bool(np.any(np.signbit(present) & (present == 0))):
+            return None  # -0.0 (a rounded "-0.00") would come back as 0.0: sorted as written
+        whole = _whole_steps(present, scale)
+        if whole is None:
+            return None
+        first, steps = float(whole.min()), whole
     return first, scale, np.bincount((steps - first).astype(np.int64))
 
 
@@ -227,11 +239,15 @@ def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if high - low >= 2**62:  # the offsets below would overflow int64
         return None
     offsets = values - low
+    head = offsets[:_DENSE_SAMPLE]
     for unit in _STAMP_UNITS:
         if (high - low) // unit > limit:
             return None  # a finer unit spans even more steps
-        if not np.any(offsets % unit):
-            per_step = np.bincount(offsets // unit)
+        if np.any(head % unit):
+            continue  # a look at the first values spares a pass over the column
+        steps = offsets // unit
+        if np.array_equal(steps * unit, offsets):  # offsets >= 0: whole units exactly
+            per_step = np.bincount(steps)
             used = np.flatnonzero(per_step)
             return used * unit + low, per_step[used]
     return None
@@ -318,7 +334,7 @@ def _drop_blank_uniques(codes: np.ndarray, uniques: pd.Index) -> tuple[np.ndarra
 
 def _naive_utc(series: pd.Series) -> np.ndarray:
     if getattr(getattr(series, "dt", None), "tz", None) is not None:
-        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        series = series.dt.tz_convert(None)  # to UTC, then naive: one step
     stamps: np.ndarray = series.to_numpy(dtype="datetime64[ns]")
     return stamps
 

@@ -45,17 +45,30 @@ GROUPING_PARTS = frozenset({"quarter", "month", "weekday", "hour"})
 TYPES = ("numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty")
 
 
-def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order).
-
-    ``roles`` are the uploader's overrides (column -> a role string of ``OVERRIDE_ROLES``).
-    """
+def profile_table(table: Table) -> list[ColumnProfile]:
+    """The profile of every column, in column order."""
     frame = table.frame
-    rows = int(frame.shape[0])
-    profiles = [
+    return [
         profile_column(str(frame.columns[index]), frame.iloc[:, index])
         for index in range(int(frame.shape[1]))
     ]
+
+
+def compute_report(
+    table: Table,
+    *,
+    roles: Mapping[str, str] | None = None,
+    profiles: list[ColumnProfile] | None = None,
+) -> dict[str, Any]:
+    """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order).
+
+    ``roles`` are the uploader's overrides (column -> a role string of ``OVERRIDE_ROLES``);
+    ``profiles`` are those of ``profile_table(table)`` when the caller has them already.
+    """
+    frame = table.frame
+    rows = int(frame.shape[0])
+    if profiles is None:
+        profiles = profile_table(table)
     semantics = assign_roles(profiles, roles)
     columns = [column_report(p, rows, semantics.role(p.name)) for p in profiles]
     dataset = _dataset_report(table, profiles, columns)
