@@ -65,6 +65,8 @@ class ColumnProfile:
     known_counts: np.ndarray | None = None
     #: Numbers counted in steps of 1 / dense_scale (`_dense_decimals`), codes looked up so.
     dense_scale: float | None = None
+    #: Timestamps counted in whole steps of this many ns (`_dense_stamps`), codes looked up so.
+    dense_unit: int | None = None
     known_finite: np.ndarray | None = None
     numbers: np.ndarray | None = None
     dates: np.ndarray | None = None
@@ -89,7 +91,9 @@ class ColumnProfile:
         """Code of every row's value (index into ``uniques``), -1 for missing."""
         if self.known_codes is None:
             assert self.sortable is not None
-            self.known_codes = _codes_of_sorted(self.sortable, self.uniques, self.dense_scale)
+            self.known_codes = _codes_of_sorted(
+                self.sortable, self.uniques, self.dense_scale, self.dense_unit
+            )
         return self.known_codes
 
     @property
@@ -114,7 +118,9 @@ class ColumnProfile:
             return codes
         # Looked up among the column's distinct values (searched, or counted when dense):
         # no sort of the rows taken.
-        return _codes_of_sorted(self.sortable[index], self.uniques, self.dense_scale)
+        return _codes_of_sorted(
+            self.sortable[index], self.uniques, self.dense_scale, self.dense_unit
+        )
 
 
 def profile_column(name: str, series: pd.Series) -> ColumnProfile:
@@ -171,14 +177,15 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
         stamps = _naive_utc(series)
         values = stamps[~np.isnat(stamps)].view(np.int64)
         dense_stamps = _dense_stamps(values)
+        unit = None
         if dense_stamps is None:
             distinct, counts = _distinct_sorted(np.sort(values)), None
         else:  # dates, hours: counted, as dense numbers are
-            distinct, counts = dense_stamps
+            distinct, counts, unit = dense_stamps
         uniques = pd.DatetimeIndex(distinct.view("datetime64[ns]"))
         missing = rows - int(values.shape[0])
         profile = ColumnProfile(name, "empty", uniques, missing, rows, sortable=stamps)
-        profile.known_counts = counts
+        profile.known_counts, profile.dense_unit = counts, unit
         return profile
     if isinstance(dtype, pd.CategoricalDtype):
         codes, uniques = _used_categories(series)
@@ -228,10 +235,11 @@ def _dense_decimals(
     return first, scale, np.bincount((steps - first).astype(np.int64))
 
 
-def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(distinct sorted values, rows holding each) of timestamps (int64 ns) that are whole
-    days, hours, minutes or seconds apart from the lowest, over few enough steps (the span
-    `_dense_decimals` allows): a count then replaces the sort. None for any other column."""
+def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(distinct sorted values, rows holding each, the unit in ns) of timestamps (int64 ns)
+    that are whole days, hours, minutes or seconds apart from the lowest, over few enough steps
+    (the span `_dense_decimals` allows): a count then replaces the sort. None for any other
+    column."""
     if values.shape[0] == 0:
         return None
     low, high = int(values.min()), int(values.max())
@@ -249,7 +257,7 @@ def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         if np.array_equal(steps * unit, offsets):  # offsets >= 0: whole units exactly
             per_step = np.bincount(steps)
             used = np.flatnonzero(per_step)
-            return used * unit + low, per_step[used]
+            return used * unit + low, per_step[used], unit
     return None
 
 
@@ -297,9 +305,15 @@ def _used_categories(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
 
 
 def _codes_of_sorted(
-    values: np.ndarray, uniques: pd.Index | None, scale: float | None = None
+    values: np.ndarray,
+    uniques: pd.Index | None,
+    scale: float | None = None,
+    unit: int | None = None,
 ) -> np.ndarray:
-    """Codes of numbers/timestamps: positions in the sorted distinct values, -1 for missing."""
+    """Codes of numbers/timestamps: positions in the sorted distinct values, -1 for missing.
+
+    Counted columns (numbers in steps of 1 / ``scale``, timestamps in steps of ``unit`` ns)
+    look each value up by its step; the others are searched among the distinct values."""
     present = ~(np.isnat(values) if values.dtype.kind == "M" else np.isnan(values))
     codes = np.full(values.shape[0], -1, dtype=np.int64)
     if uniques is None:
@@ -307,7 +321,12 @@ def _codes_of_sorted(
         codes[present] = inverse
         return codes
     distinct = uniques.to_numpy()
-    if scale is None or distinct.shape[0] == 0:
+    if unit is not None and distinct.shape[0]:
+        steps = distinct.view(np.int64) // unit  # whole steps: exact
+        positions = np.full(int(steps[-1] - steps[0]) + 1, -1, dtype=np.int64)
+        positions[steps - steps[0]] = np.arange(distinct.shape[0])
+        codes[present] = positions[values[present].view(np.int64) // unit - steps[0]]
+    elif scale is None or distinct.shape[0] == 0:
         codes[present] = np.searchsorted(distinct, values[present])
     else:
         positions = dense_positions(distinct, scale)
