@@ -68,6 +68,7 @@ class ColumnProfile:
     #: Timestamps counted in whole steps of this many ns (`_dense_stamps`), codes looked up so.
     dense_unit: int | None = None
     known_finite: np.ndarray | None = None
+    known_filled: np.ndarray | None = None
     numbers: np.ndarray | None = None
     dates: np.ndarray | None = None
     numbers_as_text: int = 0
@@ -110,6 +111,17 @@ class ColumnProfile:
             assert self.numbers is not None
             self.known_finite = np.isfinite(self.numbers)
         return self.known_finite
+
+    @property
+    def filled(self) -> np.ndarray:
+        """The numbers with missing and infinite values as 0: the weights of per-group sums,
+        shared by segments, shares and period totals (computed once, never modified)."""
+        if self.known_filled is None:
+            assert self.numbers is not None
+            finite = self.finite
+            complete = bool(finite.all())
+            self.known_filled = self.numbers if complete else np.where(finite, self.numbers, 0.0)
+        return self.known_filled
 
     def codes_at(self, index: np.ndarray) -> np.ndarray:
         """Codes of the rows at ``index`` (equal values -> equal codes, -1 for missing)."""

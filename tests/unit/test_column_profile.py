@@ -127,3 +127,11 @@ def test_codes_of_counted_timestamps_are_their_positions_among_the_distinct_valu
     rows = np.arange(0, 4_000, 3)
     assert profile.codes_at(rows).tolist() == expected[rows].tolist()
     assert profile.codes.tolist() == expected.tolist()
+
+
+def test_filled_numbers_are_zero_where_missing_or_infinite_and_computed_once() -> None:
+    profile = profile_column("x", pd.Series([1.5, np.nan, -np.inf, 4.0, np.inf, 2.0] * 5))
+    assert profile.filled.tolist() == [1.5, 0.0, 0.0, 4.0, 0.0, 2.0] * 5
+    assert profile.filled is profile.filled
+    complete = profile_column("y", pd.Series([1.0, 2.5, 3.0] * 10))
+    assert complete.filled is complete.numbers

@@ -90,7 +90,11 @@ def segment_insights(
     cache = group_sums or GroupSums()
     known = spreads or {}
     names = label_names or {}
-    prepared = [_Values(m.name, values, known.get(m.name)) for m, values in measures]
+    prepared = [
+        # A measure's own numbers come with the masks its profile holds already.
+        _Values(m.name, values, known.get(m.name), m if values is m.numbers else None)
+        for m, values in measures
+    ]
     for dimension in dimensions:
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
@@ -147,13 +151,22 @@ def _named(labels: np.ndarray, mapping: dict[str, str] | None) -> np.ndarray:
 class _Values:
     """A measure's values with missing as 0, their squares, and which rows are present."""
 
-    def __init__(self, name: str, values: np.ndarray, std: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        values: np.ndarray,
+        std: float | None = None,
+        profile: ColumnProfile | None = None,
+    ) -> None:
         self.name = name
-        present = np.isfinite(values)
+        present = np.isfinite(values) if profile is None else profile.finite
         self.complete = bool(present.all())
         self.present = None if self.complete else present
         self.absent = None if self.complete else np.flatnonzero(~present)
-        self.weights = values if self.complete else np.where(present, values, 0.0)
+        if profile is not None:
+            self.weights = profile.filled
+        else:
+            self.weights = values if self.complete else np.where(present, values, 0.0)
         self.binary = bool(np.isin(self.weights, (0.0, 1.0)).all())
         if std is not None:  # the column report's sample std, already computed
             self.std = std
@@ -251,13 +264,12 @@ def concentration_insights(
     cache = group_sums or GroupSums()
     weighted: list[tuple[str, np.ndarray]] = []
     for measure in measures:
-        values = measure.numbers
-        if values is None:
+        if measure.numbers is None:
             continue
-        present = np.isfinite(values)
-        if bool((values[present] < 0).any()):
+        weights = measure.filled  # missing and infinite values as 0
+        if bool((weights < 0).any()):
             continue  # shares of a total with negative parts mislead
-        weighted.append((measure.name, np.where(present, values, 0.0)))
+        weighted.append((measure.name, weights))
     for dimension in dimensions:
         if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
             continue

@@ -261,7 +261,9 @@ def _aggregate(
 ) -> np.ndarray:
     assert measure.numbers is not None
     complete = bool(finite_mask.all())
-    weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
+    weights = measure.filled if finite_mask is measure.known_finite else None
+    if weights is None:
+        weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
     sums = np.bincount(periods.codes, weights=weights, minlength=bins)[:-1]
     if aggregation == "sum":
         return sums
