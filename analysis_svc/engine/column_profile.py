@@ -199,14 +199,19 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
         profile = ColumnProfile(name, "empty", uniques, missing, rows, sortable=stamps)
         profile.known_counts, profile.dense_unit = counts, unit
         return profile
+    counted: np.ndarray | None = None
     if isinstance(dtype, pd.CategoricalDtype):
-        codes, uniques = _used_categories(series)
+        codes, uniques, counted = _used_categories(series)
     else:
         codes, distinct = pd.factorize(series, use_na_sentinel=True)
         codes, uniques = codes.astype(np.int64, copy=False), pd.Index(distinct)
-    codes, uniques = _drop_blank_uniques(codes, uniques)
-    missing = int((codes < 0).sum())
-    return ColumnProfile(name, "empty", uniques, missing, rows, known_codes=codes)
+    codes, kept = _drop_blank_uniques(codes, uniques)
+    if kept is not uniques:
+        counted = None  # blanks became missing: counted again when asked
+    missing = int((codes < 0).sum()) if counted is None else rows - int(counted.sum())
+    profile = ColumnProfile(name, "empty", kept, missing, rows, known_codes=codes)
+    profile.known_counts = counted
+    return profile
 
 
 def _dense_decimals(
@@ -305,15 +310,18 @@ def _distinct_sorted(ordered: np.ndarray) -> np.ndarray:
     return ordered[keep]
 
 
-def _used_categories(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Codes and categories of a categorical column, without categories no row uses."""
+def _used_categories(series: pd.Series) -> tuple[np.ndarray, pd.Index, np.ndarray]:
+    """Codes, categories and rows per category of a categorical column, without categories
+    no row uses."""
     codes = series.cat.codes.to_numpy().astype(np.int64)
     categories = pd.Index(series.cat.categories)
-    used = code_counts(codes, len(categories)) > 0
+    counts = code_counts(codes, len(categories))
+    used = counts > 0
     if used.all():
-        return codes, categories
+        return codes, categories, counts
     remap = np.cumsum(used) - 1
-    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), categories[used]
+    codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+    return codes, categories[used], counts[used]
 
 
 def _codes_of_sorted(

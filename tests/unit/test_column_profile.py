@@ -135,3 +135,13 @@ def test_filled_numbers_are_zero_where_missing_or_infinite_and_computed_once() -
     assert profile.filled is profile.filled
     complete = profile_column("y", pd.Series([1.0, 2.5, 3.0] * 10))
     assert complete.filled is complete.numbers
+
+
+@pytest.mark.parametrize("blank", [False, True])
+def test_counts_of_a_categorical_skip_unused_categories_and_blanks(blank: bool) -> None:
+    values = ["b", "a", None, "c", "a", "b", "a"] * 4 + ([" "] * 3 if blank else [])
+    series = pd.Series(pd.Categorical(values, categories=["z", "a", "b", "c", " "]))
+    profile = profile_column("s", series)
+    assert list(profile.uniques) == ["a", "b", "c"]
+    assert profile.counts.tolist() == [12, 8, 4]
+    assert profile.missing == 4 + (3 if blank else 0)
