@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis_svc.engine.charts import build_charts
-from analysis_svc.engine.kpis.report import compute_report
+from analysis_svc.engine.kpis.report import compute_report, profile_table
 from analysis_svc.engine.readers.dispatch import read_table
 from analysis_svc.engine.semantics.long_format import widen
 
@@ -26,9 +26,11 @@ def analyze(
     notify("parse")
     table = widen(read_table(path, filename_hint))
     notify("profile")
-    report = compute_report(table, roles=roles)
+    profiles = profile_table(table)
+    report = compute_report(table, roles=roles, profiles=profiles)
     notify("charts")
-    return report, build_charts(table, report)
+    # The charts take the numbers the report's profiles hold: no column is profiled twice.
+    return report, build_charts(table, report, {p.name: p.numbers for p in profiles})
 
 
 def analyze_file(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,17 @@ _HEIGHT = 260
 Spec = dict[str, Any]
 
 
-def build_charts(table: Table, report: dict[str, Any]) -> list[Spec]:
+def build_charts(
+    table: Table,
+    report: dict[str, Any],
+    numbers: Mapping[str, np.ndarray | None] | None = None,
+) -> list[Spec]:
     """Charts in a fixed order: main time series, its drivers, top categories, distribution,
-    strongest correlation, missing data. Each has a ``title`` and ``usermeta.reportKey``."""
+    strongest correlation, missing data. Each has a ``title`` and ``usermeta.reportKey``.
+
+    ``numbers``: each column's numbers as its profile holds them (``ColumnProfile.numbers``),
+    when the report's profiles are at hand; a column not in it is profiled again."""
+    known = numbers or {}
     charts: list[Spec] = []
     series = _main_series(report)
     if series is not None:
@@ -35,12 +44,12 @@ def build_charts(table: Table, report: dict[str, Any]) -> list[Spec]:
         charts.append(_top_values_chart(column))
     measure = _main_measure(report)
     if measure is not None:
-        histogram = _histogram_chart(table, measure)
+        histogram = _histogram_chart(table, measure, known)
         if histogram is not None:
             charts.append(histogram)
     correlations = report.get("correlations") or []
     if correlations:
-        scatter = _scatter_chart(table, correlations[0])
+        scatter = _scatter_chart(table, correlations[0], known)
         if scatter is not None:
             charts.append(scatter)
     missing = _missing_chart(report)
@@ -173,7 +182,9 @@ def _main_measure(report: dict[str, Any]) -> dict[str, Any] | None:
     return best or first
 
 
-def _numbers(table: Table, name: str) -> np.ndarray | None:
+def _numbers(table: Table, name: str, known: Mapping[str, np.ndarray | None]) -> np.ndarray | None:
+    if name in known:
+        return known[name]
     if name not in table.frame.columns:
         return None
     return profile_column(name, table.frame[name]).numbers
@@ -186,10 +197,12 @@ def _finite_or(value: object, default: float) -> float:
     return default
 
 
-def _histogram_chart(table: Table, column: dict[str, Any]) -> Spec | None:
+def _histogram_chart(
+    table: Table, column: dict[str, Any], known: Mapping[str, np.ndarray | None]
+) -> Spec | None:
     """Counts in 20 equal bins between the Tukey fences (values beyond go to the edge bins)."""
     name = str(column["name"])
-    numbers = _numbers(table, name)
+    numbers = _numbers(table, name, known)
     if numbers is None:
         return None
     values = numbers[np.isfinite(numbers)]
@@ -227,10 +240,12 @@ def _histogram_chart(table: Table, column: dict[str, Any]) -> Spec | None:
     return spec
 
 
-def _scatter_chart(table: Table, item: dict[str, Any]) -> Spec | None:
+def _scatter_chart(
+    table: Table, item: dict[str, Any], known: Mapping[str, np.ndarray | None]
+) -> Spec | None:
     """A deterministic, evenly spaced sample of at most 300 complete rows of the pair."""
     a, b = str(item["a"]), str(item["b"])
-    x, y = _numbers(table, a), _numbers(table, b)
+    x, y = _numbers(table, a, known), _numbers(table, b, known)
     if x is None or y is None:
         return None
     rows = np.flatnonzero(np.isfinite(x) & np.isfinite(y))

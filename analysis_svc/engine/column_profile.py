@@ -65,7 +65,10 @@ class ColumnProfile:
     known_counts: np.ndarray | None = None
     #: Numbers counted in steps of 1 / dense_scale (`_dense_decimals`), codes looked up so.
     dense_scale: float | None = None
+    #: Timestamps counted in whole steps of this many ns (`_dense_stamps`), codes looked up so.
+    dense_unit: int | None = None
     known_finite: np.ndarray | None = None
+    known_filled: np.ndarray | None = None
     numbers: np.ndarray | None = None
     dates: np.ndarray | None = None
     numbers_as_text: int = 0
@@ -89,7 +92,9 @@ class ColumnProfile:
         """Code of every row's value (index into ``uniques``), -1 for missing."""
         if self.known_codes is None:
             assert self.sortable is not None
-            self.known_codes = _codes_of_sorted(self.sortable, self.uniques, self.dense_scale)
+            self.known_codes = _codes_of_sorted(
+                self.sortable, self.uniques, self.dense_scale, self.dense_unit
+            )
         return self.known_codes
 
     @property
@@ -107,12 +112,27 @@ class ColumnProfile:
             self.known_finite = np.isfinite(self.numbers)
         return self.known_finite
 
+    @property
+    def filled(self) -> np.ndarray:
+        """The numbers with missing and infinite values as 0: the weights of per-group sums,
+        shared by segments, shares and period totals (computed once, never modified)."""
+        if self.known_filled is None:
+            assert self.numbers is not None
+            finite = self.finite
+            complete = bool(finite.all())
+            self.known_filled = self.numbers if complete else np.where(finite, self.numbers, 0.0)
+        return self.known_filled
+
     def codes_at(self, index: np.ndarray) -> np.ndarray:
         """Codes of the rows at ``index`` (equal values -> equal codes, -1 for missing)."""
         if self.known_codes is not None or self.sortable is None:
             codes: np.ndarray = self.codes[index]
             return codes
-        return _codes_of_sorted(self.sortable[index], None)
+        # Looked up among the column's distinct values (searched, or counted when dense):
+        # no sort of the rows taken.
+        return _codes_of_sorted(
+            self.sortable[index], self.uniques, self.dense_scale, self.dense_unit
+        )
 
 
 def profile_column(name: str, series: pd.Series) -> ColumnProfile:
@@ -145,8 +165,10 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
     rows = int(series.shape[0])
     if ptypes.is_numeric_dtype(dtype) and not ptypes.is_bool_dtype(dtype):
         values = series.to_numpy(dtype="float64", na_value=np.nan)
-        present = values[~np.isnan(values)]
-        dense = _dense_decimals(present)
+        # A NumPy integer column holds neither missing values nor fractions (nor -0.0).
+        integral = isinstance(dtype, np.dtype) and dtype.kind in "iu"
+        present = values if integral else values[~np.isnan(values)]
+        dense = _dense_decimals(present, integral)
         counts = None
         if dense is None:
             ordered = np.sort(present)
@@ -167,37 +189,50 @@ def _factorize(name: str, series: pd.Series) -> ColumnProfile:
         stamps = _naive_utc(series)
         values = stamps[~np.isnat(stamps)].view(np.int64)
         dense_stamps = _dense_stamps(values)
+        unit = None
         if dense_stamps is None:
             distinct, counts = _distinct_sorted(np.sort(values)), None
         else:  # dates, hours: counted, as dense numbers are
-            distinct, counts = dense_stamps
+            distinct, counts, unit = dense_stamps
         uniques = pd.DatetimeIndex(distinct.view("datetime64[ns]"))
         missing = rows - int(values.shape[0])
         profile = ColumnProfile(name, "empty", uniques, missing, rows, sortable=stamps)
-        profile.known_counts = counts
+        profile.known_counts, profile.dense_unit = counts, unit
         return profile
+    counted: np.ndarray | None = None
     if isinstance(dtype, pd.CategoricalDtype):
-        codes, uniques = _used_categories(series)
+        codes, uniques, counted = _used_categories(series)
     else:
         codes, distinct = pd.factorize(series, use_na_sentinel=True)
         codes, uniques = codes.astype(np.int64, copy=False), pd.Index(distinct)
-    codes, uniques = _drop_blank_uniques(codes, uniques)
-    missing = int((codes < 0).sum())
-    return ColumnProfile(name, "empty", uniques, missing, rows, known_codes=codes)
+    codes, kept = _drop_blank_uniques(codes, uniques)
+    if kept is not uniques:
+        counted = None  # blanks became missing: counted again when asked
+    missing = int((codes < 0).sum()) if counted is None else rows - int(counted.sum())
+    profile = ColumnProfile(name, "empty", kept, missing, rows, known_codes=codes)
+    profile.known_counts = counted
+    return profile
 
 
-def _dense_decimals(present: np.ndarray) -> tuple[float, float, np.ndarray] | None:
+def _dense_decimals(
+    present: np.ndarray, integral: bool = False
+) -> tuple[float, float, np.ndarray] | None:
     """(lowest value x scale, scale, rows per step of 1/scale from it) when every value is a
     whole number of 1/scale (scale 1, 10, ..., 10^4: counts, prices, one-decimal weights) over
     few enough steps (at most 2 x the rows, or 65,536): counting then replaces sorting.
 
     A value is taken only when dividing its whole number of steps by the scale gives the very
     same float back, so the distinct values rebuilt from the counts are the values themselves.
+    `integral`: the values come from an integer column (whole steps of 1, no -0.0 to check).
     """
     if present.shape[0] == 0:
         return None
     sample = present[:_DENSE_SAMPLE]
-    scale = next((s for s in _DENSE_SCALES if _whole_steps(sample, s) is not None), None)
+    scale = (
+        1.0
+        if integral
+        else next((s for s in _DENSE_SCALES if _whole_steps(sample, s) is not None), None)
+    )
     if scale is None:
         return None
     low, high = float(present.min()) * scale, float(present.max()) * scale
@@ -205,19 +240,23 @@ def _dense_decimals(present: np.ndarray) -> tuple[float, float, np.ndarray] | No
         return None
     if high - low > max(_DENSE_MIN_SPAN, _DENSE_SPAN_PER_ROW * present.shape[0]):
         return None
-    if low <= 0 <= high and bool(np.any(np.signbit(present) & (present == 0))):
-        return None  # -0.0 (a rounded "-0.00") would come back as 0.0: sorted as written
-    steps = _whole_steps(present, scale)
-    if steps is None:
-        return None
-    first = float(steps.min())
+    if integral:
+        first, steps = low, present
+    else:
+        if low <= 0 <= high and bool(np.any(np.signbit(present) & (present == 0))):
+            return None  # -0.0 (a rounded "-0.00") would come back as 0.0: sorted as written
+        whole = _whole_steps(present, scale)
+        if whole is None:
+            return None
+        first, steps = float(whole.min()), whole
     return first, scale, np.bincount((steps - first).astype(np.int64))
 
 
-def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(distinct sorted values, rows holding each) of timestamps (int64 ns) that are whole
-    days, hours, minutes or seconds apart from the lowest, over few enough steps (the span
-    `_dense_decimals` allows): a count then replaces the sort. None for any other column."""
+def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(distinct sorted values, rows holding each, the unit in ns) of timestamps (int64 ns)
+    that are whole days, hours, minutes or seconds apart from the lowest, over few enough steps
+    (the span `_dense_decimals` allows): a count then replaces the sort. None for any other
+    column."""
     if values.shape[0] == 0:
         return None
     low, high = int(values.min()), int(values.max())
@@ -225,13 +264,17 @@ def _dense_stamps(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     if high - low >= 2**62:  # the offsets below would overflow int64
         return None
     offsets = values - low
+    head = offsets[:_DENSE_SAMPLE]
     for unit in _STAMP_UNITS:
         if (high - low) // unit > limit:
             return None  # a finer unit spans even more steps
-        if not np.any(offsets % unit):
-            per_step = np.bincount(offsets // unit)
+        if np.any(head % unit):
+            continue  # a look at the first values spares a pass over the column
+        steps = offsets // unit
+        if np.array_equal(steps * unit, offsets):  # offsets >= 0: whole units exactly
+            per_step = np.bincount(steps)
             used = np.flatnonzero(per_step)
-            return used * unit + low, per_step[used]
+            return used * unit + low, per_step[used], unit
     return None
 
 
@@ -267,21 +310,30 @@ def _distinct_sorted(ordered: np.ndarray) -> np.ndarray:
     return ordered[keep]
 
 
-def _used_categories(series: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """Codes and categories of a categorical column, without categories no row uses."""
+def _used_categories(series: pd.Series) -> tuple[np.ndarray, pd.Index, np.ndarray]:
+    """Codes, categories and rows per category of a categorical column, without categories
+    no row uses."""
     codes = series.cat.codes.to_numpy().astype(np.int64)
     categories = pd.Index(series.cat.categories)
-    used = code_counts(codes, len(categories)) > 0
+    counts = code_counts(codes, len(categories))
+    used = counts > 0
     if used.all():
-        return codes, categories
+        return codes, categories, counts
     remap = np.cumsum(used) - 1
-    return np.where(codes >= 0, remap[np.maximum(codes, 0)], -1), categories[used]
+    codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
+    return codes, categories[used], counts[used]
 
 
 def _codes_of_sorted(
-    values: np.ndarray, uniques: pd.Index | None, scale: float | None = None
+    values: np.ndarray,
+    uniques: pd.Index | None,
+    scale: float | None = None,
+    unit: int | None = None,
 ) -> np.ndarray:
-    """Codes of numbers/timestamps: positions in the sorted distinct values, -1 for missing."""
+    """Codes of numbers/timestamps: positions in the sorted distinct values, -1 for missing.
+
+    Counted columns (numbers in steps of 1 / ``scale``, timestamps in steps of ``unit`` ns)
+    look each value up by its step; the others are searched among the distinct values."""
     present = ~(np.isnat(values) if values.dtype.kind == "M" else np.isnan(values))
     codes = np.full(values.shape[0], -1, dtype=np.int64)
     if uniques is None:
@@ -289,7 +341,12 @@ def _codes_of_sorted(
         codes[present] = inverse
         return codes
     distinct = uniques.to_numpy()
-    if scale is None or distinct.shape[0] == 0:
+    if unit is not None and distinct.shape[0]:
+        steps = distinct.view(np.int64) // unit  # whole steps: exact
+        positions = np.full(int(steps[-1] - steps[0]) + 1, -1, dtype=np.int64)
+        positions[steps - steps[0]] = np.arange(distinct.shape[0])
+        codes[present] = positions[values[present].view(np.int64) // unit - steps[0]]
+    elif scale is None or distinct.shape[0] == 0:
         codes[present] = np.searchsorted(distinct, values[present])
     else:
         positions = dense_positions(distinct, scale)
@@ -316,7 +373,7 @@ def _drop_blank_uniques(codes: np.ndarray, uniques: pd.Index) -> tuple[np.ndarra
 
 def _naive_utc(series: pd.Series) -> np.ndarray:
     if getattr(getattr(series, "dt", None), "tz", None) is not None:
-        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        series = series.dt.tz_convert(None)  # to UTC, then naive: one step
     stamps: np.ndarray = series.to_numpy(dtype="datetime64[ns]")
     return stamps
 

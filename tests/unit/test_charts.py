@@ -77,3 +77,16 @@ def test_scatter_is_a_small_deterministic_sample() -> None:
 def test_no_charts_for_a_table_without_facts() -> None:
     table = Table(frame=pd.DataFrame({"note": ["same"] * 5}), source_format="csv")
     assert build_charts(table, compute_report(table)) == []
+
+
+def test_charts_from_the_report_profiles_equal_charts_that_profile_again() -> None:
+    from analysis_svc.engine.kpis.report import profile_table
+
+    table = _table()
+    profiles = profile_table(table)
+    report = compute_report(table, profiles=profiles)
+    assert report == compute_report(table)
+    shared = build_charts(table, report, {p.name: p.numbers for p in profiles})
+    ids = {chart["usermeta"]["id"] for chart in shared}
+    assert {"correlation", "distribution.revenue"} <= ids
+    assert shared == build_charts(table, report)

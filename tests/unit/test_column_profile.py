@@ -106,3 +106,42 @@ def test_whole_unit_timestamps_are_counted_with_the_values_and_counts_of_a_sort(
     assert list(profile.uniques) == list(expected.index)
     assert profile.counts.tolist() == expected.tolist()
     assert profile.missing == int(stamps.isna().sum())
+
+
+@pytest.mark.parametrize(
+    ("start", "freq"),
+    [("2021-03-01 10:30", "h"), ("1969-12-30 23:59:13", "37s"), ("1950-01-01", "D")],
+)
+def test_codes_of_counted_timestamps_are_their_positions_among_the_distinct_values(
+    start: str, freq: str
+) -> None:
+    rng = np.random.default_rng(8)
+    steps = pd.date_range(start, periods=700, freq=freq)
+    stamps = pd.Series(steps[rng.integers(0, 700, 4_000)]).where(rng.random(4_000) > 0.1)
+    profile = profile_column("at", stamps)
+    assert profile.dense_unit is not None  # counted: codes are looked up by step
+    values = stamps.to_numpy(dtype="datetime64[ns]")
+    present = ~np.isnat(values)
+    expected = np.full(values.shape[0], -1)
+    expected[present] = np.searchsorted(profile.uniques.to_numpy(), values[present])
+    rows = np.arange(0, 4_000, 3)
+    assert profile.codes_at(rows).tolist() == expected[rows].tolist()
+    assert profile.codes.tolist() == expected.tolist()
+
+
+def test_filled_numbers_are_zero_where_missing_or_infinite_and_computed_once() -> None:
+    profile = profile_column("x", pd.Series([1.5, np.nan, -np.inf, 4.0, np.inf, 2.0] * 5))
+    assert profile.filled.tolist() == [1.5, 0.0, 0.0, 4.0, 0.0, 2.0] * 5
+    assert profile.filled is profile.filled
+    complete = profile_column("y", pd.Series([1.0, 2.5, 3.0] * 10))
+    assert complete.filled is complete.numbers
+
+
+@pytest.mark.parametrize("blank", [False, True])
+def test_counts_of_a_categorical_skip_unused_categories_and_blanks(blank: bool) -> None:
+    values = ["b", "a", None, "c", "a", "b", "a"] * 4 + ([" "] * 3 if blank else [])
+    series = pd.Series(pd.Categorical(values, categories=["z", "a", "b", "c", " "]))
+    profile = profile_column("s", series)
+    assert list(profile.uniques) == ["a", "b", "c"]
+    assert profile.counts.tolist() == [12, 8, 4]
+    assert profile.missing == 4 + (3 if blank else 0)

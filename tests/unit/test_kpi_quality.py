@@ -96,6 +96,31 @@ def test_duplicate_rows_treat_missing_as_equal_and_scale() -> None:
     assert _report(frame)["dataset"]["duplicateRows"] == int(frame.duplicated().sum())
 
 
+def test_duplicate_rows_with_counted_sorted_and_timestamp_columns() -> None:
+    # Columns coded on candidate rows only (dense counts, sorted floats, timestamps, each with
+    # missing values) give the count pandas gives, whatever order they are combined in.
+    rng = np.random.default_rng(11)
+    rows = 4000
+    frame = pd.DataFrame(
+        {
+            "wide": rng.integers(0, 3000, rows).astype(float),
+            "cents": rng.integers(0, 40, rows) / 100,
+            "spread": rng.choice(rng.normal(size=25), rows),
+            "at": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 30, rows), "h"),
+            "flag": rng.choice(["a", "b"], rows),
+            "same": np.ones(rows),
+        }
+    )
+    for name in ("wide", "cents", "spread", "at"):
+        frame.loc[rng.random(rows) < 0.1, name] = None
+    frame = pd.concat([frame, frame.sample(300, random_state=2)], ignore_index=True)
+    expected = int(frame.duplicated().sum())
+    assert expected >= 300
+    assert _report(frame)["dataset"]["duplicateRows"] == expected
+    narrow = frame[["cents", "at", "flag", "same"]]
+    assert _report(narrow)["dataset"]["duplicateRows"] == int(narrow.duplicated().sum())
+
+
 def test_skipped_rows_and_missing_header_are_reported(tmp_path: Any) -> None:
     from analysis_svc.engine.readers.dispatch import read_table
 

@@ -236,3 +236,12 @@ def test_lone_carriage_returns_end_lines(tmp_path: pathlib.Path, delimiter: str)
     assert frame.shape == (51, 2)
     assert frame["units"].tolist() == [*range(50), 7]
     assert frame["region"].iloc[-1] == "two\rlines"
+
+
+def test_ascii_is_utf8_and_one_invalid_byte_after_it_is_not() -> None:
+    from analysis_svc.engine.readers.csv_reader import to_utf8
+
+    ascii_text = b"name,price\n" + b"widget,5\n" * 1000
+    assert to_utf8(ascii_text) == ("utf-8", ascii_text)
+    assert to_utf8(ascii_text + "é,1\n".encode())[0] == "utf-8"
+    assert to_utf8(ascii_text + "é,1\n".encode("cp1252"))[0] == "cp1252"

@@ -68,11 +68,9 @@ class GroupSums:
         return self._sums[key]
 
     def rows(self, dimension: ColumnProfile) -> np.ndarray:
-        """The number of rows per value of ``dimension``."""
+        """The number of rows per value of ``dimension`` (the profile's counts, as floats)."""
         if dimension.name not in self._rows:
-            size = dimension.distinct
-            counts = np.bincount(self.codes(dimension), minlength=size + 1)[:size]
-            self._rows[dimension.name] = counts.astype("float64")
+            self._rows[dimension.name] = dimension.counts.astype("float64")
         return self._rows[dimension.name]
 
 
@@ -92,15 +90,18 @@ def segment_insights(
     cache = group_sums or GroupSums()
     known = spreads or {}
     names = label_names or {}
-    prepared = [_Values(m.name, values, known.get(m.name)) for m, values in measures]
+    prepared = [
+        # A measure's own numbers come with the masks its profile holds already.
+        _Values(m.name, values, known.get(m.name), m if values is m.numbers else None)
+        for m, values in measures
+    ]
     for dimension in dimensions:
         if not 2 <= dimension.distinct <= SEGMENT_MAX_DISTINCT:
             continue
         labels = labels_of(dimension)
         labels = _named(labels, names.get(dimension.name))
         codes = cache.codes(dimension)
-        bins = labels.shape[0] + 1
-        rows_all = np.bincount(codes, minlength=bins)[: bins - 1].astype("float64")
+        rows_all = cache.rows(dimension)
         # A dimension whose values name a measure column ("winner" = the candidate column with
         # the most votes) is derived from it: "Coderre's votes are highest where Coderre won".
         named = {str(label).strip().casefold() for label in labels}
@@ -132,7 +133,7 @@ def _binned(
     if not measure_words or not measure_words <= set(name_tokens(dimension.name)):
         return False
     position = int(np.flatnonzero(labels.astype(str) == segment)[0])
-    present = np.ones(codes.shape[0], dtype=bool) if values.present is None else values.present > 0
+    present = np.ones(codes.shape[0], dtype=bool) if values.present is None else values.present
     inside = values.weights[present & (codes == position)]
     outside = values.weights[present & (codes != position) & (codes < labels.shape[0])]
     if not inside.shape[0] or not outside.shape[0]:
@@ -150,12 +151,22 @@ def _named(labels: np.ndarray, mapping: dict[str, str] | None) -> np.ndarray:
 class _Values:
     """A measure's values with missing as 0, their squares, and which rows are present."""
 
-    def __init__(self, name: str, values: np.ndarray, std: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        values: np.ndarray,
+        std: float | None = None,
+        profile: ColumnProfile | None = None,
+    ) -> None:
         self.name = name
-        present = np.isfinite(values)
+        present = np.isfinite(values) if profile is None else profile.finite
         self.complete = bool(present.all())
-        self.present = None if self.complete else present.astype("float64")
-        self.weights = values if self.complete else np.where(present, values, 0.0)
+        self.present = None if self.complete else present
+        self.absent = None if self.complete else np.flatnonzero(~present)
+        if profile is not None:
+            self.weights = profile.filled
+        else:
+            self.weights = values if self.complete else np.where(present, values, 0.0)
         self.binary = bool(np.isin(self.weights, (0.0, 1.0)).all())
         if std is not None:  # the column report's sample std, already computed
             self.std = std
@@ -179,8 +190,9 @@ def _segment(
     bins = size + 1
     # Missing values weigh 0 in the sums and are not counted as rows.
     rows = rows_all
-    if values.present is not None:
-        rows = np.bincount(codes, weights=values.present, minlength=bins)[:size]
+    if values.absent is not None:
+        # The rows without a value, few as a rule, are taken off the segment's rows.
+        rows = rows_all - np.bincount(codes[values.absent], minlength=bins)[:size]
     total_rows = float(rows.sum())
     minimum = max(MIN_SEGMENT_ROWS, min(MIN_SEGMENT_ROWS_CAP, MIN_SEGMENT_SHARE * total_rows))
     eligible = (rows >= minimum) & (total_rows - rows >= minimum)
@@ -253,13 +265,12 @@ def concentration_insights(
     cache = group_sums or GroupSums()
     weighted: list[tuple[str, np.ndarray]] = []
     for measure in measures:
-        values = measure.numbers
-        if values is None:
+        if measure.numbers is None:
             continue
-        present = np.isfinite(values)
-        if bool((values[present] < 0).any()):
+        weights = measure.filled  # missing and infinite values as 0
+        if bool((weights < 0).any()):
             continue  # shares of a total with negative parts mislead
-        weighted.append((measure.name, np.where(present, values, 0.0)))
+        weighted.append((measure.name, weights))
     for dimension in dimensions:
         if not CONCENTRATION_MIN_DISTINCT <= dimension.distinct <= CONCENTRATION_MAX_DISTINCT:
             continue

@@ -46,17 +46,30 @@ GROUPING_PARTS = frozenset({"quarter", "month", "weekday", "hour"})
 TYPES = ("numeric", "id", "datetime", "boolean", "categorical", "text", "constant", "empty")
 
 
-def compute_report(table: Table, *, roles: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order).
-
-    ``roles`` are the uploader's overrides (column -> a role string of ``OVERRIDE_ROLES``).
-    """
+def profile_table(table: Table) -> list[ColumnProfile]:
+    """The profile of every column, in column order."""
     frame = table.frame
-    rows = int(frame.shape[0])
-    profiles = [
+    return [
         profile_column(str(frame.columns[index]), frame.iloc[:, index])
         for index in range(int(frame.shape[1]))
     ]
+
+
+def compute_report(
+    table: Table,
+    *,
+    roles: Mapping[str, str] | None = None,
+    profiles: list[ColumnProfile] | None = None,
+) -> dict[str, Any]:
+    """Return the KPI report for ``table`` (same table -> identical dict, keys in fixed order).
+
+    ``roles`` are the uploader's overrides (column -> a role string of ``OVERRIDE_ROLES``);
+    ``profiles`` are those of ``profile_table(table)`` when the caller has them already.
+    """
+    frame = table.frame
+    rows = int(frame.shape[0])
+    if profiles is None:
+        profiles = profile_table(table)
     semantics = assign_roles(profiles, roles)
     columns = [column_report(p, rows, semantics.role(p.name)) for p in profiles]
     dataset = _dataset_report(table, profiles, columns)
@@ -264,18 +277,20 @@ def duplicate_rows(profiles: list[ColumnProfile], rows: int) -> int:
 
     Columns with known codes are combined first into one int64 key per row (re-factorised
     when the key space would overflow); only rows whose partial key repeats are candidates,
-    and the remaining columns are then coded on those candidate rows only.
+    and the remaining columns are then coded on those candidate rows only, the columns with
+    the most distinct values first (they leave the fewest candidates for the next ones).
     """
     if rows == 0 or not profiles:
         return 0
-    ordered = sorted(profiles, key=lambda p: p.known_codes is None)
+    ordered = sorted(profiles, key=lambda p: (p.known_codes is None, -p.distinct))
     candidates = np.arange(rows)
     key = np.zeros(rows, dtype=np.int64)
     size = 1
     for number, profile in enumerate(ordered):
-        codes = profile.codes_at(candidates) if profile.known_codes is None else None
-        if codes is None:
-            codes = profile.codes[candidates]
+        if profile.known_codes is None:
+            codes = profile.codes_at(candidates)
+        else:
+            codes = profile.codes if candidates.shape[0] == rows else profile.codes[candidates]
         cardinality = int(codes.max(initial=-1)) + 2
         if size * cardinality >= _KEY_LIMIT:
             key, uniques = pd.factorize(key)

@@ -261,14 +261,18 @@ def _aggregate(
 ) -> np.ndarray:
     assert measure.numbers is not None
     complete = bool(finite_mask.all())
-    weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
+    weights = measure.filled if finite_mask is measure.known_finite else None
+    if weights is None:
+        weights = measure.numbers if complete else np.where(finite_mask, measure.numbers, 0.0)
     sums = np.bincount(periods.codes, weights=weights, minlength=bins)[:-1]
     if aggregation == "sum":
         return sums
     if complete:
         rows = periods.row_counts()
     else:
-        rows = np.bincount(periods.codes, weights=finite_mask, minlength=bins)[:-1]
+        # The rows without a value, few as a rule, are taken off each period's rows.
+        absent = periods.codes[~finite_mask]
+        rows = periods.row_counts() - np.bincount(absent, minlength=bins)[:-1]
     with np.errstate(all="ignore"):
         return np.where(rows > 0, sums / np.maximum(rows, 1), np.nan)
 

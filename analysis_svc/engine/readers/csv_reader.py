@@ -140,6 +140,8 @@ def _single_byte_or_utf8(raw: bytes) -> tuple[str, bytes]:
 
 def _is_utf8(raw: bytes) -> bool:
     """Validate in 4 MiB slices (cut at ASCII bytes) to avoid one huge decoded copy."""
+    if raw.isascii():  # ASCII is UTF-8: a scan, no decoded copy
+        return True
     start = 0
     while start < len(raw):
         end = min(len(raw), start + 4 * 1024 * 1024)

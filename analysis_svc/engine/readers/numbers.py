@@ -22,6 +22,7 @@ MAX_NUMBER_CHARS = 64
 _INTEGER = r"[-+]?\d+"
 
 _CURRENCY_AND_SPACES = "[\\s\u00a0\u202f$€£¥₹]"
+_DECORATION = re.compile(_CURRENCY_AND_SPACES)
 _SAMPLE = 200
 
 
@@ -77,7 +78,7 @@ def text_to_numbers(
 
 def strip_decorations(text: str) -> str:
     """Without spaces, currency symbols and a trailing percent sign."""
-    return re.sub(_CURRENCY_AND_SPACES, "", text.strip()).removesuffix("%")
+    return _DECORATION.sub("", text.strip()).removesuffix("%")
 
 
 def short_enough(text: str) -> bool:
@@ -91,13 +92,17 @@ def _looks_numeric(text: str, decimal: str, lenient: bool) -> bool:
     item = text.strip()
     if lenient:
         item = strip_decorations(item)
-    return bool(re.fullmatch(_number_pattern(decimal), item))
+    return _NUMBER_PATTERNS["," if decimal == "," else "."].fullmatch(item) is not None
 
 
 def _number_pattern(decimal: str) -> str:
     if decimal == ",":
         return f"(?:{COMMA_DECIMAL.pattern}|{_INTEGER})"
     return f"(?:{DOT_DECIMAL.pattern}|{PLAIN_NUMBER.pattern})"
+
+
+# Compiled once: a sample is matched value by value.
+_NUMBER_PATTERNS = {decimal: re.compile(_number_pattern(decimal)) for decimal in ",."}
 
 
 def _clean(arrow: pa.Array, decimal: str, lenient: bool) -> pa.Array:
