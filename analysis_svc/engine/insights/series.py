@@ -184,14 +184,12 @@ class _Hours:
     ) -> Series | None:
         """The measure per clock hour: an hour without rows is 0 for a total and left out
         (interpolated by the season test) for a mean."""
-        values = measure.numbers
-        if values is None:
+        if measure.numbers is None:
             return None
         finite = measure.finite
         complete = bool(finite.all())
         codes = self.codes if complete else np.where(finite, self.codes, self.count)
-        weights = values if complete else np.where(finite, values, 0.0)
-        sums = np.bincount(codes, weights=weights, minlength=self.count + 1)[: self.count]
+        sums = np.bincount(codes, weights=measure.filled, minlength=self.count + 1)[: self.count]
         hours = np.arange(self.count) + self.first
         if aggregation == "sum":
             return Series(measure.name, aggregation, "hour", hours, sums, evidence)
