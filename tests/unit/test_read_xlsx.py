@@ -371,6 +371,23 @@ def test_styled_empty_rows_above_the_table_do_not_hide_it(tmp_path: pathlib.Path
     assert frame["units.1"].iloc[-1] == 1 - count
 
 
+def test_the_head_is_cut_at_its_last_row_even_inside_the_first_chunk() -> None:
+    # 1000 short rows fit in one inflated chunk: the head still ends after _HEAD_XML_ROWS
+    # rows holding a value (the head workbook is parsed cell by cell), closed again.
+    rows = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (i, i, i) for i in range(1, 1001)
+    )
+    sheet = b"<worksheet><sheetData>" + rows + b"</sheetData></worksheet>"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    with zipfile.ZipFile(buffer) as archive:
+        head = read_xlsx._head_xml(archive, "xl/worksheets/sheet1.xml")
+    assert len(sheet) < read_xlsx._CHUNK
+    assert head.count(b"</row>") == read_xlsx._HEAD_XML_ROWS
+    assert head.endswith(b"<v>%d</v></c></row></sheetData></worksheet>" % read_xlsx._HEAD_XML_ROWS)
+
+
 def _table_with_a_far_cell(tmp_path: pathlib.Path, far: str, rows: int) -> pathlib.Path:
     workbook = openpyxl.Workbook()
     sheet = workbook.active

@@ -229,6 +229,8 @@ def _head_xml(archive: zipfile.ZipFile, member: str) -> bytes:
             for match in _ROW_END.finditer(buffer, scan_from):
                 filled += _VALUE_TAG.search(buffer, last_end, match.end()) is not None
                 last_end = match.end()
+                if filled >= _HEAD_XML_ROWS:  # cut here, not at the chunk's last row: the
+                    break  # head workbook is parsed cell by cell, a chunk holds thousands
             limit = _HEAD_XML_BYTES if filled else _HEAD_XML_MAX_BYTES
             if filled >= _HEAD_XML_ROWS or (last_end and len(buffer) >= limit):
                 break
