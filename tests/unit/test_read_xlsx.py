@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import pathlib
 import re
+import struct
 import zipfile
 from typing import Any
 
@@ -455,6 +456,54 @@ def test_a_damaged_sheet_inflated_ahead_raises_in_its_reader() -> None:
         info = archive.getinfo("xl/worksheets/sheet1.xml")
         with pytest.raises(zipfile.BadZipFile):
             b"".join(read_xlsx._inflated_ahead(archive, info))
+
+
+def _deflated_sheet(sheet: bytes, crc_delta: int, deflated_delta: int, size_delta: int) -> bytes:
+    """A zip of one deflated sheet whose directory entry declares a CRC, a deflated size and
+    a size off by the deltas (the local header keeps the true ones)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    data = bytearray(buffer.getvalue())
+    entry = data.index(b"PK\x01\x02")
+    crc, deflated, size = struct.unpack_from("<III", data, entry + 16)
+    deltas = (crc_delta, deflated_delta, size_delta)
+    values = [
+        (value + delta) % 2**32 for value, delta in zip((crc, deflated, size), deltas, strict=True)
+    ]
+    struct.pack_into("<III", data, entry + 16, *values)
+    return bytes(data)
+
+
+def _outcome(read: Any) -> Any:
+    try:
+        return read()
+    except (zipfile.BadZipFile, EOFError) as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize(
+    ("crc_delta", "deflated_delta", "size_delta", "expected"),
+    [
+        (0, 0, 0, bytes),
+        (1, 0, 0, zipfile.BadZipFile),  # a wrong CRC
+        (0, 0, -6, zipfile.BadZipFile),  # declared shorter: cut there, and the CRC fails
+        (0, 0, 100_000, bytes),  # declared longer: the stream's end ends it, the CRC holds
+        (0, -100, 0, zipfile.BadZipFile),  # deflated bytes cut short: the CRC fails
+    ],
+)
+def test_a_deflated_sheet_inflated_ahead_ends_as_zipfile_reads_it(
+    crc_delta: int, deflated_delta: int, size_delta: int, expected: type
+) -> None:
+    sheet = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (i, i, i) for i in range(1, 90_000)
+    )
+    data = _deflated_sheet(sheet, crc_delta, deflated_delta, size_delta)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+        ours = _outcome(lambda: b"".join(read_xlsx._inflated_ahead(archive, info)))
+        assert ours == _outcome(lambda: archive.read(info))
+    assert ours == sheet if expected is bytes else ours is expected
 
 
 def _strip_references(xml: bytes, from_row: int) -> bytes:
