@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import pathlib
 import re
 import struct
@@ -430,6 +431,26 @@ def test_cell_references_are_found_across_chunk_boundaries() -> None:
             box.check(len(xml))  # flushes what waited for its closing '>'
         assert box.rows == (3, 1048576)
         assert box.columns == (2, 16384)
+
+
+@pytest.mark.parametrize("stretch", range(read_xlsx._SCANNED_AHEAD + 1))
+def test_a_far_cell_is_found_whichever_thread_scans_its_stretch(stretch: int) -> None:
+    # The inflating thread scans one stretch in _SCANNED_AHEAD, the caller the others.
+    row = b'<row r="%d"><c r="A%d"><v>1</v></c><c r="B%d"><v>2</v></c></row>'
+    rows = [row % (i, i, i) for i in range(1, 150_000)]
+    ends = itertools.accumulate(map(len, rows))
+    at = next(i for i, end in enumerate(ends) if end > stretch * read_xlsx._CHUNK)
+    rows[at] = rows[at].replace(b'r="B', b'r="XFD', 1)
+    sheet = b"<worksheet><sheetData>" + b"".join(rows) + b"</sheetData></worksheet>"
+    assert len(sheet) > (read_xlsx._SCANNED_AHEAD + 1) * read_xlsx._CHUNK
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    with (
+        zipfile.ZipFile(buffer) as archive,
+        pytest.raises(InvalidInput, match="149999 rows x 16384 columns"),
+    ):
+        read_xlsx._check_whole_sheet_spread(archive, "xl/worksheets/sheet1.xml")
 
 
 def test_the_sheet_inflated_ahead_is_the_sheet_and_stops_with_its_reader() -> None:

@@ -45,7 +45,7 @@ import threading
 import zipfile
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import fastexcel
 import numpy as np
@@ -87,6 +87,7 @@ _SHEETS_TRIED = 10  # a table further back than this many sheets is not looked f
 _HEAD_PARTS_SKIPPED = ("xl/worksheets/", "xl/chartsheets/", "xl/pivotCache/", "xl/drawings/")
 _CHUNK = 1024 * 1024
 _READ_AHEAD = 4  # inflated chunks waiting for the spread scan
+_SCANNED_AHEAD = 3  # one stretch in 3 is scanned by the inflating thread
 _RAW_PIECE = 256 * 1024  # deflated bytes given to the inflater at a time
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # a zip member's local header: name, extra lengths
 _HEAD_XML_ROWS = 200  # sheet XML rows holding values given to the header logic
@@ -102,7 +103,8 @@ _SCHEMA_SAMPLE_ROWS = 1000  # fastexcel's default
 Cell = Any
 Row = list[Cell]
 Merge = tuple[int, int, int, int]  # first row, first column, last row, last column; 0-based
-_ArrowBody = tuple[list[int], Any]  # absolute column indices, a pyarrow RecordBatch
+_ArrowBody = tuple[list[int], Any]
+_T = TypeVar("_T")  # absolute column indices, a pyarrow RecordBatch
 
 
 def read_xlsx(path: pathlib.Path) -> Table:
@@ -276,51 +278,76 @@ def _check_whole_sheet_spread(archive: zipfile.ZipFile, member: str) -> None:
     head's check sees only its first rows, and calamine reads the whole sheet."""
     info = archive.getinfo(member)
     box = _SheetBox()
-    for chunk in _inflated_ahead(archive, info):
-        box.add(chunk)
+    turn = itertools.count()
+
+    def prepare(chunk: bytes) -> _References | tuple[bytes, int]:
+        # In the inflating thread, in order: joined to what waited, then one stretch in
+        # `_SCANNED_AHEAD` is scanned there too (inflating costs the thread about half a
+        # scan). numpy's loops release the GIL: the two scans share two cores.
+        stretch = box.stitch(chunk)
+        return _cell_references(*stretch) if next(turn) % _SCANNED_AHEAD == 0 else stretch
+
+    for item in _prepared_ahead(archive, info, prepare):
+        box.merge(item if isinstance(item, _References) else _cell_references(*item))
     box.check(info.file_size)
 
 
 def _inflated_ahead(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Generator[bytes]:
-    """A member's bytes chunk by chunk, inflated by a thread a few chunks ahead of the caller.
+    """A member's bytes chunk by chunk, inflated by a thread a few chunks ahead."""
+    return _prepared_ahead(archive, info, lambda chunk: chunk)
 
-    zlib releases the GIL, and so do numpy's loops: inflating and scanning overlap, and the
-    scan costs its own time rather than that plus the inflating. At most `_READ_AHEAD` chunks
-    wait; when the caller stops early the thread stops at its next chunk.
+
+def _prepared_ahead(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, prepare: Callable[[bytes], _T]
+) -> Generator[_T]:
+    """``prepare`` of each of a member's chunks, in order, run by a thread that inflates them
+    a few chunks ahead of the caller.
+
+    ISA-L and zlib release the GIL, and so do numpy's loops: inflating and scanning overlap,
+    and the scan costs its own time rather than that plus the inflating. At most `_READ_AHEAD`
+    items wait; when the caller stops early the thread stops at its next chunk.
     """
-    chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_READ_AHEAD)
+    items: queue.Queue[_T | _Failed | None] = queue.Queue(maxsize=_READ_AHEAD)
     stopped = threading.Event()
 
-    def put(item: bytes | BaseException | None) -> bool:
+    def put(item: _T | _Failed | None) -> bool:
         while not stopped.is_set():
             with contextlib.suppress(queue.Full):
-                chunks.put(item, timeout=0.1)
+                items.put(item, timeout=0.1)
                 return True
         return False
 
     def inflate() -> None:
         try:
             for chunk in _member_chunks(archive, info):
-                if not put(chunk):
+                if not put(prepare(chunk)):
                     return
             put(None)
         except BaseException as exc:  # handed to the caller, which raises it
-            put(exc)
+            put(_Failed(exc))
 
     thread = threading.Thread(target=inflate, name="xlsx-inflate", daemon=True)
     try:
         thread.start()
     except RuntimeError:  # no thread to be had (the address-space limit is near): inline
-        yield from _member_chunks(archive, info)
+        for chunk in _member_chunks(archive, info):
+            yield prepare(chunk)
         return
     try:
-        while (item := chunks.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
+        while (item := items.get()) is not None:
+            if isinstance(item, _Failed):
+                raise item.error
             yield item
     finally:
         stopped.set()
         thread.join()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What the inflating thread raised, for the caller to raise."""
+
+    error: BaseException
 
 
 def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[bytes]:
@@ -384,13 +411,16 @@ class _SheetBox:
         self.row_tags = (math.inf, -math.inf)
         self.row_names = 0  # "row" in the XML: twice per <row>...</row>, once per <row/>
 
-    def add(self, chunk: bytes) -> None:
+    def stitch(self, chunk: bytes) -> tuple[bytes, int]:
+        """What waited and the chunk, to be scanned up to the returned size (whole tags)."""
         # One copy per chunk: what waited, the chunk, and the zero bytes a read may pass over.
         buffer = b"".join((self._tail, chunk, _REF_PADDING))
         end = len(buffer) - len(_REF_PADDING)
         cut = buffer.rfind(b">", 0, end) + 1  # an attribute never spans a '>': the rest waits
         self._tail = buffer[cut:end]
-        found = _cell_references(buffer, cut)
+        return buffer, cut
+
+    def merge(self, found: _References) -> None:
         self.row_names += found.row_names
         if found.rows is not None and found.columns is not None:
             self.rows = (min(self.rows[0], found.rows[0]), max(self.rows[1], found.rows[1]))
@@ -401,6 +431,9 @@ class _SheetBox:
         if found.row_tags is not None:
             low, high = found.row_tags
             self.row_tags = (min(self.row_tags[0], low), max(self.row_tags[1], high))
+
+    def add(self, chunk: bytes) -> None:
+        self.merge(_cell_references(*self.stitch(chunk)))
 
     def check(self, xml_bytes: int) -> None:
         self.add(b">")
