@@ -24,7 +24,8 @@ the range from the cells present) and merged ranges are clipped to the header ro
 actually present. calamine does allocate the bounding box of the cells present (and aborts the
 process when that fails), so a sheet whose cells are spread over a huge box is refused before
 calamine sees it: the head's references exactly, then every reference of the whole sheet,
-found with array operations while the sheet's XML is inflated once more.
+found with array operations while the sheet's XML is inflated once more (by ISA-L, in a thread
+that scans a share of it too).
 """
 
 from __future__ import annotations
