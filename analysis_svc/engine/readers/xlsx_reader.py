@@ -362,7 +362,8 @@ def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[
                 yield chunk
         return
     inflater = isal_zlib.decompressobj(-15)
-    crc, left, taken, pending = 0, info.file_size, 0, b""
+    crc, left, taken = 0, info.file_size, 0
+    pending: bytes | memoryview = b""
     while left > 0 and not inflater.eof:  # a stream ending early fails its CRC check
         if not pending:
             if taken >= len(raw):
@@ -379,21 +380,22 @@ def _member_chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> Iterator[
         raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
 
 
-def _deflated_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | None:
+def _deflated_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> memoryview | None:
     """The member's deflated bytes, when the archive is in memory and the member is plainly
-    deflated (not encrypted); else None."""
+    deflated (not encrypted); else None. A view: a BytesIO made from bytes gives them back
+    without a copy."""
     source = archive.fp
     if not isinstance(source, io.BytesIO) or info.compress_type != zipfile.ZIP_DEFLATED:
         return None
     if info.flag_bits & 0x1:
         return None
-    with source.getbuffer() as whole:
-        header = bytes(whole[info.header_offset : info.header_offset + _LOCAL_HEADER.size])
-        if len(header) < _LOCAL_HEADER.size or not header.startswith(b"PK\x03\x04"):
-            raise zipfile.BadZipFile(f"{info.filename} has no local header")
-        name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
-        start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-        return bytes(whole[start : start + info.compress_size])
+    whole = memoryview(source.getvalue())
+    header = bytes(whole[info.header_offset : info.header_offset + _LOCAL_HEADER.size])
+    if len(header) < _LOCAL_HEADER.size or not header.startswith(b"PK\x03\x04"):
+        raise zipfile.BadZipFile(f"{info.filename} has no local header")
+    name_length, extra_length = _LOCAL_HEADER.unpack(header)[-2:]
+    start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    return whole[start : start + info.compress_size]
 
 
 class _SheetBox:
