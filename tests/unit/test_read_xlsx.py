@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import itertools
 import pathlib
 import re
+import struct
 import zipfile
 from typing import Any
 
@@ -371,6 +373,23 @@ def test_styled_empty_rows_above_the_table_do_not_hide_it(tmp_path: pathlib.Path
     assert frame["units.1"].iloc[-1] == 1 - count
 
 
+def test_the_head_is_cut_at_its_last_row_even_inside_the_first_chunk() -> None:
+    # 1000 short rows fit in one inflated chunk: the head still ends after _HEAD_XML_ROWS
+    # rows holding a value (the head workbook is parsed cell by cell), closed again.
+    rows = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (i, i, i) for i in range(1, 1001)
+    )
+    sheet = b"<worksheet><sheetData>" + rows + b"</sheetData></worksheet>"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    with zipfile.ZipFile(buffer) as archive:
+        head = read_xlsx._head_xml(archive, "xl/worksheets/sheet1.xml")
+    assert len(sheet) < read_xlsx._CHUNK
+    assert head.count(b"</row>") == read_xlsx._HEAD_XML_ROWS
+    assert head.endswith(b"<v>%d</v></c></row></sheetData></worksheet>" % read_xlsx._HEAD_XML_ROWS)
+
+
 def _table_with_a_far_cell(tmp_path: pathlib.Path, far: str, rows: int) -> pathlib.Path:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
@@ -414,6 +433,26 @@ def test_cell_references_are_found_across_chunk_boundaries() -> None:
         assert box.columns == (2, 16384)
 
 
+@pytest.mark.parametrize("stretch", range(read_xlsx._SCANNED_AHEAD + 1))
+def test_a_far_cell_is_found_whichever_thread_scans_its_stretch(stretch: int) -> None:
+    # The inflating thread scans one stretch in _SCANNED_AHEAD, the caller the others.
+    row = b'<row r="%d"><c r="A%d"><v>1</v></c><c r="B%d"><v>2</v></c></row>'
+    rows = [row % (i, i, i) for i in range(1, 150_000)]
+    ends = itertools.accumulate(map(len, rows))
+    at = next(i for i, end in enumerate(ends) if end > stretch * read_xlsx._CHUNK)
+    rows[at] = rows[at].replace(b'r="B', b'r="XFD', 1)
+    sheet = b"<worksheet><sheetData>" + b"".join(rows) + b"</sheetData></worksheet>"
+    assert len(sheet) > (read_xlsx._SCANNED_AHEAD + 1) * read_xlsx._CHUNK
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    with (
+        zipfile.ZipFile(buffer) as archive,
+        pytest.raises(InvalidInput, match="149999 rows x 16384 columns"),
+    ):
+        read_xlsx._check_whole_sheet_spread(archive, "xl/worksheets/sheet1.xml")
+
+
 def test_the_sheet_inflated_ahead_is_the_sheet_and_stops_with_its_reader() -> None:
     sheet = b"".join(
         b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (i, i, i) for i in range(1, 200_000)
@@ -438,6 +477,54 @@ def test_a_damaged_sheet_inflated_ahead_raises_in_its_reader() -> None:
         info = archive.getinfo("xl/worksheets/sheet1.xml")
         with pytest.raises(zipfile.BadZipFile):
             b"".join(read_xlsx._inflated_ahead(archive, info))
+
+
+def _deflated_sheet(sheet: bytes, crc_delta: int, deflated_delta: int, size_delta: int) -> bytes:
+    """A zip of one deflated sheet whose directory entry declares a CRC, a deflated size and
+    a size off by the deltas (the local header keeps the true ones)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    data = bytearray(buffer.getvalue())
+    entry = data.index(b"PK\x01\x02")
+    crc, deflated, size = struct.unpack_from("<III", data, entry + 16)
+    deltas = (crc_delta, deflated_delta, size_delta)
+    values = [
+        (value + delta) % 2**32 for value, delta in zip((crc, deflated, size), deltas, strict=True)
+    ]
+    struct.pack_into("<III", data, entry + 16, *values)
+    return bytes(data)
+
+
+def _outcome(read: Any) -> Any:
+    try:
+        return read()
+    except (zipfile.BadZipFile, EOFError) as exc:
+        return type(exc)
+
+
+@pytest.mark.parametrize(
+    ("crc_delta", "deflated_delta", "size_delta", "expected"),
+    [
+        (0, 0, 0, bytes),
+        (1, 0, 0, zipfile.BadZipFile),  # a wrong CRC
+        (0, 0, -6, zipfile.BadZipFile),  # declared shorter: cut there, and the CRC fails
+        (0, 0, 100_000, bytes),  # declared longer: the stream's end ends it, the CRC holds
+        (0, -100, 0, zipfile.BadZipFile),  # deflated bytes cut short: the CRC fails
+    ],
+)
+def test_a_deflated_sheet_inflated_ahead_ends_as_zipfile_reads_it(
+    crc_delta: int, deflated_delta: int, size_delta: int, expected: type
+) -> None:
+    sheet = b"".join(
+        b'<row r="%d"><c r="A%d"><v>%d</v></c></row>' % (i, i, i) for i in range(1, 90_000)
+    )
+    data = _deflated_sheet(sheet, crc_delta, deflated_delta, size_delta)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+        ours = _outcome(lambda: b"".join(read_xlsx._inflated_ahead(archive, info)))
+        assert ours == _outcome(lambda: archive.read(info))
+    assert ours == sheet if expected is bytes else ours is expected
 
 
 def _strip_references(xml: bytes, from_row: int) -> bytes:
