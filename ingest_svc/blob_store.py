@@ -839,10 +839,19 @@ class _S3Writer:
         self._part, self._part_bytes, self._part_hasher = [], 0, hashlib.sha256()
         return taken
 
+    async def _oldest_sent(self) -> None:
+        """Wait for the oldest part in flight. Shielded: a cancelled caller must not cancel the
+        task, whose request S3 may already have carried out (`abort` waits for it)."""
+        part = await asyncio.shield(self._in_flight[0])
+        self._in_flight.pop(0)
+        self._sent.append(part)
+
     async def _send(self, part: tuple[Pieces, str]) -> None:
-        self._upload_id = await self._start_upload()
+        # Shielded for the same reason: an upload created in S3 whose reply came after the
+        # caller was cancelled must still be known to `abort`, or it is left behind.
+        self._upload_id = await asyncio.shield(self._start_upload())
         while len(self._in_flight) >= PARTS_IN_FLIGHT:  # bounded memory: wait for the oldest
-            self._sent.append(await self._in_flight.pop(0))
+            await self._oldest_sent()
         number = len(self._sent) + len(self._in_flight) + 1
         data, sha = part
         self._in_flight.append(
@@ -863,7 +872,7 @@ class _S3Writer:
         if rest[0]:
             await self._send(rest)
         while self._in_flight:
-            self._sent.append(await self._in_flight.pop(0))
+            await self._oldest_sent()
         await self._store.complete_multipart(self._key, self._upload_id, self._sent)
         self._done = True
         BLOB_LATENCY.labels("s3", "put").observe(time.perf_counter() - self._started)

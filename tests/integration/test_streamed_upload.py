@@ -189,6 +189,39 @@ async def test_an_aborted_writer_leaves_nothing(moto_server: RunningServer, tmp_
     assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []  # no temp file
 
 
+async def test_a_writer_cancelled_while_its_replies_are_late_leaves_nothing(
+    moto_server: RunningServer,
+) -> None:
+    """The caller goes away while S3 has done CreateMultipartUpload (or a part) but its reply is
+    still on the way: the upload exists in S3 all the same, and the abort must find it."""
+
+    def creates_and_parts(method: str, query: dict[str, list[str]]) -> bool:
+        return (method == "POST" and "uploads" in query) or "partNumber" in query
+
+    with FlakyS3(moto_server.port, lambda method, query: False, hold=creates_and_parts) as front:
+        store = S3BlobStore.from_settings(_settings(front.url, "stream-late"), POLICY)
+        writer = await store.open_writer("jobs/l/input")
+        payload = os.urandom(2 * PART_BYTES + 1)
+
+        async def feed() -> None:
+            for start in range(0, len(payload), CHUNK):
+                await writer.write(payload[start : start + CHUNK])
+
+        feeding = asyncio.create_task(feed())
+
+        async def create_done() -> bool:
+            return front.held >= 1 and not feeding.done()
+
+        await _eventually(create_done, "CreateMultipartUpload reached S3")
+        feeding.cancel()  # as the servicer's task is cancelled when its client goes away
+        with pytest.raises(asyncio.CancelledError):
+            await feeding
+        front.release.set()  # the replies arrive, after the cancellation
+        await writer.abort()
+    assert await _open_uploads(moto_server, "stream-late") == 0
+    assert await _objects(moto_server, "stream-late") == []
+
+
 async def _serve(
     settings: IngestSettings, redis_url: str
 ) -> tuple[GrpcHost, grpc.aio.Channel, ingest_pb2_grpc.IngestServiceStub]:

@@ -1,4 +1,5 @@
-"""An HTTP forwarder in front of a real S3 server that answers 503 to chosen requests once.
+"""An HTTP forwarder in front of a real S3 server that answers 503 to chosen requests once,
+or holds their replies (the request done, its answer late: a reply lost to a cancelled caller).
 
 It also checks what moto does not: a request's declared payload sha256 (SigV4's
 `x-amz-content-sha256`) must be its body's, or it is refused as S3 refuses it.
@@ -36,11 +37,15 @@ class FlakyS3:
 
     `seen` records (method, query) of every request that reached the front, failed or not;
     `mismatched` those whose body was not what its `x-amz-content-sha256` declared (answered 400).
+    A request `hold` picks is carried out upstream, then its reply waits until `release` is set;
+    `held` counts such requests done upstream.
     """
 
-    def __init__(self, target_port: int, fail: Chooser) -> None:
+    def __init__(self, target_port: int, fail: Chooser, hold: Chooser | None = None) -> None:
         self.seen: list[tuple[str, dict[str, list[str]]]] = []
         self.mismatched: list[tuple[str, dict[str, list[str]]]] = []
+        self.held = 0
+        self.release = threading.Event()
         self._lock = threading.Lock()
         front = self
 
@@ -56,6 +61,7 @@ class FlakyS3:
                 with front._lock:
                     front.seen.append((self.command, query))
                     refuse = fail(self.command, query)
+                    late = hold is not None and hold(self.command, query)
                 if refuse:
                     self._answer(503, _UNAVAILABLE)
                     return
@@ -76,6 +82,10 @@ class FlakyS3:
                     data = reply.read()
                 finally:
                     upstream.close()
+                if late:
+                    with front._lock:
+                        front.held += 1
+                    front.release.wait(30)
                 self.send_response(reply.status)
                 for name, value in reply.getheaders():
                     if name.lower() not in _HOP_HEADERS:
@@ -105,5 +115,6 @@ class FlakyS3:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.release.set()
         self._server.shutdown()
         self._server.server_close()
