@@ -267,6 +267,7 @@ _MEMORY_SIGNS = (
     "failed to allocate",
     "cannot allocate memory",
     "failed to launch worker thread",
+    "can't start new thread",
     "resource temporarily unavailable",
 )
 
