@@ -140,7 +140,8 @@ CATALOGUE: dict[ErrorCode, CodeInfo] = {
         job=True,
     ),
     C.BLOB_DOWNLOAD_FAILED: CodeInfo(
-        "the stored upload is gone or unreadable (e.g. an S3 bucket that came back empty)",
+        "the stored upload is gone, unreadable or damaged (e.g. an S3 bucket that came back "
+        "empty, or a blob whose bytes no longer match the sha256 taken at upload)",
         job=True,
     ),
     C.BLOB_UPLOAD_FAILED: CodeInfo(

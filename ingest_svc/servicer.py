@@ -480,11 +480,27 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):  # type: ignore[mis
         key = _blob_key(request.kind, record)
         if key is None:
             await abort(context, ErrorCode.NOT_FOUND, "the job has no such blob")
+        # An input is checked against the sha256 taken as it was uploaded: a blob changed, cut
+        # short or damaged in the store since fails its reader at the end (DATA_LOSS) instead
+        # of being analysed. The chunks go out as they are read; the verdict is the status.
+        expected = record.sha256 if request.kind == ingest_pb2.BLOB_KIND_INPUT else ""
+        digest = hashlib.sha256()
         try:
             async for chunk in self._blobs.read_chunks(key):
+                if expected:
+                    digest.update(chunk)
                 yield ingest_pb2.DownloadResponse(chunk=chunk)
         except BlobNotFound:
             await abort(context, ErrorCode.NOT_FOUND, "the job has no such blob")
+        if expected and digest.hexdigest() != expected:
+            _LOGGER.error("stored input does not match its upload's sha256")
+            await abort(
+                context,
+                ErrorCode.BLOB_DOWNLOAD_FAILED,
+                "The stored upload is damaged: its bytes are no longer those uploaded "
+                "(their sha256 differs). Upload the file again.",
+                status=grpc.StatusCode.DATA_LOSS,
+            )
 
     async def PutArtifact(
         self, request: ingest_pb2.PutArtifactRequest, context: grpc.aio.ServicerContext

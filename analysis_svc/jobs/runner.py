@@ -305,6 +305,8 @@ class JobRunner:
             return TimeoutError()
         if exc.code() is grpc.StatusCode.UNAVAILABLE:
             return TransientFault(f"{text} ({error_code_of(exc) or ErrorCode.UNAVAILABLE.value})")
+        if exc.code() is grpc.StatusCode.DATA_LOSS:  # ingest's own words on a damaged blob
+            return JobFailure(code, f"{text}: {exc.details()}")
         return JobFailure(code, f"{text} ({exc.code().name}).")
 
     async def _insights(self, report: dict[str, Any], timeout_at: float) -> dict[str, Any]:

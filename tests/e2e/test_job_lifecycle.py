@@ -185,6 +185,31 @@ def test_worker_restarts_are_supervised(slow_stack: Stack) -> None:
     )
 
 
+def test_an_input_damaged_in_the_store_fails_its_job(
+    slow_stack: Stack, client: httpx.Client
+) -> None:
+    """An input whose stored bytes changed after its upload is not analysed: the job fails with
+    `blob_download_failed` and says the upload is damaged."""
+    workers = [
+        process.process
+        for name, process in slow_stack.processes.items()
+        if name.startswith("worker-") and process.process is not None
+    ]
+    for popen in workers:  # no worker claims the job while its input is changed
+        popen.send_signal(signal.SIGSTOP)
+    try:
+        job_id = upload(client, "damaged.csv", CSV)["jobId"]
+        (_job_dir(slow_stack, job_id) / "input").write_bytes(CSV.replace(b"7", b"9"))
+    finally:
+        for popen in workers:
+            popen.send_signal(signal.SIGCONT)
+    final = wait_terminal(client, job_id, timeout=30)
+    assert (final["status"], final["error"]) == ("failed", "blob_download_failed")
+    assert "damaged" in final["errorMessage"]
+    assert client.get(f"/api/jobs/{job_id}/error").json()["error"] == "blob_download_failed"
+    assert not _results(slow_stack, job_id)
+
+
 def test_drain_lets_short_jobs_finish(tmp_path: Path) -> None:
     """A job running when SIGTERM arrives is finished by that worker (within its 10 s grace)."""
     env = {"SIMULATED_SLOW_PROCESSING_SECONDS": "0.8", "WORKER_SHUTDOWN_GRACE_SECONDS": "10"}

@@ -103,3 +103,36 @@ async def test_an_unreachable_redis_is_store_unavailable(tmp_path: Path) -> None
         await channel.close()
         await host.stop()
         await redis.aclose()
+
+
+async def _download(stub: ingest_pb2_grpc.IngestServiceStub, job_id: str) -> bytes:
+    call = stub.Download(
+        ingest_pb2.DownloadRequest(job_id=job_id, kind=ingest_pb2.BLOB_KIND_INPUT), timeout=10
+    )
+    return b"".join([message.chunk async for message in call])
+
+
+async def test_a_damaged_input_is_refused_as_data_loss(
+    redis_server: RunningServer, tmp_path: Path
+) -> None:
+    """An input changed, cut short or grown in the store after its upload is never handed out as
+    the job's input: the download ends in DATA_LOSS / blob_download_failed."""
+    redis = await connect_redis(redis_server.url)
+    host, channel, stub = await _serve(redis, tmp_path / "blobs")
+    try:
+        job_id = (await _upload(stub)).job.job_id
+        assert await _download(stub, job_id) == b"a,b\n1,2\n"
+        [stored] = (tmp_path / "blobs" / "jobs").rglob("input")
+        for damaged in (b"a,b\n1,3\n", b"a,b\n1,", b"a,b\n1,2\n3,4\n"):
+            stored.write_bytes(damaged)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _download(stub, job_id)
+            assert refused.value.code() is grpc.StatusCode.DATA_LOSS
+            assert error_code_of(refused.value) == "blob_download_failed"
+            assert "damaged" in (refused.value.details() or "")
+        stored.write_bytes(b"a,b\n1,2\n")  # put back as uploaded: readable again
+        assert await _download(stub, job_id) == b"a,b\n1,2\n"
+    finally:
+        await channel.close()
+        await host.stop()
+        await redis.aclose()
