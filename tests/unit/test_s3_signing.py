@@ -29,15 +29,25 @@ def test_a_known_payload_hash_gives_minios_own_headers() -> None:
     assert _PAYLOAD_SHA256_HEADER not in told  # never sent
 
 
-def test_without_a_known_hash_or_over_https_minio_decides() -> None:
+def test_without_a_known_hash_minio_decides() -> None:
     body = b"abc"
     plain = _KnownPayloadMinio("127.0.0.1:9000", "test", "secret", secure=False)
     own, _ = plain._build_headers("h", None, body, CREDS)
     assert own["x-amz-content-sha256"] == hashlib.sha256(body).hexdigest()
     tls = _KnownPayloadMinio("127.0.0.1:9000", "test", "secret", secure=True)
-    told, _ = tls._build_headers("h", {_PAYLOAD_SHA256_HEADER: "0" * 64}, body, CREDS)
-    assert told["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
-    assert _PAYLOAD_SHA256_HEADER not in told
+    own, _ = tls._build_headers("h", None, body, CREDS)
+    assert (own["x-amz-content-sha256"], "Content-MD5" in own) == ("UNSIGNED-PAYLOAD", True)
+
+
+def test_over_https_a_known_hash_is_signed_instead_of_an_md5() -> None:
+    tls = _KnownPayloadMinio("127.0.0.1:9000", "test", "secret", secure=True)
+    data = os.urandom(9_000)
+    pieces = [data[:4_000], memoryview(data)[4_000:]]
+    sha = hashlib.sha256(data).hexdigest()
+    told, _ = tls._build_headers("h", {_PAYLOAD_SHA256_HEADER: sha}, pieces, CREDS)  # type: ignore[arg-type]
+    assert told["x-amz-content-sha256"] == sha
+    assert "Content-MD5" not in told and _PAYLOAD_SHA256_HEADER not in told
+    assert told["Content-Length"] == "9000"
 
 
 def test_a_body_in_pieces_is_framed_and_signed_as_the_joined_bytes() -> None:
