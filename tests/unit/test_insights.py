@@ -669,3 +669,23 @@ def test_two_trending_series_are_not_called_correlated(tmp_path: Path) -> None:
     frame["cost"] = frame["spending"] * 0.3 + rng.normal(0, 6, 120)
     kept = _report_of(frame, tmp_path, "costs")["correlations"]
     assert [(c["a"], c["b"]) for c in kept] == [("cost", "spending")]
+
+
+def test_a_flow_by_source_is_summed_and_its_leader_is_told_once() -> None:
+    # Yearly generation by source (as a utility's statistics): a flow over the year, so totals;
+    # the leading source's share is the finding, its higher average per row the same one again.
+    years = pd.date_range("2001-01-01", periods=17, freq="YS")
+    rng = np.random.default_rng(3)
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {"year": years, "source": source, "net_generation": base + rng.normal(0, 900, 17)}
+            )
+            for source, base in (("Fossil", 36_000), ("Wind", 8_000), ("Nuclear", 5_000))
+        ]
+    )
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    assert _roles(report)["net_generation"] == "additive"
+    told = [(c["type"], c.get("dimension")) for c in report["candidates"]]
+    assert ("concentration", "source") in told
+    assert ("segment", "source") not in told

@@ -4,6 +4,8 @@ Also the candidates built from other report sections:
 * correlation: score = 0.8 x (|r| - 0.5) / 0.5 (association is worth less than a finding).
 * outliers: score = min(1, pct / 20) for a measure with 1-10 % of values beyond the fences.
 * quality: score = 0.6 for a warning, 0.3 for an info alert.
+A segment that is highest on average where it also leads the measure's total (a concentration
+finding on the same dimension) is that story told twice: only the share is kept.
 The k-th candidate of a type (by score, ties by key) has its score multiplied by 0.9^(k-1), so
 that one kind of finding does not fill the top. Candidates scoring below 0.01 are dropped.
 Ties break by key, so the list is deterministic; it is capped at MAX_CANDIDATES.
@@ -21,10 +23,12 @@ from analysis_svc.engine.insights.common import score
 from analysis_svc.engine.kpis.quality import OUTLIER_MAX_PCT
 from datapilot_runtime.report.insights import (
     TRAILING_TYPES,
+    ConcentrationInsight,
     CorrelationInsight,
     Insight,
     OutliersInsight,
     QualityInsight,
+    SegmentInsight,
 )
 
 MAX_CANDIDATES = 40
@@ -142,6 +146,20 @@ def _quality_numbers(
 def rank(candidates: Iterable[Any]) -> list[dict[str, Any]]:
     """Score descending, ties by key; trailing types last; capped; JSON dicts (camelCase)."""
     items = [_ADAPTER.validate_python(c) for c in candidates]
+    leaders = {
+        (item.dimension, item.measure, item.top)
+        for item in items
+        if isinstance(item, ConcentrationInsight)
+    }
+    items = [
+        item
+        for item in items
+        if not (
+            isinstance(item, SegmentInsight)
+            and item.direction == "high"
+            and (item.dimension, item.measure, item.segment) in leaders
+        )
+    ]
     unique = sorted({item.key: item for item in items}.values(), key=lambda c: (-c.score, c.key))
     # The k-th finding of a type weighs REPEAT_DISCOUNT^(k-1): eight sectors that all fell in
     # 2008 are one story, and the reader's next line should be another kind of finding.

@@ -79,6 +79,10 @@ ADDITIVE_WORDS = frozenset(
     | {"sold", "bookings", "downloads", "installs", "impressions", "calls", "transactions"}
     | {"quantity", "kwh", "consumption", "precipitation", "rainfall", "distance", "miles"}
     | {"tax", "fee", "fees", "tip", "bill", "gross", "paid", "freq", "frequency", "n"}
+    # flows over a period: what was made, sent, counted or happened in it
+    | {"generation", "production", "output", "emissions", "exports", "imports", "shipments"}
+    | {"deliveries", "donations", "claims", "incidents", "accidents", "injuries", "fatalities"}
+    | {"crimes", "arrests", "admissions", "votes", "doses", "mwh", "gwh", "twh", "purchases"}
 )
 # Integer columns that name an entity are codes, not quantities ("flight 1545", "store 12").
 _CODE_WORDS = frozenset(
