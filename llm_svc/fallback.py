@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from datapilot_runtime.report.calendar_names import is_calendar_name
@@ -602,8 +603,8 @@ def fallback_insights(report: Any, limit: int = INSIGHTS_MAX) -> list[InsightDra
     axis = summary.time_axis
     pure = axis is not None and axis.periods is not None and summary.rows == axis.periods
     series_grain = axis.granularity if axis is not None and pure else None
-    findings: list[InsightDraft] = []
-    notes: list[InsightDraft] = []
+    findings: list[tuple[Insight, InsightDraft]] = []
+    notes: list[tuple[Insight, InsightDraft]] = []
     for candidate in candidates_of(report):
         trailing = candidate.type in TRAILING_TYPES
         bucket, room = (notes, MAX_TRAILING_NOTES) if trailing else (findings, limit)
@@ -611,5 +612,18 @@ def fallback_insights(report: Any, limit: int = INSIGHTS_MAX) -> list[InsightDra
             continue
         draft = phrase(candidate, series_grain=series_grain)
         if draft is not None:
-            bucket.append(draft)
-    return findings + notes
+            bucket.append((candidate, draft))
+    return _distinct_titles(findings + notes)
+
+
+def _distinct_titles(drafted: list[tuple[Insight, InsightDraft]]) -> list[InsightDraft]:
+    """Titles that would read alike name their dimension: "Brown leads Freq" twice is "Hair
+    Brown leads Freq" and "Eye Brown leads Freq"."""
+    seen = Counter(draft.title for _candidate, draft in drafted)
+    drafts = []
+    for candidate, draft in drafted:
+        dimension = _column(candidate.dimension, "")
+        if seen[draft.title] > 1 and dimension and not draft.title.startswith(dimension):
+            draft = replace(draft, title=f"{dimension} {draft.title}")
+        drafts.append(draft)
+    return drafts

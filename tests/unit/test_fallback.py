@@ -684,3 +684,13 @@ def test_a_record_or_change_too_small_to_print_is_not_said() -> None:
         update={"value": 1022.4, "previous_value": 1022.3, "change": 0.1, "change_pct": 0.01}
     )
     assert fallback_insights(report_of(record, change)) == []
+
+
+def test_titles_that_would_read_alike_name_their_dimension() -> None:
+    by_eye = CONCENTRATION.model_copy(
+        update={"key": "concentration.sales.channel", "dimension": "channel", "score": 0.8}
+    )
+    titles = [d.title for d in fallback_insights(report_of(CONCENTRATION, by_eye))]
+    assert titles == ["region West leads sales", "channel West leads sales"]
+    (alone,) = fallback_insights(report_of(CONCENTRATION))
+    assert alone.title == "West leads sales"

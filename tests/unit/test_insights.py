@@ -689,3 +689,25 @@ def test_a_flow_by_source_is_summed_and_its_leader_is_told_once() -> None:
     told = [(c["type"], c.get("dimension")) for c in report["candidates"]]
     assert ("concentration", "source") in told
     assert ("segment", "source") not in told
+
+
+def test_a_frequency_table_reports_shares_of_the_count_not_its_average() -> None:
+    # A contingency table (one row per cell, Freq its count): "Male carries 79% of the people
+    # counted", never "the average Freq of Male cells is 108".
+    cells = pd.MultiIndex.from_product(
+        [["1st", "2nd", "3rd", "Crew"], ["Male", "Female"], ["Child", "Adult"], ["No", "Yes"]],
+        names=["Class", "Sex", "Age", "Survived"],
+    ).to_frame(index=False)
+    rng = np.random.default_rng(5)
+    male = np.where(cells["Sex"] == "Male", 4.0, 1.0)
+    adult = np.where(cells["Age"] == "Adult", 10.0, 1.0)
+    cells["Freq"] = np.round(male * adult * rng.uniform(5, 15, len(cells)))
+    report = compute_report(Table(frame=cells, source_format="csv"))
+    shares = {
+        c["dimension"]: c["top"] for c in report["candidates"] if c["type"] == "concentration"
+    }
+    assert shares["Sex"] == "Male" and shares["Age"] == "Adult"
+    averaged = {
+        (c["dimension"], c["segment"]) for c in report["candidates"] if c["type"] == "segment"
+    }
+    assert ("Sex", "Male") not in averaged and ("Age", "Adult") not in averaged

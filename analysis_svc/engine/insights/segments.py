@@ -27,7 +27,7 @@ from analysis_svc.engine.kpis.columns import labels_of
 from datapilot_runtime.report.insights import ConcentrationInsight, SegmentInsight
 
 SEGMENT_MAX_DISTINCT = 50
-CONCENTRATION_MIN_DISTINCT = 3
+CONCENTRATION_MIN_DISTINCT = 2
 CONCENTRATION_MAX_DISTINCT = 1000
 MIN_SEGMENT_ROWS = 10
 MIN_SEGMENT_SHARE = 0.01
