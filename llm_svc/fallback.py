@@ -321,8 +321,9 @@ def _trend(c: TrendInsight, p: _Phrase) -> tuple[str, str] | None:
         if measure.startswith(name)  # never a sentence that starts with a column's name
         else f"{_start(measure)}{per} {moved} over {span},"
     )
+    along = " on its trend line" if c.trend_line else ""
     text = (
-        f"{lead} from {p.number('first_value')} {at} {display(c.first_period)} "
+        f"{lead}{along} from {p.number('first_value')} {at} {display(c.first_period)} "
         f"to {p.number('last_value')} {at} {display(c.last_period)}"
     )
     if c.change_pct is not None and _usable(c.change_pct):

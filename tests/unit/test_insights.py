@@ -711,3 +711,46 @@ def test_a_frequency_table_reports_shares_of_the_count_not_its_average() -> None
         (c["dimension"], c["segment"]) for c in report["candidates"] if c["type"] == "segment"
     }
     assert ("Sex", "Male") not in averaged and ("Age", "Adult") not in averaged
+
+
+def test_a_trend_is_told_by_its_line_when_the_ends_misstate_it() -> None:
+    # Yearly counts drifting from about 4 to about 2, the first year 9 and the last 0: "from 9
+    # to 0 (-100 %)" would be the two years' noise, not the trend.
+    rng = np.random.default_rng(11)
+    years = np.arange(1860, 1960)
+    counts = np.maximum(0, np.round(np.linspace(4, 2, 100) + rng.normal(0, 1.2, 100)))
+    counts[0], counts[-1] = 9, 0
+    report = compute_report(
+        Table(frame=pd.DataFrame({"year": years, "count": counts}), source_format="csv")
+    )
+    (trend,) = [c for c in report["candidates"] if c["type"] == "trend"]
+    assert trend["trendLine"] is True
+    assert 3 < trend["firstValue"] < 5 and 1 < trend["lastValue"] < 3
+    assert -60 < trend["changePct"] < -30
+    steady = np.linspace(100, 400, 60) + rng.normal(0, 5, 60)
+    clean = compute_report(
+        Table(
+            frame=pd.DataFrame({"year": np.arange(1950, 2010), "sales": steady}),
+            source_format="csv",
+        )
+    )
+    (kept,) = [c for c in clean["candidates"] if c["type"] == "trend"]
+    assert kept["trendLine"] is False and kept["firstValue"] == pytest.approx(steady[0], rel=1e-3)
+
+
+def test_an_annual_series_exported_as_time_and_value_runs_on_years() -> None:
+    # R's write.csv of an annual ts: rownames, time 1871..1970, value. The years are the time
+    # axis (a level shift in 1899 is found), not a row number.
+    rng = np.random.default_rng(2)
+    level = np.where(np.arange(100) < 28, 1100.0, 850.0)
+    frame = pd.DataFrame(
+        {
+            "rownames": np.arange(1, 101),
+            "time": np.arange(1871, 1971),
+            "value": level + rng.normal(0, 60, 100),
+        }
+    )
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    assert _roles(report)["time"] == "calendar"
+    shift = _top(report)["level_shift.value"]
+    assert shift["period"] == "1899"

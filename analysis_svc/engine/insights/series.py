@@ -59,6 +59,10 @@ MIN_TREND_PERIODS = 6
 TREND_MAX_P = 0.05
 TREND_MIN_CHANGE = 0.05
 TREND_FULL_SPREADS = 2.0
+# The first and last values tell the change when they move by 2/3 to 1.5 times the trend line
+# over the window; beyond, a noisy or seasonal end says more about its period than the trend
+# (counts from 5 to 0: "-100 %"), and the line's own ends are told instead.
+TREND_ENDS_AGREE = (2 / 3, 1.5)
 SEASON_MIN_AMPLITUDE = 0.1
 SEASON_MIN_STRENGTH = 0.3
 SHIFT_MIN_PERIODS = 10
@@ -313,6 +317,9 @@ def trend(series: Series, axis: str) -> TrendInsight | None:
         return None
     if (last - first) * slope <= 0:
         return None  # the ends contradict the trend (a cycle or noise): no sentence to sign
+    line = _trend_line_ends(x, slope, (last - first) / fitted)
+    if line is not None:
+        first, last = line
     # Against the series' spread: a seasonal or cyclic series that drifts a little scores low.
     impact = min(1.0, abs(fitted) / (TREND_FULL_SPREADS * spread))
     return TrendInsight(
@@ -328,7 +335,22 @@ def trend(series: Series, axis: str) -> TrendInsight | None:
         change_pct=pct(100 * (last - first) / abs(first)) if first else None,
         periods=n,
         significance=round(1 - p, 4),
+        trend_line=line is not None,
     )
+
+
+def _trend_line_ends(x: np.ndarray, slope: float, agreement: float) -> tuple[float, float] | None:
+    """Sen's line (through the median of x - slope t) at both ends, when the data's own ends
+    misstate the change and the line stays within the data's range (a curve's line may not)."""
+    low, high = TREND_ENDS_AGREE
+    if low <= agreement <= high:
+        return None
+    start = float(np.median(x - slope * np.arange(x.shape[0])))
+    end = start + slope * (x.shape[0] - 1)
+    smallest, largest = float(np.min(x)), float(np.max(x))
+    if not (smallest <= min(start, end) and max(start, end) <= largest):
+        return None
+    return start, end
 
 
 # --------------------------------------------------------------------------- season

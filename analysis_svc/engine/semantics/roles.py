@@ -248,6 +248,13 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
         part = calendar_part_of(tokens, low, high)
         if part is not None:
             return Role.CALENDAR, f"integer {part}s ({low:g}-{high:g}): a part of time", part
+        # R's ts exports an annual series as "time" 1871, 1872, ...: years, not a row number.
+        if (
+            token_set
+            and not token_set - _DECIMAL_YEAR_WORDS
+            and _is_decimal_year(numbers, token_set)
+        ):
+            return Role.CALENDAR, f"integer years ({low:g}-{high:g}): a part of time", "year"
         if token_set & _CLOCK_TOKENS and _is_hhmm(numbers):
             return Role.CLOCK, "HHMM clock times (minutes < 60): a time of day", None
         if not token_set - _ROW_NUMBER_WORDS and _is_row_number(numbers, profile):
