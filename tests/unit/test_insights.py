@@ -754,3 +754,16 @@ def test_an_annual_series_exported_as_time_and_value_runs_on_years() -> None:
     assert _roles(report)["time"] == "calendar"
     shift = _top(report)["level_shift.value"]
     assert shift["period"] == "1899"
+
+
+def test_a_count_prefix_names_what_it_counts() -> None:
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "ncases": rng.integers(0, 30, 60),
+            "num_orders": rng.integers(0, 30, 60),
+            "nitrates": rng.uniform(0, 5, 60),  # a concentration: no count prefix in it
+        }
+    )
+    roles = _roles(compute_report(Table(frame=frame, source_format="csv")))
+    assert roles == {"ncases": "additive", "num_orders": "additive", "nitrates": "non_additive"}

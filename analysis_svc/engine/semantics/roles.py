@@ -84,6 +84,7 @@ ADDITIVE_WORDS = frozenset(
     | {"deliveries", "donations", "claims", "incidents", "accidents", "injuries", "fatalities"}
     | {"crimes", "arrests", "admissions", "votes", "doses", "mwh", "gwh", "twh", "purchases"}
 )
+_COUNT_PREFIXES = ("n", "num", "nb", "no", "cnt")
 # Integer columns that name an entity are codes, not quantities ("flight 1545", "store 12").
 _CODE_WORDS = frozenset(
     {"flight", "fips", "station", "route", "account", "store", "dept", "branch", "zip"}
@@ -241,7 +242,7 @@ def _role_of_numbers(profile: ColumnProfile, tokens: list[str]) -> tuple[Role, s
     low, high = float(numbers[0]), float(numbers[-1])
     integers = bool(np.isfinite(numbers).all() and (np.trunc(numbers) == numbers).all())
     token_set = set(tokens)
-    measure_word = token_set & (ADDITIVE_WORDS | NON_ADDITIVE_WORDS | STOCK_WORDS)
+    measure_word = _words(tokens) & (ADDITIVE_WORDS | NON_ADDITIVE_WORDS | STOCK_WORDS)
     if not integers and _is_decimal_year(numbers, token_set):
         return Role.TIME, f"decimal years ({low:g}-{high:g}): the time of each row", "decimal_year"
     if integers:
@@ -290,9 +291,21 @@ def _coordinate(tokens: list[str], low: float, high: float) -> str | None:
     return None
 
 
+def _words(tokens: list[str]) -> set[str]:
+    """A name's words, a count's prefix taken off where what it counts adds up: R's `ncases`
+    and `ndeaths`, `numorders`, `nbvisits` count cases, deaths, orders and visits."""
+    words = set(tokens)
+    for token in tokens:
+        for prefix in _COUNT_PREFIXES:
+            rest = token.removeprefix(prefix)
+            if rest != token and rest in ADDITIVE_WORDS:
+                words.add(rest)
+    return words
+
+
 def measure_additivity(name: str) -> tuple[Role, str]:
     """Additive, non-additive or stock from the measure's name; non-additive when unsure."""
-    tokens = set(name_tokens(name))
+    tokens = _words(name_tokens(name))
     if tokens & NON_ADDITIVE_WORDS:
         word = sorted(tokens & NON_ADDITIVE_WORDS)[0]
         return Role.NON_ADDITIVE, f"a measure named like a rate, price or average ('{word}')"
