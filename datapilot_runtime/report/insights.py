@@ -147,8 +147,8 @@ class TrendInsight(_InsightBase):
     change_pct: float | None
     periods: int
     significance: float = Field(description="1 - p-value of the Mann-Kendall test")
-    trend_line: bool = Field(
-        default=False,
+    trend_line: bool | None = Field(
+        default=None,
         description="first_value and last_value (and change_pct) are the trend line's at the "
         "two ends, not the first and last periods' own values, which would misstate the change",
     )

@@ -335,7 +335,7 @@ def trend(series: Series, axis: str) -> TrendInsight | None:
         change_pct=pct(100 * (last - first) / abs(first)) if first else None,
         periods=n,
         significance=round(1 - p, 4),
-        trend_line=line is not None,
+        trend_line=True if line is not None else None,  # left out of the LLM's view when None
     )
 
 
