@@ -316,6 +316,10 @@ def _trend(c: TrendInsight, p: _Phrase) -> tuple[str, str] | None:
     moved = "rose" if c.direction == "up" else "fell"
     at = _at(c.granularity)
     span = f"{p.number('periods')} {_many(c.granularity)}"
+    if c.span_periods is not None and c.span_periods > c.periods:  # gaps: say both
+        span = (
+            f"{p.number('span_periods')} {_many(c.granularity)} ({p.number('periods')} with data)"
+        )
     lead = (
         f"Over {span}, {measure}{per} {moved}"
         if measure.startswith(name)  # never a sentence that starts with a column's name

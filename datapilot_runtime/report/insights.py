@@ -145,7 +145,11 @@ class TrendInsight(_InsightBase):
     first_value: float
     last_value: float
     change_pct: float | None
-    periods: int
+    periods: int = Field(description="Periods with a value (the points the trend is fitted on)")
+    span_periods: int | None = Field(
+        default=None,
+        description="Periods from the first to the last, gaps included, when some have no value",
+    )
     significance: float = Field(description="1 - p-value of the Mann-Kendall test")
     trend_line: bool | None = Field(
         default=None,

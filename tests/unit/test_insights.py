@@ -768,3 +768,16 @@ def test_a_count_prefix_names_what_it_counts() -> None:
     )
     roles = _roles(compute_report(Table(frame=frame, source_format="csv")))
     assert roles == {"ncases": "additive", "num_orders": "additive", "nitrates": "non_additive"}
+
+
+def test_a_trend_over_years_with_gaps_says_its_span_and_its_points() -> None:
+    # Planes built per year, some years with none: "over 60 years (40 with data)", never
+    # "over 40 years" from 1950 to 2009.
+    rng = np.random.default_rng(8)
+    years = np.array([y for y in range(1950, 2010) if y % 3 != 1])  # 40 of the 60 years
+    frame = pd.DataFrame(
+        {"year": years, "seats": 50 + 2.5 * (years - 1950) + rng.normal(0, 4, years.shape[0])}
+    )
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    (trend,) = [c for c in report["candidates"] if c["type"] == "trend"]
+    assert (trend["periods"], trend["spanPeriods"]) == (40, 60)

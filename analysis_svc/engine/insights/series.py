@@ -318,6 +318,7 @@ def trend(series: Series, axis: str) -> TrendInsight | None:
     if (last - first) * slope <= 0:
         return None  # the ends contradict the trend (a cycle or noise): no sentence to sign
     line = _trend_line_ends(x, slope, (last - first) / fitted)
+    span = int(series.codes[-1] - series.codes[0]) + 1  # periods without a value included
     if line is not None:
         first, last = line
     # Against the series' spread: a seasonal or cyclic series that drifts a little scores low.
@@ -334,6 +335,7 @@ def trend(series: Series, axis: str) -> TrendInsight | None:
         last_value=sig(last),
         change_pct=pct(100 * (last - first) / abs(first)) if first else None,
         periods=n,
+        span_periods=span if span != n else None,
         significance=round(1 - p, 4),
         trend_line=True if line is not None else None,  # left out of the LLM's view when None
     )
