@@ -781,3 +781,18 @@ def test_a_trend_over_years_with_gaps_says_its_span_and_its_points() -> None:
     report = compute_report(Table(frame=frame, source_format="csv"))
     (trend,) = [c for c in report["candidates"] if c["type"] == "trend"]
     assert (trend["periods"], trend["spanPeriods"]) == (40, 60)
+
+
+def test_a_heavy_tail_does_not_hide_a_segment_twice_as_high() -> None:
+    # Departure delays: most flights within minutes, a few hours late. Evening flights wait
+    # twice as long on average; the tail's std must not rank that below trivia.
+    rng = np.random.default_rng(9)
+    hours = rng.choice(["morning", "noon", "evening"], 30_000)
+    typical = rng.normal(0, 8, hours.shape[0])
+    late = rng.random(hours.shape[0]) < np.where(hours == "evening", 0.12, 0.05)
+    delay = typical + np.where(late, rng.exponential(120, hours.shape[0]), 0.0)
+    frame = pd.DataFrame({"slot": hours, "dep_delay": delay})
+    report = compute_report(Table(frame=frame, source_format="csv"))
+    segment = _top(report)["segment.dep_delay.slot"]
+    assert (segment["segment"], segment["direction"]) == ("evening", "high")
+    assert segment["effectSize"] > 0.5 and segment["score"] > 0.3

@@ -184,7 +184,7 @@ def candidates(
     groups = distinct_groupings(groups)
     group_sums = GroupSums()
     spreads = {
-        str(c["name"]): float(c["numeric"]["std"])
+        str(c["name"]): _segment_scale(c["numeric"])
         for c in report["columns"]
         if (c.get("numeric") or {}).get("std") is not None
     }
@@ -327,3 +327,15 @@ def duplicate_rows(profiles: list[ColumnProfile], rows: int) -> int:
             if candidates.shape[0] == 0:
                 return 0
     return int(pd.Series(key).duplicated().sum())
+
+
+def _segment_scale(numeric: dict[str, Any]) -> float:
+    """The spread a segment's difference is measured against: the std, or for a heavy-tailed
+    measure the std its middle half implies (IQR / 1.349), when smaller: a few multi-hour
+    delays inflate the std of every flight's delay and hide that evening flights wait twice
+    as long."""
+    std = float(numeric["std"])
+    low, high = numeric.get("p25"), numeric.get("p75")
+    if low is None or high is None or high <= low:
+        return std
+    return min(std, (float(high) - float(low)) / 1.349)
