@@ -796,3 +796,25 @@ def test_a_heavy_tail_does_not_hide_a_segment_twice_as_high() -> None:
     segment = _top(report)["segment.dep_delay.slot"]
     assert (segment["segment"], segment["direction"]) == ("evening", "high")
     assert segment["effectSize"] > 0.5 and segment["score"] > 0.3
+
+
+def test_profiling_on_threads_gives_the_report_of_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import analysis_svc.engine.kpis.report as report_module
+
+    rng = np.random.default_rng(12)
+    rows = report_module.PROFILE_THREADS_MIN_ROWS
+    frame = pd.DataFrame(
+        {
+            "customer": np.char.add("C", rng.integers(0, rows, rows).astype(str)),
+            "region": rng.choice(["North", "South", "East"], rows),
+            "day": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 400, rows), "D"),
+            "amount": rng.gamma(2.0, 40.0, rows).round(2),
+            "qty": rng.integers(1, 9, rows),
+        }
+    )
+    threaded = compute_report(Table(frame=frame, source_format="csv"))
+    monkeypatch.setattr(report_module, "PROFILE_THREADS_MIN_ROWS", rows + 1)
+    alone = compute_report(Table(frame=frame, source_format="csv"))
+    assert json.dumps(threaded, sort_keys=True) == json.dumps(alone, sort_keys=True)
