@@ -764,7 +764,9 @@ class _S3Writer:
     Up to PARTS_IN_FLIGHT parts travel while the next one fills. A blob smaller than one part is
     a single PUT at `complete` (no multipart round trips for the common small file). The bytes
     are hashed as they arrive (for the blob, and for the part's request signature), a batch at a
-    time in a thread (in order), so a full part goes out at once, already hashed.
+    time in a thread (in order), so a full part goes out at once, already hashed. The first part
+    starts the blob, so its digest is the blob hasher's at the part's end: those bytes (all of a
+    blob under one part, the common case) are hashed once.
     """
 
     def __init__(self, store: S3BlobStore, key: str) -> None:
@@ -775,7 +777,7 @@ class _S3Writer:
         self._unhashed: list[bytes | memoryview] = []  # its pieces not handed to the hashing yet
         self._unhashed_bytes = 0
         self._hasher = hashlib.sha256()
-        self._part_hasher = hashlib.sha256()
+        self._part_hasher: hashlib._Hash | None = None  # None: the first part, the blob's hasher
         self._hashing = _Lane()
         self._upload: asyncio.Task[str] | None = None  # CreateMultipartUpload, its upload id
         self._upload_id = ""
@@ -800,7 +802,8 @@ class _S3Writer:
         def step() -> None:
             for piece in batch:
                 blob.update(piece)
-                part.update(piece)
+                if part is not None:
+                    part.update(piece)
 
         await self._hashing.run(step)
 
@@ -837,7 +840,7 @@ class _S3Writer:
         next part."""
         await self._hash_received()
         await self._hashing.drain()  # its last batch (at most HASH_BATCH_BYTES) is hashed
-        taken = self._part, self._part_hasher.hexdigest()
+        taken = self._part, (self._part_hasher or self._hasher).hexdigest()
         self._part, self._part_bytes, self._part_hasher = [], 0, hashlib.sha256()
         return taken
 
