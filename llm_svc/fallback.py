@@ -54,6 +54,8 @@ from datapilot_runtime.report.insights import (
 from llm_svc.report_view import alias_of, candidates_of, display, humanise, summary_of
 
 INSIGHTS_MAX = 8
+# The members of a correlated group a finding names besides its pair; the rest are "others".
+GROUP_NAMED = 3
 MAX_TRAILING_NOTES = 3
 #: The smallest segment/rest ratio printed: "1.0x" for 64.04 against 61.68 says nothing.
 RATIO_MIN = 1.15
@@ -436,6 +438,17 @@ def _correlation(c: CorrelationInsight, p: _Phrase) -> tuple[str, str] | None:
         f"(r = {p.number('r', lambda v: f'{v:.2f}')} over {p.number('n')} rows); "
         "an association, not a cause"
     )
+    if c.also:
+        p.cite("also")
+        named = [_column(name, "another") for name in c.also[:GROUP_NAMED]]
+        if len(c.also) > GROUP_NAMED:
+            named.append("others")
+        listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+        verb = "is" if len(named) == 1 else "are"
+        return (
+            f"{first}, {second} and more move together",
+            f"{text}. {listed} {verb} strongly associated with them too.",
+        )
     return f"Correlation of {first} and {second}", text + "."
 
 

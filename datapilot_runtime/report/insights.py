@@ -241,6 +241,11 @@ class CorrelationInsight(_InsightBase):
     other: str
     r: float
     n: int
+    also: list[str] = Field(
+        default_factory=list,
+        description="The other measures of its group (linked by pairs of |r| >= 0.9): the"
+        " group's pairs are this one finding",
+    )
 
 
 class OutliersInsight(_InsightBase):

@@ -694,3 +694,14 @@ def test_titles_that_would_read_alike_name_their_dimension() -> None:
     assert titles == ["region West leads sales", "channel West leads sales"]
     (alone,) = fallback_insights(report_of(CONCENTRATION))
     assert alone.title == "West leads sales"
+
+
+def test_a_correlated_group_is_one_finding_that_names_its_other_members() -> None:
+    group = CORRELATION.model_copy(update={"also": ["discount", "returns", "visits", "clicks"]})
+    (draft,) = fallback_insights(report_of(group))
+    assert draft.title == "price, quantity and more move together"  # names keep their case
+    assert draft.text == (
+        "As price rises, quantity tends to fall (r = -0.87 over 1,200 rows); an association, "
+        "not a cause. discount, returns, visits and others are strongly associated with them too."
+    )
+    assert f"candidates.{group.key}.also" in draft.evidence

@@ -133,3 +133,29 @@ def test_skipped_rows_and_missing_header_are_reported(tmp_path: Any) -> None:
     assert report["dataset"]["skippedRows"] == 1
     assert report["dataset"]["rows"] == 199
     assert "alerts.skippedRows" in [alert["key"] for alert in report["alerts"]]
+
+
+def test_numbered_siblings_are_no_correlation_finding() -> None:
+    # A grid of heights (V1..V4): neighbouring columns move together by construction. A pair of
+    # differently named measures in the same table is still reported.
+    rng = np.random.default_rng(3)
+    base = rng.normal(size=ROWS)
+    frame = pd.DataFrame({f"V{i}": base + rng.normal(scale=0.4, size=ROWS) for i in range(1, 5)})
+    frame["load"] = base * 2 + rng.normal(scale=0.8, size=ROWS)
+    keys = [item["key"] for item in _report(frame)["correlations"]]
+    assert keys and all("load" in key for key in keys)
+
+
+def test_measures_tied_in_a_group_are_one_correlation_candidate() -> None:
+    # Four ratings of one judge move together (every pair |r| >= 0.9): one finding naming the
+    # group; a measure only moderately tied to one of them keeps its own pair.
+    rng = np.random.default_rng(8)
+    base = rng.normal(size=ROWS)
+    frame = pd.DataFrame({name: base + rng.normal(scale=0.2, size=ROWS) for name in "abcd"})
+    frame["load"] = base + rng.normal(scale=0.9, size=ROWS)
+    candidates = [c for c in _report(frame)["candidates"] if c["type"] == "correlation"]
+    grouped = [c for c in candidates if c["also"]]
+    assert len(grouped) == 1
+    assert {grouped[0]["measure"], grouped[0]["other"], *grouped[0]["also"]} == set("abcd")
+    assert all("load" in (c["measure"], c["other"]) for c in candidates if not c["also"])
+    assert len(candidates) > 1

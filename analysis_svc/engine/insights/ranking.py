@@ -2,6 +2,8 @@
 
 Also the candidates built from other report sections:
 * correlation: score = 0.8 x (|r| - 0.5) / 0.5 (association is worth less than a finding).
+  Three or more measures linked by pairs of |r| >= GROUP_R (the ratings of a judge, four
+  stock indices) are one finding: their strongest pair, naming the others.
 * outliers: score = min(1, pct / 20) for a measure with 1-10 % of values beyond the fences.
 * quality: score = 0.6 for a warning, 0.3 for an info alert.
 A segment that is highest on average where it also leads the measure's total (a concentration
@@ -39,12 +41,47 @@ _SEVERITY_SCORE = {"warning": 0.6, "info": 0.3}
 # A column of mixed quantities explains why its figures are missing: the first note to read.
 _KIND_SCORE = {"mixedScales": 0.9}
 _ADAPTER: TypeAdapter[Insight] = TypeAdapter(Insight)
+GROUP_R = 0.9
+
+
+def _groups(items: list[dict[str, Any]]) -> dict[frozenset[str], list[str]]:
+    """Groups of 3+ measures linked by pairs of |r| >= GROUP_R (each member that strongly tied
+    to another), as {the group's strongest pair: its other members}; items come strongest
+    first."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            name = parent[name]
+        return name
+
+    strong = [(str(i["a"]), str(i["b"])) for i in items if abs(float(i["r"])) >= GROUP_R]
+    for a, b in strong:
+        parent[root(a)] = root(b)
+    members: dict[str, list[str]] = {}
+    founders: dict[str, tuple[str, str]] = {}
+    for a, b in strong:  # strongest first: a group's first pair founds it
+        group = root(a)
+        founders.setdefault(group, (a, b))
+        for name in (a, b):
+            if name not in members.setdefault(group, []):
+                members[group].append(name)
+    return {
+        frozenset(founders[group]): [m for m in names if m not in founders[group]]
+        for group, names in members.items()
+        if len(names) >= 3
+    }
 
 
 def correlation_insights(items: list[dict[str, Any]]) -> list[CorrelationInsight]:
+    groups = _groups(items)
+    group_of = {name: pair for pair, rest in groups.items() for name in (*pair, *rest)}
     found = []
     for item in items:
         a, b = sorted((str(item["a"]), str(item["b"])))
+        pair = frozenset((a, b))
+        if pair not in groups and a in group_of and group_of[a] == group_of.get(b):
+            continue  # a pair inside a group: told by the group's finding
         r = float(item["r"])
         key = f"correlation.{a}.{b}"
         found.append(
@@ -56,6 +93,7 @@ def correlation_insights(items: list[dict[str, Any]]) -> list[CorrelationInsight
                 evidence=[str(item["key"]) + ".r", str(item["key"]) + ".n"],
                 r=r,
                 n=int(item["n"]),
+                also=groups.get(pair, []),
             )
         )
     return found

@@ -7,11 +7,15 @@ part / whole x 100).
 In a time series (one row per period) two measures that both trend correlate whatever they
 are (population and spending both grow): a pair is kept only when its period-to-period
 changes move together too (|r| >= 0.5 over the changes, the same sign).
+Numbered siblings are left out too: columns whose names differ only in their numbers (V1 and
+V5 of a grid of heights, sales_2019 and sales_2020) are one quantity at two places, which
+move together by construction.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -69,6 +73,7 @@ def correlation_scan(
                 (a, b) in derived
                 or abs(r) >= LINEAR_R
                 or (abs(r) >= RELATED_NAME_R and _related(a, b))
+                or _numbered_siblings(a, b)
             ):
                 continue
             if time_order is not None and not _changes_agree(
@@ -152,6 +157,14 @@ def _item(a: str, b: str, r: float, n: int) -> dict[str, Any]:
             f"(r = {r:.2f} over {n} rows); this does not show that one causes the other."
         ),
     }
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def _numbered_siblings(a: str, b: str) -> bool:
+    """Whether two names differ only in their numbers ("V1"/"V5", "q1_score"/"q3_score")."""
+    return bool(_NUMBER.search(a)) and _NUMBER.sub("#", a.lower()) == _NUMBER.sub("#", b.lower())
 
 
 def _related(a: str, b: str) -> bool:
