@@ -259,8 +259,10 @@ def concentration_insights(
     dimensions: list[ColumnProfile],
     group_sums: GroupSums | None = None,
     label_names: dict[str, dict[str, str]] | None = None,
+    min_lift: float = MIN_CONCENTRATION_LIFT,
 ) -> list[ConcentrationInsight]:
-    """Top-1 / top-3 shares of each additive, non-negative measure by each dimension."""
+    """Top-1 / top-3 shares of each additive, non-negative measure by each dimension; the top
+    share must be ``min_lift`` x its share of the rows."""
     found: list[ConcentrationInsight] = []
     cache = group_sums or GroupSums()
     weighted: list[tuple[str, np.ndarray]] = []
@@ -280,14 +282,19 @@ def concentration_insights(
                 continue
             totals = cache.sums(dimension, name, weights)
             rows = cache.rows(dimension)
-            item = _concentration(name, totals, rows, dimension.name, labels)
+            item = _concentration(name, totals, rows, dimension.name, labels, min_lift)
             if item is not None:
                 found.append(item)
     return found
 
 
 def _concentration(
-    measure: str, totals: np.ndarray, rows: np.ndarray, dimension: str, labels: np.ndarray
+    measure: str,
+    totals: np.ndarray,
+    rows: np.ndarray,
+    dimension: str,
+    labels: np.ndarray,
+    min_lift: float,
 ) -> ConcentrationInsight | None:
     grand = float(totals.sum())
     if grand <= 0:
@@ -302,7 +309,7 @@ def _concentration(
     k = min(TOP_K, segments - 1)
     labelled = float(rows.sum())
     rows_share = float(rows[order[0]]) / labelled if labelled > 0 else 1.0
-    if rows_share >= 1.0 or top_share < MIN_CONCENTRATION_LIFT * rows_share:
+    if rows_share >= 1.0 or top_share < min_lift * rows_share:
         return None
     excess = (top_share - rows_share) / (1.0 - rows_share)
     value = score(max(0.0, excess) ** 0.75)
