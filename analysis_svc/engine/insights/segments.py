@@ -4,9 +4,11 @@ segment: for each (measure, dimension with 2-50 values), the segment (>= MIN_SEG
 and >= 1 % of rows up to 100) whose mean differs most from the rest of the rows, by effect size
 d = (segment mean - rest mean) / std of the measure. significance = 1 - p of the z statistic
 d / sqrt(1/n_segment + 1/n_rest), Bonferroni over the dimension's segments.
-score = min(1, |d| / 1.5) x significance x min(1, rows / 30) x impact, where impact =
+score = min(1, |d| / 1.5) x significance x min(1, rows / 30) x impact x coverage, where impact =
 sqrt(min(1, |segment mean / rest mean - 1| / 0.5)) when both means are positive (a segment 4 %
-above the rest is not a finding however consistent), else 1.
+above the rest is not a finding however consistent), else 1, and coverage =
+sqrt(min(1, segment's share of the rows / 5 %)): the one airline of 0.2 % of the flights that
+flies to Hawaii has the longest air time, a fact about few rows, not the table's finding.
 
 concentration: for each (additive non-negative measure, dimension with 3-1000 values), the
 share of the total held by the top value and the top 3. score = excess^0.75, where excess =
@@ -36,6 +38,7 @@ MIN_EFFECT = 0.2
 FULL_EFFECT = 1.5
 FULL_ROWS = 30
 FULL_RELATIVE = 0.5
+FULL_COVERAGE = 0.05
 MIN_CONCENTRATION_SCORE = 0.05
 MIN_CONCENTRATION_LIFT = 1.25
 TOP_K = 3
@@ -227,6 +230,7 @@ def _segment(
     ratio = value / rest if rest != 0 and value / rest > 0 else None
     positive = value > 0 and rest > 0 and ratio is not None and math.isfinite(ratio)
     impact = math.sqrt(min(1.0, abs(ratio - 1) / FULL_RELATIVE)) if positive and ratio else 1.0
+    coverage = math.sqrt(min(1.0, float(rows[best]) / total_rows / FULL_COVERAGE))
     key = f"segment.{measure}.{dimension}"
     return SegmentInsight(
         key=key,
@@ -235,6 +239,7 @@ def _segment(
             * significance
             * min(1.0, rows[best] / FULL_ROWS)
             * impact
+            * coverage
         ),
         measure=measure,
         dimension=dimension,
