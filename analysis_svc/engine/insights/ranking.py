@@ -45,7 +45,7 @@ GROUP_R = 0.9
 
 
 def _groups(items: list[dict[str, Any]]) -> dict[frozenset[str], list[str]]:
-    """Groups of 3+ measures linked by pairs of |r| >= GROUP_R (each member that strongly tied
+    """Groups of 3+ measures linked by pairs of |r| >= GROUP_R (each member tied that strongly
     to another), as {the group's strongest pair: its other members}; items come strongest
     first."""
     parent: dict[str, str] = {}

@@ -225,11 +225,15 @@ def candidates(
 
 
 def _is_cross_tab(groups: list[ColumnProfile]) -> bool:
-    """Whether each row is one cell of a table: >= 2 dimensions whose combinations never repeat
-    (UCBAdmissions: Admit x Gender x Dept, one row each with its Freq)."""
+    """Whether each row is one cell of a table: >= 2 dimensions, each value on 2+ rows on
+    average, whose combinations never repeat (UCBAdmissions: Admit x Gender x Dept, one row
+    each with its Freq). A dimension of one value per row (a store's name) makes a table of
+    entities, not of cells."""
     if len(groups) < 2 or groups[0].rows > CROSS_TAB_MAX_ROWS:
         return False
     rows = groups[0].rows
+    if any(2 * g.distinct > rows for g in groups):
+        return False
     radices = [g.distinct + 1 for g in groups]  # + 1: missing (code -1) is a value too
     combinations = float(np.prod([float(r) for r in radices]))
     if rows < CROSS_TAB_MIN_ROWS or combinations < rows or combinations >= _KEY_LIMIT:
